@@ -1,0 +1,174 @@
+// Package config holds the server configuration: its defaults, the flags
+// that set it, and loading from a YAML file, HERALD_* environment variables
+// and the command line. Precedence, highest first: command-line flags,
+// environment variables, the config file, built-in defaults. It imports no
+// other package of Herald.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/providers/posflag"
+	"github.com/knadh/koanf/v2"
+	"github.com/spf13/pflag"
+)
+
+// EnvPrefix starts every environment variable the server reads.
+const EnvPrefix = "HERALD_"
+
+// Config is the server configuration. Each field's key is the name of its
+// flag, in the config file too; its environment variable is the key in
+// upper case with '-' as '_' behind EnvPrefix (http -> HERALD_HTTP).
+type Config struct {
+	HTTP     string `koanf:"http"`
+	TCP      string `koanf:"tcp"`
+	Insecure bool   `koanf:"insecure"`
+	LogLevel string `koanf:"log-level"`
+
+	PingInterval     time.Duration `koanf:"ping-interval"`
+	PongTimeout      time.Duration `koanf:"pong-timeout"`
+	HandshakeTimeout time.Duration `koanf:"handshake-timeout"`
+	ShutdownTimeout  time.Duration `koanf:"shutdown-timeout"`
+
+	MaxFrameBytes    int     `koanf:"max-frame-bytes"`
+	MaxOutboundBytes int     `koanf:"max-outbound-bytes"`
+	OpsPerSecond     float64 `koanf:"ops-per-second"`
+	OpsBurst         int     `koanf:"ops-burst"`
+	MaxSubscriptions int     `koanf:"max-subscriptions"`
+	MaxConnsPerUser  int     `koanf:"max-connections-per-user"`
+	MaxStrikes       int     `koanf:"max-strikes"`
+	Writers          int     `koanf:"writers"`
+}
+
+// Default returns the built-in defaults.
+func Default() Config {
+	return Config{
+		HTTP:             "127.0.0.1:7600",
+		TCP:              "127.0.0.1:7601",
+		LogLevel:         "info",
+		PingInterval:     25 * time.Second,
+		PongTimeout:      10 * time.Second,
+		HandshakeTimeout: 10 * time.Second,
+		ShutdownTimeout:  10 * time.Second,
+		MaxFrameBytes:    64 << 10,
+		MaxOutboundBytes: 1 << 20,
+		OpsPerSecond:     50,
+		OpsBurst:         100,
+		MaxSubscriptions: 128,
+		MaxConnsPerUser:  16,
+		MaxStrikes:       10,
+	}
+}
+
+// RegisterFlags defines one flag per field on fs, with the defaults as
+// their defaults, plus --config for the file path.
+func RegisterFlags(fs *pflag.FlagSet) {
+	d := Default()
+	fs.String("config", "", "YAML config file; keys are these flag names (env "+EnvPrefix+"CONFIG)")
+	fs.String("http", d.HTTP, "HTTP listen address: WebSocket at /ws, server API under /v1")
+	fs.String("tcp", d.TCP, "raw TCP listen address (newline-delimited JSON); empty disables it")
+	fs.Bool("insecure", d.Insecure, "development only: accept the user id a client declares, without a token")
+	fs.String("log-level", d.LogLevel, "log level: debug, info, warn or error")
+	fs.Duration("ping-interval", d.PingInterval, "how often the server pings each client")
+	fs.Duration("pong-timeout", d.PongTimeout, "how long past a ping interval a silent client is kept")
+	fs.Duration("handshake-timeout", d.HandshakeTimeout, "time a new connection has to send a successful connect")
+	fs.Duration("shutdown-timeout", d.ShutdownTimeout, "how long a graceful shutdown may take")
+	fs.Int("max-frame-bytes", d.MaxFrameBytes, "largest frame or line a client may send")
+	fs.Int("max-outbound-bytes", d.MaxOutboundBytes, "bytes queued for one connection before it is dropped as a slow consumer")
+	fs.Float64("ops-per-second", d.OpsPerSecond, "operations per second one connection may sustain")
+	fs.Int("ops-burst", d.OpsBurst, "operations one connection may send in a burst")
+	fs.Int("max-subscriptions", d.MaxSubscriptions, "channels one connection may subscribe to (0: no limit)")
+	fs.Int("max-connections-per-user", d.MaxConnsPerUser, "connections one user may hold at once (0: no limit)")
+	fs.Int("max-strikes", d.MaxStrikes, "failed operations in a row before a connection is closed (0: never)")
+	fs.Int("writers", d.Writers, "goroutines writing to sockets (0: one per CPU)")
+}
+
+// Load reads the configuration: defaults, then the config file (from
+// --config or HERALD_CONFIG), then the environment, then the flags set on
+// the command line. environ is os.Environ in production.
+func Load(fs *pflag.FlagSet, environ func() []string) (Config, error) {
+	k := koanf.New(".")
+	path, _ := fs.GetString("config")
+	if path == "" {
+		path = lookup(environ, EnvPrefix+"CONFIG")
+	}
+	if path != "" {
+		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+			return Config{}, fmt.Errorf("read config file %s: %w", path, err)
+		}
+		for _, key := range k.Keys() {
+			if fs.Lookup(key) == nil || key == "config" {
+				return Config{}, fmt.Errorf("config file %s: unknown key %q", path, key)
+			}
+		}
+	}
+	err := k.Load(env.Provider(".", env.Opt{
+		Prefix:      EnvPrefix,
+		EnvironFunc: environ,
+		TransformFunc: func(name, value string) (string, any) {
+			key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, EnvPrefix)), "_", "-")
+			if key == "config" || fs.Lookup(key) == nil {
+				return "", nil
+			}
+			return key, value
+		},
+	}), nil)
+	if err != nil {
+		return Config{}, fmt.Errorf("read environment: %w", err)
+	}
+	// Flags set on the command line override everything; unset flags only
+	// supply defaults for keys nothing else set.
+	if err := k.Load(posflag.Provider(fs, ".", k), nil); err != nil {
+		return Config{}, fmt.Errorf("read flags: %w", err)
+	}
+	var c Config
+	if err := k.UnmarshalWithConf("", &c, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return c, c.Validate()
+}
+
+func lookup(environ func() []string, name string) string {
+	for _, kv := range environ() {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// Validate reports every invalid setting at once.
+func (c Config) Validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(c.HTTP != "", "http: a listen address is required")
+	check(c.PingInterval >= time.Second, "ping-interval: must be at least 1s, got %s", c.PingInterval)
+	check(c.PongTimeout >= time.Second, "pong-timeout: must be at least 1s, got %s", c.PongTimeout)
+	check(c.HandshakeTimeout > 0, "handshake-timeout: must be positive")
+	check(c.ShutdownTimeout > 0, "shutdown-timeout: must be positive")
+	check(c.MaxFrameBytes >= 256, "max-frame-bytes: must be at least 256, got %d", c.MaxFrameBytes)
+	check(c.MaxOutboundBytes >= c.MaxFrameBytes, "max-outbound-bytes: must be at least max-frame-bytes (%d), got %d", c.MaxFrameBytes, c.MaxOutboundBytes)
+	check(c.OpsPerSecond > 0, "ops-per-second: must be positive")
+	check(c.OpsBurst >= 1, "ops-burst: must be at least 1")
+	check(c.MaxSubscriptions >= 0, "max-subscriptions: must not be negative")
+	check(c.MaxConnsPerUser >= 0, "max-connections-per-user: must not be negative")
+	check(c.MaxStrikes >= 0, "max-strikes: must not be negative")
+	check(c.Writers >= 0, "writers: must not be negative")
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log-level: want debug, info, warn or error, got %q", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+

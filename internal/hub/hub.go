@@ -1,0 +1,232 @@
+// Package hub is the online registry: which users are connected and on
+// which connections, which connections subscribe to which channels, and
+// fan-out to them. It is sharded by name so that one busy channel or user
+// does not serialise the others. The hub never blocks on I/O: delivering a
+// frame to a Subscriber only queues it.
+package hub
+
+import (
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+
+	"github.com/heraldpush/herald/internal/protocol"
+)
+
+// Subscriber is one client connection as the hub sees it.
+type Subscriber interface {
+	// User is the authenticated user id of the connection.
+	User() string
+	// Deliver queues f for the connection. It must not block and must not
+	// call back into the hub.
+	Deliver(f *protocol.Frame)
+}
+
+const numShards = 64
+
+// Hub is the sharded registry. The zero value is not usable; call New.
+type Hub struct {
+	seed   maphash.Seed
+	shards [numShards]shard
+	conns  atomic.Int64 // registered connections
+}
+
+type shard struct {
+	mu       sync.RWMutex
+	channels map[string]*set
+	users    map[string]*set
+	// conns holds every connection whose user hashes to this shard; it is
+	// what Broadcast walks.
+	conns set
+}
+
+// New returns an empty hub.
+func New() *Hub {
+	h := &Hub{seed: maphash.MakeSeed()}
+	for i := range h.shards {
+		h.shards[i].channels = make(map[string]*set)
+		h.shards[i].users = make(map[string]*set)
+	}
+	return h
+}
+
+func (h *Hub) shard(name string) *shard {
+	return &h.shards[maphash.String(h.seed, name)%numShards]
+}
+
+// Register adds a connection under its user. When maxPerUser > 0 and the
+// user already has that many connections, it returns false and registers
+// nothing.
+func (h *Hub) Register(sub Subscriber, maxPerUser int) bool {
+	s := h.shard(sub.User())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	conns := s.users[sub.User()]
+	if conns == nil {
+		conns = &set{}
+		s.users[sub.User()] = conns
+	}
+	if maxPerUser > 0 && conns.len() >= maxPerUser {
+		if conns.len() == 0 {
+			delete(s.users, sub.User())
+		}
+		return false
+	}
+	if conns.add(sub) {
+		s.conns.add(sub)
+		h.conns.Add(1)
+	}
+	return true
+}
+
+// Unregister removes a connection and every subscription listed in channels.
+// It is idempotent.
+func (h *Hub) Unregister(sub Subscriber, channels []string) {
+	for _, ch := range channels {
+		h.Unsubscribe(sub, ch)
+	}
+	s := h.shard(sub.User())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if conns := s.users[sub.User()]; conns != nil && conns.remove(sub) {
+		if conns.len() == 0 {
+			delete(s.users, sub.User())
+		}
+		s.conns.remove(sub)
+		h.conns.Add(-1)
+	}
+}
+
+// Subscribe adds sub to channel and reports whether it was not yet there.
+func (h *Hub) Subscribe(sub Subscriber, channel string) bool {
+	s := h.shard(channel)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	subs := s.channels[channel]
+	if subs == nil {
+		subs = &set{}
+		s.channels[channel] = subs
+	}
+	return subs.add(sub)
+}
+
+// Unsubscribe removes sub from channel and reports whether it was there.
+func (h *Hub) Unsubscribe(sub Subscriber, channel string) bool {
+	s := h.shard(channel)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	subs := s.channels[channel]
+	if subs == nil || !subs.remove(sub) {
+		return false
+	}
+	if subs.len() == 0 {
+		delete(s.channels, channel)
+	}
+	return true
+}
+
+// Publish delivers f to every subscriber of channel and returns how many
+// connections it reached.
+func (h *Hub) Publish(channel string, f *protocol.Frame) int {
+	s := h.shard(channel)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return deliverAll(s.channels[channel], f)
+}
+
+// SendToUser delivers f to every connection of user and returns how many
+// connections it reached.
+func (h *Hub) SendToUser(user string, f *protocol.Frame) int {
+	s := h.shard(user)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return deliverAll(s.users[user], f)
+}
+
+// Broadcast delivers f to every registered connection and returns how many
+// it reached.
+func (h *Hub) Broadcast(f *protocol.Frame) int {
+	n := 0
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.RLock()
+		n += deliverAll(&s.conns, f)
+		s.mu.RUnlock()
+	}
+	return n
+}
+
+func deliverAll(subs *set, f *protocol.Frame) int {
+	if subs == nil {
+		return 0
+	}
+	for _, sub := range subs.members {
+		sub.Deliver(f)
+	}
+	return len(subs.members)
+}
+
+// Connections returns the number of registered connections.
+func (h *Hub) Connections() int { return int(h.conns.Load()) }
+
+// UserConnections returns how many connections user has open.
+func (h *Hub) UserConnections(user string) int {
+	s := h.shard(user)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if conns := s.users[user]; conns != nil {
+		return conns.len()
+	}
+	return 0
+}
+
+// Subscribers returns the number of connections subscribed to channel.
+func (h *Hub) Subscribers(channel string) int {
+	s := h.shard(channel)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if subs := s.channels[channel]; subs != nil {
+		return subs.len()
+	}
+	return 0
+}
+
+// ChannelUsers returns the distinct users subscribed to channel.
+func (h *Hub) ChannelUsers(channel string) []string {
+	s := h.shard(channel)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	subs := s.channels[channel]
+	if subs == nil {
+		return nil
+	}
+	seen := make(map[string]struct{}, subs.len())
+	users := make([]string, 0, subs.len())
+	for _, sub := range subs.members {
+		if _, ok := seen[sub.User()]; !ok {
+			seen[sub.User()] = struct{}{}
+			users = append(users, sub.User())
+		}
+	}
+	return users
+}
+
+// Stats are registry totals.
+type Stats struct {
+	Connections int `json:"connections"`
+	Users       int `json:"users"`
+	Channels    int `json:"channels"`
+}
+
+// Stats returns the current totals.
+func (h *Hub) Stats() Stats {
+	st := Stats{Connections: h.Connections()}
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.RLock()
+		st.Users += len(s.users)
+		st.Channels += len(s.channels)
+		s.mu.RUnlock()
+	}
+	return st
+}

@@ -1,0 +1,181 @@
+package protocol
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"strconv"
+)
+
+// Wire is a framing of server frames on a transport.
+type Wire uint8
+
+const (
+	// WireWebSocket frames each JSON document as one unmasked, final
+	// WebSocket text frame.
+	WireWebSocket Wire = iota
+	// WireLine frames each JSON document as one line ending in '\n'.
+	WireLine
+)
+
+// maxWSHeader is the largest header of an unmasked server-to-client
+// WebSocket frame: 2 bytes plus an 8-byte extended length.
+const maxWSHeader = 10
+
+// Frame is one encoded server frame, ready for every wire form at once. It
+// is built once per message and shared, read-only, by every connection that
+// receives it: the buffer holds [WebSocket header][JSON]['\n'], and each wire
+// form is a sub-slice of it, so no connection copies or re-encodes it.
+type Frame struct {
+	buf   []byte // [maxWSHeader reserved][payload]['\n']
+	wsOff int    // where the WebSocket header starts
+}
+
+// Bytes returns the frame as it goes on the given wire. The caller must not
+// modify the returned slice.
+func (f *Frame) Bytes(w Wire) []byte {
+	if w == WireLine {
+		return f.buf[maxWSHeader:]
+	}
+	return f.buf[f.wsOff : len(f.buf)-1]
+}
+
+// Payload returns the JSON document alone.
+func (f *Frame) Payload() []byte { return f.buf[maxWSHeader : len(f.buf)-1] }
+
+// Size is the number of bytes the frame adds to a connection's queue; the
+// larger of its wire forms.
+func (f *Frame) Size() int { return len(f.buf) - f.wsOff }
+
+// newFrameBuffer returns a buffer with room reserved for the WebSocket header,
+// ready for the payload to be appended.
+func newFrameBuffer(payloadHint int) []byte {
+	buf := make([]byte, maxWSHeader, maxWSHeader+payloadHint+1)
+	return buf
+}
+
+// seal terminates the payload and writes the WebSocket header in front of it.
+func seal(buf []byte) *Frame {
+	n := len(buf) - maxWSHeader
+	buf = append(buf, '\n')
+	var off int
+	switch {
+	case n < 126:
+		off = maxWSHeader - 2
+		buf[off+1] = byte(n)
+	case n <= 0xFFFF:
+		off = maxWSHeader - 4
+		buf[off+1] = 126
+		binary.BigEndian.PutUint16(buf[off+2:], uint16(n))
+	default:
+		off = 0
+		buf[1] = 127
+		binary.BigEndian.PutUint64(buf[2:], uint64(n))
+	}
+	buf[off] = 0x81 // FIN + text opcode
+	return &Frame{buf: buf, wsOff: off}
+}
+
+// EncodeJSON marshals v into a Frame. It is for the rare frames (replies,
+// disconnects); messages use Message.Frame, which avoids reflection.
+func EncodeJSON(v any) *Frame {
+	payload, err := json.Marshal(v)
+	if err != nil {
+		// Every value the server encodes is a plain struct of strings,
+		// numbers and raw JSON already validated; failure is a bug.
+		panic("protocol: encode frame: " + err.Error())
+	}
+	buf := newFrameBuffer(len(payload))
+	return seal(append(buf, payload...))
+}
+
+// Kind is how a message was addressed.
+type Kind string
+
+// Message kinds.
+const (
+	KindBroadcast Kind = "broadcast"
+	KindChannel   Kind = "channel"
+	KindDirect    Kind = "direct"
+)
+
+// Message is a delivered message. The server sets every field except Data;
+// From is the sender's user id as the server authenticated it, empty for
+// messages pushed through the server API.
+type Message struct {
+	ID      string          `json:"id"`
+	Kind    Kind            `json:"kind"`
+	Channel string          `json:"channel,omitempty"`
+	To      string          `json:"to,omitempty"`
+	From    string          `json:"from,omitempty"`
+	Time    int64           `json:"ts"` // Unix milliseconds
+	Data    json.RawMessage `json:"data"`
+}
+
+// Frame encodes the message push. Names and ids are validated to need no
+// JSON escaping and Data is compacted JSON, so the encoding is a plain
+// append with a single allocation.
+func (m *Message) Frame() *Frame {
+	buf := newFrameBuffer(64 + len(m.ID) + len(m.Channel) + len(m.To) + len(m.From) + len(m.Data))
+	buf = append(buf, `{"type":"message","id":"`...)
+	buf = append(buf, m.ID...)
+	buf = append(buf, `","kind":"`...)
+	buf = append(buf, m.Kind...)
+	if m.Channel != "" {
+		buf = append(buf, `","channel":"`...)
+		buf = append(buf, m.Channel...)
+	}
+	if m.To != "" {
+		buf = append(buf, `","to":"`...)
+		buf = append(buf, m.To...)
+	}
+	if m.From != "" {
+		buf = append(buf, `","from":"`...)
+		buf = append(buf, m.From...)
+	}
+	buf = append(buf, `","ts":`...)
+	buf = strconv.AppendInt(buf, m.Time, 10)
+	buf = append(buf, `,"data":`...)
+	buf = append(buf, m.Data...)
+	buf = append(buf, '}')
+	return seal(buf)
+}
+
+// Reply answers a client operation that carried an id, or reports an error
+// for one that did not (then ID is 0 and omitted).
+type Reply struct {
+	Type   string `json:"type"` // always "reply"
+	ID     uint64 `json:"id,omitempty"`
+	Result any    `json:"result,omitempty"`
+	Error  *Error `json:"error,omitempty"`
+}
+
+// ReplyFrame encodes a reply; err nil means success.
+func ReplyFrame(id uint64, result any, err *Error) *Frame {
+	return EncodeJSON(Reply{Type: "reply", ID: id, Result: result, Error: err})
+}
+
+// ConnectResult is the result of a successful connect.
+type ConnectResult struct {
+	Client       string `json:"client"`        // this connection's id
+	User         string `json:"user"`          // the authenticated user id
+	PingInterval int    `json:"ping_interval"` // seconds between server pings
+	PongTimeout  int    `json:"pong_timeout"`  // seconds the server waits past a ping
+}
+
+// PublishResult is the result of publish, send and broadcast.
+type PublishResult struct {
+	ID string `json:"id"` // the message id
+}
+
+// DisconnectFrame encodes the push sent just before the server closes a
+// connection.
+func DisconnectFrame(d Disconnect) *Frame {
+	return EncodeJSON(struct {
+		Type string `json:"type"`
+		Disconnect
+	}{"disconnect", d})
+}
+
+// PingFrame is the server heartbeat. It is the same for every connection, so
+// it is encoded once.
+var PingFrame = seal(append(newFrameBuffer(15), `{"type":"ping"}`...))

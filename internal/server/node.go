@@ -1,0 +1,77 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/rs/xid"
+
+	"github.com/heraldpush/herald/internal/protocol"
+	"github.com/heraldpush/herald/internal/session"
+)
+
+// node implements session.Node: it is how a client connection reaches
+// authentication, the registry and routing.
+type node struct{ s *Server }
+
+var _ session.Node = node{}
+
+func (n node) Authenticate(_ context.Context, req *protocol.Request) (session.Identity, *protocol.Error) {
+	if n.s.cfg.Insecure {
+		if req.User == "" {
+			return session.Identity{}, protocol.Errorf(protocol.CodeMissingField, "field \"user\" is required: this server runs in insecure mode and takes the declared user id")
+		}
+		return session.Identity{User: req.User}, nil
+	}
+	return session.Identity{}, protocol.Errorf(protocol.CodeUnauthorized, "this server has no authentication configured; start it with --insecure for development")
+}
+
+func (n node) Register(s *session.Session) *protocol.Error {
+	if !n.s.hub.Register(s, n.s.cfg.MaxConnsPerUser) {
+		return protocol.Errorf(protocol.CodeTooManyConnections, "user %q already has %d connections open", s.User(), n.s.cfg.MaxConnsPerUser)
+	}
+	return nil
+}
+
+func (n node) Unregister(s *session.Session, channels []string) {
+	n.s.hub.Unregister(s, channels)
+}
+
+func (n node) Subscribe(_ context.Context, s *session.Session, channel string) *protocol.Error {
+	n.s.hub.Subscribe(s, channel)
+	return nil
+}
+
+func (n node) Unsubscribe(s *session.Session, channel string) {
+	n.s.hub.Unsubscribe(s, channel)
+}
+
+func (n node) Route(ctx context.Context, s *session.Session, req *protocol.Request) (string, *protocol.Error) {
+	m := &protocol.Message{From: s.User(), Data: req.Data}
+	switch req.Op {
+	case protocol.OpPublish:
+		m.Kind, m.Channel = protocol.KindChannel, req.Channel
+	case protocol.OpSend:
+		m.Kind, m.To = protocol.KindDirect, req.To
+	case protocol.OpBroadcast:
+		m.Kind = protocol.KindBroadcast
+	}
+	n.s.Deliver(ctx, m)
+	return m.ID, nil
+}
+
+// Deliver stamps m with an id and the server time and delivers it to every
+// connection it addresses. It returns the number of connections reached.
+func (s *Server) Deliver(_ context.Context, m *protocol.Message) int {
+	m.ID = xid.New().String()
+	m.Time = time.Now().UnixMilli()
+	f := m.Frame()
+	switch m.Kind {
+	case protocol.KindChannel:
+		return s.hub.Publish(m.Channel, f)
+	case protocol.KindDirect:
+		return s.hub.SendToUser(m.To, f)
+	default:
+		return s.hub.Broadcast(f)
+	}
+}

@@ -1,0 +1,159 @@
+// Package server is the composition root: it builds every part of Herald
+// from a Config, runs them under one context and shuts them down in order.
+// It is the only package that knows every other.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"syscall"
+
+	"github.com/heraldpush/herald/internal/config"
+	"github.com/heraldpush/herald/internal/hub"
+	"github.com/heraldpush/herald/internal/protocol"
+	"github.com/heraldpush/herald/internal/session"
+	"github.com/heraldpush/herald/internal/transport"
+)
+
+// Server is one Herald node.
+type Server struct {
+	cfg config.Config
+	log *slog.Logger
+	hub *hub.Hub
+	mgr *session.Manager
+	tr  *transport.Server
+
+	cancelRun context.CancelFunc
+	runDone   chan error
+}
+
+// New builds a server from cfg; Start runs it.
+func New(cfg config.Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, hub: hub.New()}
+	writers := cfg.Writers
+	if writers == 0 {
+		writers = runtime.GOMAXPROCS(0)
+	}
+	s.mgr = session.NewManager(session.Limits{
+		PingInterval:     cfg.PingInterval,
+		PongTimeout:      cfg.PongTimeout,
+		HandshakeTimeout: cfg.HandshakeTimeout,
+		MaxFrameBytes:    cfg.MaxFrameBytes,
+		MaxOutboundBytes: cfg.MaxOutboundBytes,
+		OpsPerSecond:     cfg.OpsPerSecond,
+		OpsBurst:         cfg.OpsBurst,
+		MaxSubscriptions: cfg.MaxSubscriptions,
+		MaxStrikes:       cfg.MaxStrikes,
+	}, node{s}, log, writers)
+	s.tr = transport.New(transport.Config{
+		HTTPAddr:         cfg.HTTP,
+		TCPAddr:          cfg.TCP,
+		Handler:          s.routes(),
+		CheckOrigin:      func(*http.Request) bool { return true },
+		MaxOutboundBytes: cfg.MaxOutboundBytes,
+	}, s.mgr, log)
+	return s, nil
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	return mux
+}
+
+// Start opens the listeners and starts the background work. It returns once
+// the server accepts connections.
+func (s *Server) Start() error {
+	raiseFileLimit(s.log)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancelRun = cancel
+	s.runDone = make(chan error, 1)
+	go func() { s.runDone <- s.mgr.Run(ctx) }()
+	if err := s.tr.Start(); err != nil {
+		cancel()
+		<-s.runDone
+		return err
+	}
+	attrs := []any{"http", s.HTTPAddr().String()}
+	if a := s.TCPAddr(); a != nil {
+		attrs = append(attrs, "tcp", a.String())
+	}
+	s.log.Info("herald listening", attrs...)
+	if s.cfg.Insecure {
+		s.log.Warn("INSECURE MODE: clients choose their own user id without a token; never run this way in production")
+	}
+	return nil
+}
+
+// HTTPAddr is the address the HTTP listener is bound to.
+func (s *Server) HTTPAddr() net.Addr { return s.tr.HTTPAddr() }
+
+// TCPAddr is the address the TCP listener is bound to, or nil.
+func (s *Server) TCPAddr() net.Addr { return s.tr.TCPAddr() }
+
+// Hub exposes the registry (for tests and the API).
+func (s *Server) Hub() *hub.Hub { return s.hub }
+
+// Sessions returns the number of open connections, authenticated or not.
+func (s *Server) Sessions() int { return s.mgr.Len() }
+
+// Shutdown stops accepting connections, tells every client to reconnect
+// elsewhere with a shutdown disconnect, flushes what is queued and closes
+// everything, giving up on stragglers when ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.tr.StopAccepting()
+	if err := s.mgr.CloseAll(ctx, protocol.DisconnectShutdown); err != nil {
+		// The deadline is the operator's bound on shutdown: close the rest.
+		s.log.Warn("shutdown deadline passed; closing remaining connections", "open", s.mgr.Len())
+	}
+	s.tr.Stop(ctx)
+	s.cancelRun()
+	if err := <-s.runDone; err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// Run starts the server, waits for ctx to end, then shuts down within the
+// configured shutdown timeout.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	s.log.Info("shutting down", "connections", s.mgr.Len())
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := s.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	s.log.Info("stopped")
+	return nil
+}
+
+// raiseFileLimit lifts the soft open-file limit to the hard limit: every
+// connection is a file descriptor.
+func raiseFileLimit(log *slog.Logger) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+	if lim.Cur < 65536 {
+		log.Warn("open-file limit is low; it caps concurrent connections", "limit", lim.Cur)
+	}
+}

@@ -1,0 +1,176 @@
+package session
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/heraldpush/herald/internal/protocol"
+)
+
+// Limits bound what one connection may do and how long the server waits for
+// it. Every limit has a name in the config and an error code or disconnect
+// reason that a client sees when it hits it.
+type Limits struct {
+	PingInterval     time.Duration // server ping period
+	PongTimeout      time.Duration // silence tolerated past a ping period
+	HandshakeTimeout time.Duration // time allowed from open to a successful connect
+	MaxFrameBytes    int           // largest inbound frame or line
+	MaxOutboundBytes int           // bound on bytes queued for one connection
+	OpsPerSecond     float64       // sustained operations per connection
+	OpsBurst         int           // operations allowed in a burst
+	MaxSubscriptions int           // channels per connection
+	MaxStrikes       int           // consecutive failed operations before disconnect
+}
+
+// Metrics are counters the manager keeps; the server exports them.
+type Metrics struct {
+	Opened        atomic.Int64 // connections opened
+	Closed        atomic.Int64 // connections closed
+	SlowConsumers atomic.Int64 // disconnected for falling behind
+	FramesIn      atomic.Int64 // inbound frames handled
+	Errors        atomic.Int64 // error replies sent
+}
+
+// Manager owns every session of a server: it creates them, runs the writers
+// that flush their queues and the sweeper that runs their timers, and closes
+// them all on shutdown.
+type Manager struct {
+	limits  Limits
+	node    Node
+	log     *slog.Logger
+	metrics *Metrics
+	flusher *flusher
+	ctx     context.Context // lives as long as Run; passed to Node calls
+
+	nextID atomic.Uint64
+	shards [32]registryShard
+	count  atomic.Int64
+}
+
+type registryShard struct {
+	mu       sync.Mutex
+	sessions map[uint64]*Session
+}
+
+// NewManager returns a manager; call Run to start its writers.
+func NewManager(limits Limits, node Node, log *slog.Logger, writers int) *Manager {
+	m := &Manager{
+		limits:  limits,
+		node:    node,
+		log:     log,
+		metrics: &Metrics{},
+		flusher: newFlusher(writers),
+		ctx:     context.Background(),
+	}
+	for i := range m.shards {
+		m.shards[i].sessions = make(map[uint64]*Session)
+	}
+	return m
+}
+
+// Metrics returns the manager's counters.
+func (m *Manager) Metrics() *Metrics { return m.metrics }
+
+// Limits returns the limits sessions run under.
+func (m *Manager) Limits() Limits { return m.limits }
+
+// Open creates the session for a new connection.
+func (m *Manager) Open(t Transport) *Session {
+	now := time.Now().UnixNano()
+	s := &Session{
+		id:     m.nextID.Add(1),
+		t:      t,
+		wire:   t.Wire(),
+		mgr:    m,
+		opened: now,
+	}
+	s.lastSeen.Store(now)
+	sh := &m.shards[s.id%uint64(len(m.shards))]
+	sh.mu.Lock()
+	sh.sessions[s.id] = s
+	sh.mu.Unlock()
+	m.count.Add(1)
+	m.metrics.Opened.Add(1)
+	return s
+}
+
+func (m *Manager) remove(s *Session) {
+	sh := &m.shards[s.id%uint64(len(m.shards))]
+	sh.mu.Lock()
+	if _, ok := sh.sessions[s.id]; ok {
+		delete(sh.sessions, s.id)
+		m.count.Add(-1)
+		m.metrics.Closed.Add(1)
+	}
+	sh.mu.Unlock()
+}
+
+// Len returns the number of open sessions, including ones not yet
+// authenticated.
+func (m *Manager) Len() int { return int(m.count.Load()) }
+
+// each calls fn for every session; fn must not block.
+func (m *Manager) each(fn func(*Session)) {
+	var batch []*Session
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		batch = batch[:0]
+		for _, s := range sh.sessions {
+			batch = append(batch, s)
+		}
+		sh.mu.Unlock()
+		for _, s := range batch {
+			fn(s)
+		}
+	}
+}
+
+// sweepPeriod is how often session timers are checked; it bounds how late
+// a ping or a timeout can be.
+const sweepPeriod = time.Second
+
+// Run starts the writers and the sweeper and blocks until ctx ends. The
+// writers keep running until Run returns, so queued frames (such as the
+// disconnects of CloseAll) are flushed first.
+func (m *Manager) Run(ctx context.Context) error {
+	m.ctx = ctx
+	g, gctx := errgroup.WithContext(ctx)
+	m.flusher.start(g)
+	g.Go(func() error {
+		t := time.NewTicker(sweepPeriod)
+		defer t.Stop()
+		for {
+			select {
+			case <-gctx.Done():
+				m.flusher.stop()
+				return nil
+			case now := <-t.C:
+				n := now.UnixNano()
+				m.each(func(s *Session) { s.tick(n) })
+			}
+		}
+	})
+	return g.Wait()
+}
+
+// CloseAll disconnects every session with reason d and waits until they are
+// gone or ctx ends.
+func (m *Manager) CloseAll(ctx context.Context, d protocol.Disconnect) error {
+	m.each(func(s *Session) { s.Close(d) })
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for m.Len() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}

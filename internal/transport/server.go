@@ -1,0 +1,199 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/lesismal/nbio"
+	"github.com/lesismal/nbio/logging"
+	"github.com/lesismal/nbio/nbhttp"
+	"github.com/lesismal/nbio/taskpool"
+
+	"github.com/heraldpush/herald/internal/session"
+)
+
+var errOverflow = session.ErrOverflow
+
+// Config configures the listeners.
+type Config struct {
+	HTTPAddr string // HTTP listener: WebSocket at /ws plus Handler's routes
+	TCPAddr  string // raw TCP listener; empty disables it
+	// Handler serves every HTTP path but /ws (the server API, metrics...).
+	Handler http.Handler
+	// CheckOrigin decides whether a WebSocket upgrade's Origin is allowed.
+	CheckOrigin func(*http.Request) bool
+	// MaxOutboundBytes bounds the bytes the engine buffers for a connection
+	// whose socket is full.
+	MaxOutboundBytes int
+	// Accept, when set, is asked for every new connection; false closes it
+	// at once (per-source rate limits).
+	Accept func(remote net.Addr) bool
+}
+
+// Server runs the WebSocket and TCP listeners.
+type Server struct {
+	cfg  Config
+	mgr  *session.Manager
+	log  *slog.Logger
+	http *nbhttp.Engine
+	tcp  *nbio.Engine
+	pool *taskpool.TaskPool
+
+	mu        sync.Mutex
+	addrs     map[string]net.Addr // listen address as configured -> as bound
+	listeners []net.Listener
+}
+
+// New builds the listeners; Start opens them.
+func New(cfg Config, mgr *session.Manager, log *slog.Logger) *Server {
+	logging.SetLevel(logging.LevelNone) // errors reach us as values instead
+	return &Server{cfg: cfg, mgr: mgr, log: log, addrs: make(map[string]net.Addr)}
+}
+
+// listen records the bound address, so that port 0 can be read back.
+func (s *Server) listen(network, addr string) (net.Listener, error) {
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.addrs[addr] = ln.Addr()
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+	return ln, nil
+}
+
+func (s *Server) boundAddr(addr string) net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addrs[addr]
+}
+
+// HTTPAddr returns the bound HTTP address.
+func (s *Server) HTTPAddr() net.Addr { return s.boundAddr(s.cfg.HTTPAddr) }
+
+// TCPAddr returns the bound TCP address, or nil when TCP is disabled.
+func (s *Server) TCPAddr() net.Addr {
+	if s.cfg.TCPAddr == "" {
+		return nil
+	}
+	return s.boundAddr(s.cfg.TCPAddr)
+}
+
+// Start opens the listeners.
+func (s *Server) Start() error {
+	upgrader := newUpgrader(s.mgr, s.cfg.CheckOrigin)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
+		// The upgrader writes the HTTP error itself when it fails.
+		_, _ = upgrader.Upgrade(w, r, nil)
+	})
+	if s.cfg.Handler != nil {
+		mux.Handle("/", s.cfg.Handler)
+	}
+	hcfg := nbhttp.Config{
+		Name:                    "herald-http",
+		Network:                 "tcp",
+		Listen:                  s.listen,
+		Handler:                 mux,
+		ReleaseWebsocketPayload: true,
+		MaxWriteBufferSize:      s.cfg.MaxOutboundBytes,
+		KeepaliveTime:           60 * time.Second,
+		ReadBufferSize:          32 << 10,
+	}
+	hcfg.Addrs = []string{s.cfg.HTTPAddr}
+	s.http = nbhttp.NewEngine(hcfg)
+	if s.cfg.Accept != nil {
+		s.http.OnOpen(s.acceptOrClose)
+	}
+	if err := s.http.Start(); err != nil {
+		return fmt.Errorf("listen http %s: %w", s.cfg.HTTPAddr, err)
+	}
+	if s.cfg.TCPAddr != "" {
+		if err := s.startTCP(); err != nil {
+			s.http.Stop()
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) acceptOrClose(c net.Conn) {
+	if !s.cfg.Accept(c.RemoteAddr()) {
+		_ = c.Close()
+	}
+}
+
+func (s *Server) startTCP() error {
+	s.pool = taskpool.New(runtime.NumCPU()*256, 1024)
+	s.tcp = nbio.NewEngine(nbio.Config{
+		Name:               "herald-tcp",
+		Network:            "tcp",
+		Addrs:              []string{s.cfg.TCPAddr},
+		Listen:             s.listen,
+		MaxWriteBufferSize: s.cfg.MaxOutboundBytes,
+		ReadBufferSize:     32 << 10,
+	})
+	s.tcp.Execute = s.pool.Go
+	maxLine := s.mgr.Limits().MaxFrameBytes
+	s.tcp.OnOpen(func(c *nbio.Conn) {
+		if s.cfg.Accept != nil && !s.cfg.Accept(c.RemoteAddr()) {
+			_ = c.Close()
+			return
+		}
+		t := &tcpConn{c: c}
+		t.session = s.mgr.Open(t)
+		c.SetSession(t)
+	})
+	s.tcp.OnData(func(c *nbio.Conn, data []byte) {
+		if t, ok := c.Session().(*tcpConn); ok {
+			t.onData(c, data, maxLine)
+		}
+	})
+	s.tcp.OnClose(func(c *nbio.Conn, err error) {
+		if t, ok := c.Session().(*tcpConn); ok {
+			c.MustExecute(func() { t.session.Closed(err) })
+		}
+	})
+	if err := s.tcp.Start(); err != nil {
+		return fmt.Errorf("listen tcp %s: %w", s.cfg.TCPAddr, err)
+	}
+	return nil
+}
+
+// StopAccepting closes the listeners; open connections are unaffected.
+func (s *Server) StopAccepting() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ln := range s.listeners {
+		_ = ln.Close()
+	}
+}
+
+// Stop closes the listeners and every connection still open. Call it after
+// the sessions have been told to disconnect.
+func (s *Server) Stop(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if s.tcp != nil {
+			s.tcp.Stop()
+		}
+		if s.http != nil {
+			_ = s.http.Shutdown(ctx)
+		}
+		if s.pool != nil {
+			s.pool.Stop()
+		}
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
