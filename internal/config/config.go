@@ -171,4 +171,3 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
-

@@ -8,23 +8,23 @@ type Code string
 
 // Error codes carried in replies to client operations.
 const (
-	CodeInvalidFrame        Code = "invalid_frame"         // not a JSON object, or malformed JSON
-	CodeUnknownOp           Code = "unknown_op"            // op is not one the server knows
-	CodeMissingField        Code = "missing_field"         // a field the op needs is absent
-	CodeInvalidField        Code = "invalid_field"         // a field has the wrong type or form
-	CodeInvalidChannel      Code = "invalid_channel"       // channel name does not match the allowed form
-	CodeInvalidUser         Code = "invalid_user"          // user id does not match the allowed form
-	CodeBinaryNotSupported  Code = "binary_not_supported"  // a binary WebSocket frame was sent
-	CodeNotConnected        Code = "not_connected"         // an op other than connect before the handshake
-	CodeAlreadyConnected    Code = "already_connected"     // connect sent twice
-	CodeUnauthorized        Code = "unauthorized"          // token missing, malformed, badly signed or expired
-	CodeForbidden           Code = "forbidden"             // identity is known but the op is not allowed
-	CodeRateLimited         Code = "rate_limited"          // too many operations; slow down
+	CodeInvalidFrame        Code = "invalid_frame"          // not a JSON object, or malformed JSON
+	CodeUnknownOp           Code = "unknown_op"             // op is not one the server knows
+	CodeMissingField        Code = "missing_field"          // a field the op needs is absent
+	CodeInvalidField        Code = "invalid_field"          // a field has the wrong type or form
+	CodeInvalidChannel      Code = "invalid_channel"        // channel name does not match the allowed form
+	CodeInvalidUser         Code = "invalid_user"           // user id does not match the allowed form
+	CodeBinaryNotSupported  Code = "binary_not_supported"   // a binary WebSocket frame was sent
+	CodeNotConnected        Code = "not_connected"          // an op other than connect before the handshake
+	CodeAlreadyConnected    Code = "already_connected"      // connect sent twice
+	CodeUnauthorized        Code = "unauthorized"           // token missing, malformed, badly signed or expired
+	CodeForbidden           Code = "forbidden"              // identity is known but the op is not allowed
+	CodeRateLimited         Code = "rate_limited"           // too many operations; slow down
 	CodeTooManySubscription Code = "too_many_subscriptions" // per-connection subscription limit reached
-	CodeNotSubscribed       Code = "not_subscribed"        // unsubscribe from a channel not subscribed to
-	CodeTooLarge            Code = "too_large"             // a frame or message exceeds its size limit
-	CodeTooManyConnections  Code = "too_many_connections"  // per-user connection limit reached
-	CodeInternal            Code = "internal"              // the server failed; the op may be retried
+	CodeNotSubscribed       Code = "not_subscribed"         // unsubscribe from a channel not subscribed to
+	CodeTooLarge            Code = "too_large"              // a frame or message exceeds its size limit
+	CodeTooManyConnections  Code = "too_many_connections"   // per-user connection limit reached
+	CodeInternal            Code = "internal"               // the server failed; the op may be retried
 )
 
 // Error is a protocol error: a stable code and a human-readable message.

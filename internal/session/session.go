@@ -92,7 +92,7 @@ type Session struct {
 	mu        sync.Mutex
 	queue     *[][]byte // nil while empty; from queuePool
 	queued    int       // bytes in queue
-	scheduled bool // in the flusher's ready list
+	scheduled bool      // in the flusher's ready list
 	closing   *protocol.Disconnect
 	reason    atomic.Pointer[protocol.Disconnect] // why the connection ended
 }

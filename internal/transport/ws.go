@@ -17,10 +17,10 @@ type wsConn struct {
 	c *websocket.Conn
 }
 
-func (w wsConn) Wire() protocol.Wire            { return protocol.WireWebSocket }
-func (w wsConn) Write(frames [][]byte) error    { return writeFrames(w.c.Conn, frames) }
-func (w wsConn) RemoteAddr() string             { return w.c.RemoteAddr().String() }
-func (w wsConn) underlying() net.Conn           { return w.c.Conn }
+func (w wsConn) Wire() protocol.Wire         { return protocol.WireWebSocket }
+func (w wsConn) Write(frames [][]byte) error { return writeFrames(w.c.Conn, frames) }
+func (w wsConn) RemoteAddr() string          { return w.c.RemoteAddr().String() }
+func (w wsConn) underlying() net.Conn        { return w.c.Conn }
 func (w wsConn) Close(d protocol.Disconnect) error {
 	_ = w.c.WriteClose(d.Code, d.Reason)
 	closeGracefully(w.c.Conn)
