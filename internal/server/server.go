@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"sync"
 	"syscall"
 
 	"github.com/heraldpush/herald/internal/config"
@@ -28,8 +29,10 @@ type Server struct {
 	mgr *session.Manager
 	tr  *transport.Server
 
-	cancelRun context.CancelFunc
-	runDone   chan error
+	cancelRun    context.CancelFunc
+	runDone      chan error
+	shutdownOnce sync.Once
+	shutdownErr  error
 }
 
 // New builds a server from cfg; Start runs it.
@@ -111,7 +114,13 @@ func (s *Server) Sessions() int { return s.mgr.Len() }
 // Shutdown stops accepting connections, tells every client to reconnect
 // elsewhere with a shutdown disconnect, flushes what is queued and closes
 // everything, giving up on stragglers when ctx ends.
+// It is safe to call more than once; later calls return the first result.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() { s.shutdownErr = s.shutdown(ctx) })
+	return s.shutdownErr
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
 	s.tr.StopAccepting()
 	if err := s.mgr.CloseAll(ctx, protocol.DisconnectShutdown); err != nil {
 		// The deadline is the operator's bound on shutdown: close the rest.

@@ -45,7 +45,8 @@ type Manager struct {
 	log     *slog.Logger
 	metrics *Metrics
 	flusher *flusher
-	ctx     context.Context // lives as long as Run; passed to Node calls
+	ctx     context.Context // ends when Run returns; passed to Node calls
+	cancel  context.CancelFunc
 
 	nextID atomic.Uint64
 	shards [32]registryShard
@@ -65,8 +66,8 @@ func NewManager(limits Limits, node Node, log *slog.Logger, writers int) *Manage
 		log:     log,
 		metrics: &Metrics{},
 		flusher: newFlusher(writers),
-		ctx:     context.Background(),
 	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
 	for i := range m.shards {
 		m.shards[i].sessions = make(map[uint64]*Session)
 	}
@@ -139,7 +140,7 @@ const sweepPeriod = time.Second
 // writers keep running until Run returns, so queued frames (such as the
 // disconnects of CloseAll) are flushed first.
 func (m *Manager) Run(ctx context.Context) error {
-	m.ctx = ctx
+	defer m.cancel()
 	g, gctx := errgroup.WithContext(ctx)
 	m.flusher.start(g)
 	g.Go(func() error {
