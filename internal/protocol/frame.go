@@ -115,7 +115,7 @@ type Message struct {
 // JSON escaping and Data is compacted JSON, so the encoding is a plain
 // append with a single allocation.
 func (m *Message) Frame() *Frame {
-	buf := newFrameBuffer(64 + len(m.ID) + len(m.Channel) + len(m.To) + len(m.From) + len(m.Data))
+	buf := newFrameBuffer(128 + len(m.ID) + len(m.Channel) + len(m.To) + len(m.From) + len(m.Data))
 	buf = append(buf, `{"type":"message","id":"`...)
 	buf = append(buf, m.ID...)
 	buf = append(buf, `","kind":"`...)
