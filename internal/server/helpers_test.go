@@ -281,3 +281,13 @@ func (c *conn) expectSilence(d time.Duration) {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func itoa(i int) string { return fmt.Sprint(i) }
+
+func asCloseError(err error, target **websocket.CloseError) bool {
+	ce, ok := err.(*websocket.CloseError)
+	if ok {
+		*target = ce
+	}
+	return ok
+}
