@@ -44,6 +44,54 @@ type Config struct {
 	MaxConnsPerUser  int     `koanf:"max-connections-per-user"`
 	MaxStrikes       int     `koanf:"max-strikes"`
 	Writers          int     `koanf:"writers"`
+
+	PublishPerSecond float64 `koanf:"publish-per-second"`
+	PublishBurst     int     `koanf:"publish-burst"`
+	ConnectsPerIP    float64 `koanf:"connects-per-ip"`
+	ConnectsBurst    int     `koanf:"connects-burst"`
+
+	DataDir        string   `koanf:"data-dir"`
+	TokenSecret    string   `koanf:"token-secret"`
+	TokenPublicKey string   `koanf:"token-public-key"`
+	APIKeys        []string `koanf:"api-keys"`
+	APIMaxBody     int      `koanf:"api-max-body-bytes"`
+	AllowedOrigins []string `koanf:"allowed-origins"`
+	TLSCert        string   `koanf:"tls-cert"`
+	TLSKey         string   `koanf:"tls-key"`
+
+	ClientBroadcast bool `koanf:"client-broadcast"`
+	ClientSend      bool `koanf:"client-send"`
+	// Namespaces are per-namespace channel rules; file only.
+	Namespaces []Namespace `koanf:"namespaces"`
+}
+
+// Who may subscribe to a namespace's channels.
+const (
+	SubscribeAny   = "any"   // any authenticated user
+	SubscribeGrant = "grant" // only users whose token grants the channel
+	SubscribeOwner = "owner" // only the user the channel names: user:alice is alice's
+)
+
+// Who may publish to a namespace's channels.
+const (
+	PublishClients = "clients" // any client allowed to subscribe, and the server API
+	PublishServer  = "server"  // only the server API
+)
+
+// Namespace is the rule for channels "<Name>:...". Name "" is for channels
+// without a namespace; "*" is the rule for namespaces not listed.
+type Namespace struct {
+	Name      string `koanf:"name"`
+	Subscribe string `koanf:"subscribe"`
+	Publish   string `koanf:"publish"`
+}
+
+// DefaultNamespaces apply when the config lists none of these names.
+func DefaultNamespaces() []Namespace {
+	return []Namespace{
+		{Name: "*", Subscribe: SubscribeAny, Publish: PublishClients},
+		{Name: "user", Subscribe: SubscribeOwner, Publish: PublishServer},
+	}
 }
 
 // Default returns the built-in defaults.
@@ -63,6 +111,13 @@ func Default() Config {
 		MaxSubscriptions: 128,
 		MaxConnsPerUser:  16,
 		MaxStrikes:       10,
+		PublishPerSecond: 20,
+		PublishBurst:     40,
+		ConnectsPerIP:    50,
+		ConnectsBurst:    100,
+		DataDir:          "herald-data",
+		APIMaxBody:       4 << 20,
+		ClientSend:       true,
 	}
 }
 
@@ -87,6 +142,20 @@ func RegisterFlags(fs *pflag.FlagSet) {
 	fs.Int("max-connections-per-user", d.MaxConnsPerUser, "connections one user may hold at once (0: no limit)")
 	fs.Int("max-strikes", d.MaxStrikes, "failed operations in a row before a connection is closed (0: never)")
 	fs.Int("writers", d.Writers, "goroutines writing to sockets (0: one per CPU)")
+	fs.Float64("publish-per-second", d.PublishPerSecond, "publish, send and broadcast operations per second one connection may sustain")
+	fs.Int("publish-burst", d.PublishBurst, "publish, send and broadcast operations one connection may send in a burst")
+	fs.Float64("connects-per-ip", d.ConnectsPerIP, "new connections per second from one source IP (0: no limit)")
+	fs.Int("connects-burst", d.ConnectsBurst, "new connections one source IP may open in a burst")
+	fs.String("data-dir", d.DataDir, "directory for the generated token secret and stored data")
+	fs.String("token-secret", d.TokenSecret, "HS256 secret for connection tokens (default: generated in --data-dir)")
+	fs.String("token-public-key", d.TokenPublicKey, "PEM public key file for RS256 or ES256 connection tokens")
+	fs.StringSlice("api-keys", d.APIKeys, "server API keys (Authorization: Bearer KEY); several allow rotation")
+	fs.Int("api-max-body-bytes", d.APIMaxBody, "largest server API request body")
+	fs.StringSlice("allowed-origins", d.AllowedOrigins, "origins allowed to open WebSockets (scheme://host[:port], or *); default: same host only")
+	fs.String("tls-cert", d.TLSCert, "TLS certificate file (PEM); with --tls-key serves https/wss and TLS on TCP")
+	fs.String("tls-key", d.TLSKey, "TLS private key file (PEM)")
+	fs.Bool("client-broadcast", d.ClientBroadcast, "let clients broadcast to every connection")
+	fs.Bool("client-send", d.ClientSend, "let clients send direct messages to users")
 }
 
 // Load reads the configuration: defaults, then the config file (from
@@ -102,7 +171,10 @@ func Load(fs *pflag.FlagSet, environ func() []string) (Config, error) {
 		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
 			return Config{}, fmt.Errorf("read config file %s: %w", path, err)
 		}
-		for _, key := range k.Keys() {
+		for key := range k.Raw() {
+			if key == "namespaces" {
+				continue
+			}
 			if fs.Lookup(key) == nil || key == "config" {
 				return Config{}, fmt.Errorf("config file %s: unknown key %q", path, key)
 			}
@@ -164,6 +236,29 @@ func (c Config) Validate() error {
 	check(c.MaxConnsPerUser >= 0, "max-connections-per-user: must not be negative")
 	check(c.MaxStrikes >= 0, "max-strikes: must not be negative")
 	check(c.Writers >= 0, "writers: must not be negative")
+	check(c.PublishPerSecond > 0, "publish-per-second: must be positive")
+	check(c.PublishBurst >= 1, "publish-burst: must be at least 1")
+	check(c.ConnectsPerIP >= 0, "connects-per-ip: must not be negative")
+	check(c.ConnectsBurst >= 1, "connects-burst: must be at least 1")
+	check(c.APIMaxBody >= 1024, "api-max-body-bytes: must be at least 1024")
+	check((c.TLSCert == "") == (c.TLSKey == ""), "tls-cert and tls-key: give both or neither")
+	check(c.TokenSecret == "" || len(c.TokenSecret) >= 32, "token-secret: must be at least 32 bytes")
+	check(c.TokenSecret == "" || c.TokenPublicKey == "", "token-secret and token-public-key: give one, not both")
+	seen := map[string]bool{}
+	for _, ns := range c.Namespaces {
+		check(!seen[ns.Name], "namespaces: %q listed twice", ns.Name)
+		seen[ns.Name] = true
+		switch ns.Subscribe {
+		case SubscribeAny, SubscribeGrant, SubscribeOwner:
+		default:
+			errs = append(errs, fmt.Errorf("namespaces: %q: subscribe must be any, grant or owner, got %q", ns.Name, ns.Subscribe))
+		}
+		switch ns.Publish {
+		case PublishClients, PublishServer:
+		default:
+			errs = append(errs, fmt.Errorf("namespaces: %q: publish must be clients or server, got %q", ns.Name, ns.Publish))
+		}
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

@@ -169,15 +169,26 @@ func deliverAll(subs *set, f *protocol.Frame) int {
 // Connections returns the number of registered connections.
 func (h *Hub) Connections() int { return int(h.conns.Load()) }
 
-// UserConnections returns how many connections user has open.
-func (h *Hub) UserConnections(user string) int {
+// UserConnections returns a copy of user's connections.
+func (h *Hub) UserConnections(user string) []Subscriber {
 	s := h.shard(user)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if conns := s.users[user]; conns != nil {
-		return conns.len()
+		return append([]Subscriber(nil), conns.members...)
 	}
-	return 0
+	return nil
+}
+
+// ChannelSubscribers returns a copy of channel's subscribers.
+func (h *Hub) ChannelSubscribers(channel string) []Subscriber {
+	s := h.shard(channel)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if subs := s.channels[channel]; subs != nil {
+		return append([]Subscriber(nil), subs.members...)
+	}
+	return nil
 }
 
 // Subscribers returns the number of connections subscribed to channel.
@@ -189,26 +200,6 @@ func (h *Hub) Subscribers(channel string) int {
 		return subs.len()
 	}
 	return 0
-}
-
-// ChannelUsers returns the distinct users subscribed to channel.
-func (h *Hub) ChannelUsers(channel string) []string {
-	s := h.shard(channel)
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	subs := s.channels[channel]
-	if subs == nil {
-		return nil
-	}
-	seen := make(map[string]struct{}, subs.len())
-	users := make([]string, 0, subs.len())
-	for _, sub := range subs.members {
-		if _, ok := seen[sub.User()]; !ok {
-			seen[sub.User()] = struct{}{}
-			users = append(users, sub.User())
-		}
-	}
-	return users
 }
 
 // Stats are registry totals.

@@ -49,6 +49,9 @@ type Disconnect struct {
 	Code      int    `json:"code"`
 	Reason    string `json:"reason"`
 	Reconnect bool   `json:"reconnect"`
+	// Message is an optional human explanation (from the server API's
+	// disconnect call, for example).
+	Message string `json:"message,omitempty"`
 }
 
 func (d Disconnect) Error() string { return fmt.Sprintf("disconnect %d: %s", d.Code, d.Reason) }
@@ -69,6 +72,8 @@ var (
 	DisconnectHandshakeTimeout  = reconnectable(3003, "handshake_timeout")
 	DisconnectServerError       = reconnectable(3004, "server_error")
 	DisconnectKicked            = terminal(3505, "kicked")
+	DisconnectConnectRate       = reconnectable(3006, "connect_rate_limited")
+	DisconnectReconnect         = reconnectable(3007, "reconnect")
 	DisconnectProtocolViolation = terminal(3500, "protocol_violation")
 	DisconnectFrameTooLarge     = terminal(3501, "frame_too_large")
 	DisconnectUnauthorized      = terminal(3502, "unauthorized")

@@ -176,6 +176,14 @@ func DisconnectFrame(d Disconnect) *Frame {
 	}{"disconnect", d})
 }
 
+// UnsubscribedFrame tells a client the server removed it from channel.
+func UnsubscribedFrame(channel string) *Frame {
+	return EncodeJSON(struct {
+		Type    string `json:"type"`
+		Channel string `json:"channel"`
+	}{"unsubscribed", channel})
+}
+
 // PingFrame is the server heartbeat. It is the same for every connection, so
 // it is encoded once.
 var PingFrame = seal(append(newFrameBuffer(15), `{"type":"ping"}`...))

@@ -80,7 +80,7 @@ func TestDirectReachesEveryConnectionOfUser(t *testing.T) {
 			sender := tr.dial(t, srv)
 			sender.connect("erin")
 			checkFor(t, 2*time.Second, 10*time.Millisecond, func() error {
-				if n := srv.Hub().UserConnections("dave"); n != 2 {
+				if n := len(srv.Hub().UserConnections("dave")); n != 2 {
 					return fmt.Errorf("dave has %d connections", n)
 				}
 				return nil
@@ -127,7 +127,7 @@ func TestCleanupOnDisconnect(t *testing.T) {
 				if tc.name != "ws handshake only" {
 					c.connect(fmt.Sprintf("u%d", i%5))
 					c.subscribe("room:cleanup")
-					c.subscribe(fmt.Sprintf("user:%d", i))
+					c.subscribe(fmt.Sprintf("topic:%d", i))
 				}
 				conns = append(conns, c)
 			}
@@ -171,7 +171,7 @@ func TestSlowConsumerIsolated(t *testing.T) {
 
 			payload := strings.Repeat("x", 8<<10)
 			got := 0
-			for i := 0; srv.Hub().UserConnections("slow") > 0; i++ {
+			for i := 0; len(srv.Hub().UserConnections("slow")) > 0; i++ {
 				if i > 5000 {
 					t.Fatal("slow consumer never disconnected")
 				}
@@ -220,7 +220,7 @@ func TestHeartbeatTimeout(t *testing.T) {
 			if d == nil || d.Code != 3002 || d.Reason != "heartbeat_timeout" || !d.Reconnect {
 				t.Fatalf("want disconnect 3002 heartbeat_timeout, got %+v", d)
 			}
-			if srv.Hub().UserConnections("lively") != 1 {
+			if len(srv.Hub().UserConnections("lively")) != 1 {
 				t.Fatal("a client answering pings was dropped")
 			}
 			if tr.name == "ws" {

@@ -24,6 +24,9 @@ func testConfig() config.Config {
 	cfg.HTTP = "127.0.0.1:0"
 	cfg.TCP = "127.0.0.1:0"
 	cfg.Insecure = true
+	cfg.ClientBroadcast = true
+	cfg.PublishPerSecond, cfg.PublishBurst = 1e6, 1e6
+	cfg.ConnectsPerIP = 0
 	return cfg
 }
 

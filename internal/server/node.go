@@ -16,16 +16,6 @@ type node struct{ s *Server }
 
 var _ session.Node = node{}
 
-func (n node) Authenticate(_ context.Context, req *protocol.Request) (session.Identity, *protocol.Error) {
-	if n.s.cfg.Insecure {
-		if req.User == "" {
-			return session.Identity{}, protocol.Errorf(protocol.CodeMissingField, "field \"user\" is required: this server runs in insecure mode and takes the declared user id")
-		}
-		return session.Identity{User: req.User}, nil
-	}
-	return session.Identity{}, protocol.Errorf(protocol.CodeUnauthorized, "this server has no authentication configured; start it with --insecure for development")
-}
-
 func (n node) Register(s *session.Session) *protocol.Error {
 	if !n.s.hub.Register(s, n.s.cfg.MaxConnsPerUser) {
 		return protocol.Errorf(protocol.CodeTooManyConnections, "user %q already has %d connections open", s.User(), n.s.cfg.MaxConnsPerUser)
@@ -38,6 +28,9 @@ func (n node) Unregister(s *session.Session, channels []string) {
 }
 
 func (n node) Subscribe(_ context.Context, s *session.Session, channel string) *protocol.Error {
+	if perr := n.s.policy.canSubscribe(s.Identity(), channel); perr != nil {
+		return perr
+	}
 	n.s.hub.Subscribe(s, channel)
 	return nil
 }
@@ -50,10 +43,19 @@ func (n node) Route(ctx context.Context, s *session.Session, req *protocol.Reque
 	m := &protocol.Message{From: s.User(), Data: req.Data}
 	switch req.Op {
 	case protocol.OpPublish:
+		if perr := n.s.policy.canPublish(s.Identity(), req.Channel); perr != nil {
+			return "", perr
+		}
 		m.Kind, m.Channel = protocol.KindChannel, req.Channel
 	case protocol.OpSend:
+		if !n.s.cfg.ClientSend {
+			return "", protocol.Errorf(protocol.CodeForbidden, "clients may not send direct messages on this server")
+		}
 		m.Kind, m.To = protocol.KindDirect, req.To
 	case protocol.OpBroadcast:
+		if !n.s.cfg.ClientBroadcast {
+			return "", protocol.Errorf(protocol.CodeForbidden, "clients may not broadcast on this server")
+		}
 		m.Kind = protocol.KindBroadcast
 	}
 	n.s.Deliver(ctx, m)

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/heraldpush/herald/internal/api"
+	"github.com/heraldpush/herald/internal/auth"
 	"github.com/heraldpush/herald/internal/config"
 	"github.com/heraldpush/herald/internal/hub"
 	"github.com/heraldpush/herald/internal/protocol"
@@ -23,11 +25,14 @@ import (
 
 // Server is one Herald node.
 type Server struct {
-	cfg config.Config
-	log *slog.Logger
-	hub *hub.Hub
-	mgr *session.Manager
-	tr  *transport.Server
+	cfg      config.Config
+	log      *slog.Logger
+	verifier *auth.Verifier // nil: tokens are refused (insecure mode without a key)
+	policy   policy
+	connects *connectLimiter
+	hub      *hub.Hub
+	mgr      *session.Manager
+	tr       *transport.Server
 
 	cancelRun    context.CancelFunc
 	runDone      chan error
@@ -40,7 +45,12 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, hub: hub.New()}
+	verifier, err := newVerifier(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, verifier: verifier, policy: newPolicy(cfg.Namespaces), hub: hub.New(),
+		connects: newConnectLimiter(cfg.ConnectsPerIP, cfg.ConnectsBurst)}
 	writers := cfg.Writers
 	if writers == 0 {
 		writers = runtime.GOMAXPROCS(0)
@@ -55,12 +65,15 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		OpsBurst:         cfg.OpsBurst,
 		MaxSubscriptions: cfg.MaxSubscriptions,
 		MaxStrikes:       cfg.MaxStrikes,
+		PublishPerSecond: cfg.PublishPerSecond,
+		PublishBurst:     cfg.PublishBurst,
 	}, node{s}, log, writers)
 	s.tr = transport.New(transport.Config{
 		HTTPAddr:         cfg.HTTP,
 		TCPAddr:          cfg.TCP,
 		Handler:          s.routes(),
-		CheckOrigin:      func(*http.Request) bool { return true },
+		AdmitWebSocket:   s.admitWebSocket,
+		AdmitTCP:         s.admitTCP,
 		MaxOutboundBytes: cfg.MaxOutboundBytes,
 	}, s.mgr, log)
 	return s, nil
@@ -68,6 +81,11 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
+	api.New(api.Config{
+		Keys:    s.cfg.APIKeys,
+		Open:    s.cfg.Insecure,
+		MaxBody: int64(s.cfg.APIMaxBody),
+	}, backend{s}, s.log).Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
@@ -94,7 +112,12 @@ func (s *Server) Start() error {
 	}
 	s.log.Info("herald listening", attrs...)
 	if s.cfg.Insecure {
-		s.log.Warn("INSECURE MODE: clients choose their own user id without a token; never run this way in production")
+		s.log.Warn("INSECURE MODE: clients may choose their own user id without a token; never run this way in production")
+		if len(s.cfg.APIKeys) == 0 {
+			s.log.Warn("INSECURE MODE: the server API accepts requests without an API key")
+		}
+	} else if len(s.cfg.APIKeys) == 0 {
+		s.log.Warn("no api-keys configured: the server API refuses every request")
 	}
 	return nil
 }

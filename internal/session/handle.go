@@ -74,6 +74,10 @@ func (s *Session) handle(req *protocol.Request) {
 	case protocol.OpUnsubscribe:
 		s.unsubscribe(req)
 	case protocol.OpPublish, protocol.OpSend, protocol.OpBroadcast:
+		if !s.pubRate.Allow() {
+			s.fail(req.ID, protocol.Errorf(protocol.CodeRateLimited, "more than %g messages per second; slow down", s.mgr.limits.PublishPerSecond))
+			return
+		}
 		id, perr := s.mgr.node.Route(s.mgr.ctx, s, req)
 		if perr != nil {
 			s.fail(req.ID, perr)
@@ -105,6 +109,7 @@ func (s *Session) connect(req *protocol.Request) {
 	s.state = stateActive
 	l := &s.mgr.limits
 	s.limiter = rate.NewLimiter(rate.Limit(l.OpsPerSecond), l.OpsBurst)
+	s.pubRate = rate.NewLimiter(rate.Limit(l.PublishPerSecond), l.PublishBurst)
 	s.lastPing.Store(time.Now().UnixNano())
 	s.stateMu.Unlock()
 	s.succeed(req.ID, protocol.ConnectResult{

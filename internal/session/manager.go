@@ -25,6 +25,8 @@ type Limits struct {
 	OpsBurst         int           // operations allowed in a burst
 	MaxSubscriptions int           // channels per connection
 	MaxStrikes       int           // consecutive failed operations before disconnect
+	PublishPerSecond float64       // sustained publish, send and broadcast per connection
+	PublishBurst     int           // publish, send and broadcast allowed in a burst
 }
 
 // Metrics are counters the manager keeps; the server exports them.

@@ -85,7 +85,8 @@ type Session struct {
 	state    state
 	identity Identity
 	subs     []string
-	limiter  *rate.Limiter
+	limiter  *rate.Limiter // all operations
+	pubRate  *rate.Limiter // publish, send, broadcast
 	strikes  int
 
 	// mu guards the outbound queue. It is a leaf lock.

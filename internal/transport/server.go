@@ -15,6 +15,7 @@ import (
 	"github.com/lesismal/nbio/nbhttp"
 	"github.com/lesismal/nbio/taskpool"
 
+	"github.com/heraldpush/herald/internal/protocol"
 	"github.com/heraldpush/herald/internal/session"
 )
 
@@ -26,14 +27,15 @@ type Config struct {
 	TCPAddr  string // raw TCP listener; empty disables it
 	// Handler serves every HTTP path but /ws (the server API, metrics...).
 	Handler http.Handler
-	// CheckOrigin decides whether a WebSocket upgrade's Origin is allowed.
-	CheckOrigin func(*http.Request) bool
+	// AdmitWebSocket decides whether a WebSocket upgrade request may
+	// proceed; when it may not, it has written the HTTP error response.
+	AdmitWebSocket func(w http.ResponseWriter, r *http.Request) bool
 	// MaxOutboundBytes bounds the bytes the engine buffers for a connection
 	// whose socket is full.
 	MaxOutboundBytes int
-	// Accept, when set, is asked for every new connection; false closes it
-	// at once (per-source rate limits).
-	Accept func(remote net.Addr) bool
+	// AdmitTCP decides whether a new TCP connection may proceed; when it
+	// may not, the connection gets the returned disconnect and is closed.
+	AdmitTCP func(remote net.Addr) *protocol.Disconnect
 }
 
 // Server runs the WebSocket and TCP listeners.
@@ -109,9 +111,12 @@ func (s *Server) handoffSync(c *nbio.Conn) {
 
 // Start opens the listeners.
 func (s *Server) Start() error {
-	upgrader := newUpgrader(s.mgr, s.cfg.CheckOrigin)
+	upgrader := newUpgrader(s.mgr)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.AdmitWebSocket != nil && !s.cfg.AdmitWebSocket(w, r) {
+			return
+		}
 		// The upgrader writes the HTTP error itself when it fails.
 		_, _ = upgrader.Upgrade(w, r, nil)
 	})
@@ -130,9 +135,6 @@ func (s *Server) Start() error {
 	}
 	hcfg.Addrs = []string{s.cfg.HTTPAddr}
 	s.http = nbhttp.NewEngine(hcfg)
-	if s.cfg.Accept != nil {
-		s.http.OnOpen(s.acceptOrClose)
-	}
 	// nbhttp sets up each connection on the accepting goroutine and reads it
 	// on a poller goroutine, with only epoll in between; order the two for
 	// the race detector (and any reader of this code) with the handoff lock.
@@ -153,12 +155,6 @@ func (s *Server) Start() error {
 	return nil
 }
 
-func (s *Server) acceptOrClose(c net.Conn) {
-	if !s.cfg.Accept(c.RemoteAddr()) {
-		_ = c.Close()
-	}
-}
-
 func (s *Server) startTCP() error {
 	s.pool = taskpool.New(runtime.NumCPU()*256, 1024)
 	s.tcp = nbio.NewEngine(nbio.Config{
@@ -172,9 +168,12 @@ func (s *Server) startTCP() error {
 	s.tcp.Execute = s.pool.Go
 	maxLine := s.mgr.Limits().MaxFrameBytes
 	s.tcp.OnOpen(func(c *nbio.Conn) {
-		if s.cfg.Accept != nil && !s.cfg.Accept(c.RemoteAddr()) {
-			_ = c.Close()
-			return
+		if s.cfg.AdmitTCP != nil {
+			if d := s.cfg.AdmitTCP(c.RemoteAddr()); d != nil {
+				_, _ = c.Write(protocol.DisconnectFrame(*d).Bytes(protocol.WireLine))
+				closeGracefully(c)
+				return
+			}
 		}
 		mu := s.handoffLock(c)
 		mu.Lock()

@@ -1,0 +1,184 @@
+// Package api is the HTTP server API through which backends push messages,
+// read presence and manage connections. Handlers return errors; one
+// function renders them as JSON with a stable code.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/heraldpush/herald/internal/hub"
+	"github.com/heraldpush/herald/internal/protocol"
+)
+
+// Backend is what the API drives; the server implements it.
+type Backend interface {
+	// Deliver stamps m (id, time) and delivers it to whom it addresses.
+	Deliver(ctx context.Context, m *protocol.Message) int
+	// UserPresence returns how many connections user has and its info.
+	UserPresence(user string) (connections int, info json.RawMessage)
+	// ChannelPresence lists the users subscribed to channel.
+	ChannelPresence(channel string) []Member
+	Stats() hub.Stats
+	// DisconnectUser closes every connection of user; returns how many.
+	DisconnectUser(user string, d protocol.Disconnect) int
+	// UnsubscribeUser removes user's connections from channel; returns how
+	// many were subscribed.
+	UnsubscribeUser(user, channel string) int
+}
+
+// Member is one user in a channel's presence.
+type Member struct {
+	User        string          `json:"user"`
+	Connections int             `json:"connections"`
+	Info        json.RawMessage `json:"info,omitempty"`
+}
+
+// Config configures the API.
+type Config struct {
+	// Keys are the accepted API keys. Empty with Open false refuses every
+	// request; empty with Open true (insecure mode) accepts them all.
+	Keys    []string
+	Open    bool
+	MaxBody int64
+	// MaxBatch bounds the recipients of one batch send.
+	MaxBatch int
+}
+
+// API serves /v1.
+type API struct {
+	cfg Config
+	b   Backend
+	log *slog.Logger
+}
+
+// New returns the API handler set.
+func New(cfg Config, b Backend, log *slog.Logger) *API {
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = 10000
+	}
+	return &API{cfg: cfg, b: b, log: log}
+}
+
+// Register adds the API's routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.Handle("POST /v1/publish", a.handle(a.publish))
+	mux.Handle("POST /v1/send", a.handle(a.send))
+	mux.Handle("POST /v1/broadcast", a.handle(a.broadcast))
+	mux.Handle("GET /v1/presence/users/{user}", a.handle(a.userPresence))
+	mux.Handle("GET /v1/presence/channels/{channel}", a.handle(a.channelPresence))
+	mux.Handle("GET /v1/stats", a.handle(a.stats))
+	mux.Handle("POST /v1/users/{user}/disconnect", a.handle(a.disconnect))
+	mux.Handle("POST /v1/users/{user}/unsubscribe", a.handle(a.unsubscribe))
+	mux.Handle("GET /v1/openapi.json", a.handle(a.openapi))
+	mux.Handle("/v1/", a.handle(func(*http.Request) (any, error) {
+		return nil, errorf(http.StatusNotFound, "not_found", "no such endpoint; see /v1/openapi.json")
+	}))
+}
+
+// Error is an API error: an HTTP status, a stable code and a message.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+func errorf(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// fromProtocol maps a protocol validation error to a 400.
+func fromProtocol(e *protocol.Error) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: string(e.Code), Message: e.Message}
+}
+
+type handlerFunc func(r *http.Request) (any, error)
+
+// handle authenticates, runs h and renders its result or error.
+func (a *API) handle(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := a.authenticate(r); err != nil {
+			a.render(w, r, nil, err)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, a.cfg.MaxBody)
+		result, err := h(r)
+		a.render(w, r, result, err)
+	})
+}
+
+func (a *API) authenticate(r *http.Request) error {
+	if len(a.cfg.Keys) == 0 {
+		if a.cfg.Open {
+			return nil
+		}
+		return errorf(http.StatusUnauthorized, "unauthorized", "no API keys are configured on this server; set api-keys")
+	}
+	const prefix = "Bearer "
+	h := r.Header.Get("Authorization")
+	if len(h) <= len(prefix) || h[:len(prefix)] != prefix {
+		return errorf(http.StatusUnauthorized, "unauthorized", "send the API key as Authorization: Bearer KEY")
+	}
+	key := []byte(h[len(prefix):])
+	ok := 0
+	for _, k := range a.cfg.Keys {
+		// Compare against every key in constant time.
+		ok |= subtle.ConstantTimeCompare(key, []byte(k))
+	}
+	if ok != 1 {
+		return errorf(http.StatusUnauthorized, "unauthorized", "API key is not valid")
+	}
+	return nil
+}
+
+func (a *API) render(w http.ResponseWriter, r *http.Request, result any, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		var ae *Error
+		if !errors.As(err, &ae) {
+			a.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+			ae = errorf(http.StatusInternalServerError, "internal", "the server failed; the request may be retried")
+		}
+		if ae.Status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
+		}
+		w.WriteHeader(ae.Status)
+		_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": ae.Code, "message": ae.Message}})
+		return
+	}
+	if result == nil {
+		result = struct{}{}
+	}
+	_ = json.NewEncoder(w).Encode(result)
+}
+
+// decode reads a JSON body into v, refusing unknown fields and trailing
+// data, with errors a caller can act on.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooLarge *http.MaxBytesError
+		var typeErr *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &tooLarge):
+			return errorf(http.StatusRequestEntityTooLarge, "too_large", "request body exceeds %d bytes", tooLarge.Limit)
+		case errors.As(err, &typeErr):
+			return errorf(http.StatusBadRequest, "invalid_field", "field %q has the wrong type", typeErr.Field)
+		case errors.Is(err, errEOF):
+			return errorf(http.StatusBadRequest, "invalid_body", "request body is empty; send a JSON object")
+		}
+		return errorf(http.StatusBadRequest, "invalid_body", "request body is not valid JSON: %v", err)
+	}
+	if dec.More() {
+		return errorf(http.StatusBadRequest, "invalid_body", "request body has data after the JSON object")
+	}
+	return nil
+}

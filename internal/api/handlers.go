@@ -1,0 +1,202 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+
+	"github.com/heraldpush/herald/internal/protocol"
+)
+
+var errEOF = io.EOF
+
+// data validates and compacts a message body's data field.
+func data(raw json.RawMessage) (json.RawMessage, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, errorf(http.StatusBadRequest, "missing_field", "field \"data\" is required")
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
+		return nil, errorf(http.StatusBadRequest, "invalid_field", "field \"data\" is not valid JSON")
+	}
+	return buf.Bytes(), nil
+}
+
+type idResult struct {
+	ID string `json:"id"`
+}
+
+func (a *API) publish(r *http.Request) (any, error) {
+	var body struct {
+		Channel string          `json:"channel"`
+		Data    json.RawMessage `json:"data"`
+	}
+	if err := decode(r, &body); err != nil {
+		return nil, err
+	}
+	if body.Channel == "" {
+		return nil, errorf(http.StatusBadRequest, "missing_field", "field \"channel\" is required")
+	}
+	if !protocol.ValidChannel(body.Channel) {
+		return nil, fromProtocol(protocol.InvalidChannel(body.Channel))
+	}
+	d, err := data(body.Data)
+	if err != nil {
+		return nil, err
+	}
+	m := &protocol.Message{Kind: protocol.KindChannel, Channel: body.Channel, Data: d}
+	a.b.Deliver(r.Context(), m)
+	return idResult{m.ID}, nil
+}
+
+func (a *API) send(r *http.Request) (any, error) {
+	var body struct {
+		To    string          `json:"to"`
+		Users []string        `json:"users"`
+		Data  json.RawMessage `json:"data"`
+	}
+	if err := decode(r, &body); err != nil {
+		return nil, err
+	}
+	switch {
+	case body.To == "" && body.Users == nil:
+		return nil, errorf(http.StatusBadRequest, "missing_field", "give \"to\" (one user) or \"users\" (a batch)")
+	case body.To != "" && body.Users != nil:
+		return nil, errorf(http.StatusBadRequest, "invalid_field", "give \"to\" or \"users\", not both")
+	case len(body.Users) > a.cfg.MaxBatch:
+		return nil, errorf(http.StatusBadRequest, "too_large", "a batch may name at most %d users, got %d", a.cfg.MaxBatch, len(body.Users))
+	}
+	users := body.Users
+	if body.To != "" {
+		users = []string{body.To}
+	}
+	for _, u := range users {
+		if !protocol.ValidUser(u) {
+			return nil, errorf(http.StatusBadRequest, "invalid_user", "user id %q is not valid: use 1-%d characters from A-Z a-z 0-9 _ - . @", u, protocol.MaxUserLen)
+		}
+	}
+	d, err := data(body.Data)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(users))
+	for i, u := range users {
+		m := &protocol.Message{Kind: protocol.KindDirect, To: u, Data: d}
+		a.b.Deliver(r.Context(), m)
+		ids[i] = m.ID
+	}
+	if body.To != "" {
+		return idResult{ids[0]}, nil
+	}
+	return struct {
+		IDs []string `json:"ids"`
+	}{ids}, nil
+}
+
+func (a *API) broadcast(r *http.Request) (any, error) {
+	var body struct {
+		Data json.RawMessage `json:"data"`
+	}
+	if err := decode(r, &body); err != nil {
+		return nil, err
+	}
+	d, err := data(body.Data)
+	if err != nil {
+		return nil, err
+	}
+	m := &protocol.Message{Kind: protocol.KindBroadcast, Data: d}
+	a.b.Deliver(r.Context(), m)
+	return idResult{m.ID}, nil
+}
+
+func pathUser(r *http.Request) (string, error) {
+	u := r.PathValue("user")
+	if !protocol.ValidUser(u) {
+		return "", errorf(http.StatusBadRequest, "invalid_user", "user id %q is not valid", u)
+	}
+	return u, nil
+}
+
+func (a *API) userPresence(r *http.Request) (any, error) {
+	u, err := pathUser(r)
+	if err != nil {
+		return nil, err
+	}
+	n, info := a.b.UserPresence(u)
+	return struct {
+		User        string          `json:"user"`
+		Online      bool            `json:"online"`
+		Connections int             `json:"connections"`
+		Info        json.RawMessage `json:"info,omitempty"`
+	}{u, n > 0, n, info}, nil
+}
+
+func (a *API) channelPresence(r *http.Request) (any, error) {
+	ch := r.PathValue("channel")
+	if !protocol.ValidChannel(ch) {
+		return nil, fromProtocol(protocol.InvalidChannel(ch))
+	}
+	members := a.b.ChannelPresence(ch)
+	conns := 0
+	for _, m := range members {
+		conns += m.Connections
+	}
+	if members == nil {
+		members = []Member{}
+	}
+	return struct {
+		Channel     string   `json:"channel"`
+		Users       int      `json:"users"`
+		Connections int      `json:"connections"`
+		Members     []Member `json:"members"`
+	}{ch, len(members), conns, members}, nil
+}
+
+func (a *API) stats(*http.Request) (any, error) { return a.b.Stats(), nil }
+
+func (a *API) disconnect(r *http.Request) (any, error) {
+	u, err := pathUser(r)
+	if err != nil {
+		return nil, err
+	}
+	var body struct {
+		Reason    string `json:"reason"`
+		Reconnect bool   `json:"reconnect"`
+	}
+	if r.ContentLength != 0 {
+		if err := decode(r, &body); err != nil {
+			return nil, err
+		}
+	}
+	d := protocol.DisconnectKicked
+	if body.Reconnect {
+		d = protocol.DisconnectReconnect
+	}
+	if len(body.Reason) > 256 {
+		return nil, errorf(http.StatusBadRequest, "too_large", "reason may be at most 256 bytes")
+	}
+	d.Message = body.Reason
+	return struct {
+		Disconnected int `json:"disconnected"`
+	}{a.b.DisconnectUser(u, d)}, nil
+}
+
+func (a *API) unsubscribe(r *http.Request) (any, error) {
+	u, err := pathUser(r)
+	if err != nil {
+		return nil, err
+	}
+	var body struct {
+		Channel string `json:"channel"`
+	}
+	if err := decode(r, &body); err != nil {
+		return nil, err
+	}
+	if !protocol.ValidChannel(body.Channel) {
+		return nil, fromProtocol(protocol.InvalidChannel(body.Channel))
+	}
+	return struct {
+		Unsubscribed int `json:"unsubscribed"`
+	}{a.b.UnsubscribeUser(u, body.Channel)}, nil
+}

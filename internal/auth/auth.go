@@ -1,0 +1,143 @@
+// Package auth verifies and mints the signed connection tokens (JWT) that
+// prove a client's identity: HS256 with a shared secret, or RS256 / ES256
+// with a key pair. A token's "sub" is the user id, "exp" is required, the
+// optional "channels" claim lists channel patterns the user may subscribe
+// to, and the optional "info" claim is attached to the user's presence.
+package auth
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Errors returned by Verify; each wraps the library's detail.
+var (
+	ErrMissing = errors.New("token is missing")
+	ErrInvalid = errors.New("token is invalid")
+	ErrExpired = errors.New("token has expired")
+)
+
+// Claims are the claims Herald reads.
+type Claims struct {
+	jwt.RegisteredClaims
+	// Channels are patterns ("room:*", "news:sport") of channels the user
+	// may subscribe to beyond what namespace rules allow everyone.
+	Channels []string `json:"channels,omitempty"`
+	// Info is free-form user information shown in presence.
+	Info json.RawMessage `json:"info,omitempty"`
+}
+
+// Verifier checks tokens against one key. Only the algorithm family of that
+// key is accepted: an HS256 token is refused by an RS256 verifier (and the
+// reverse), and "none" never passes.
+type Verifier struct {
+	key     any
+	methods []string
+	leeway  time.Duration
+}
+
+// NewHMAC returns a verifier for HS256 tokens signed with secret.
+func NewHMAC(secret []byte) (*Verifier, error) {
+	if len(secret) < 32 {
+		return nil, fmt.Errorf("token secret is %d bytes; use at least 32", len(secret))
+	}
+	return &Verifier{key: secret, methods: []string{"HS256"}, leeway: 5 * time.Second}, nil
+}
+
+// NewPublicKey returns a verifier for RS256 or ES256 tokens, from a PEM
+// public key file; the key type picks the algorithm.
+func NewPublicKey(pemBytes []byte) (*Verifier, error) {
+	if k, err := jwt.ParseRSAPublicKeyFromPEM(pemBytes); err == nil {
+		return &Verifier{key: k, methods: []string{"RS256"}, leeway: 5 * time.Second}, nil
+	}
+	if k, err := jwt.ParseECPublicKeyFromPEM(pemBytes); err == nil {
+		return &Verifier{key: k, methods: []string{"ES256"}, leeway: 5 * time.Second}, nil
+	}
+	return nil, errors.New("public key is neither an RSA nor an ECDSA PEM public key")
+}
+
+// Verify parses and checks a token and returns its claims.
+func (v *Verifier) Verify(token string) (*Claims, error) {
+	if token == "" {
+		return nil, ErrMissing
+	}
+	var c Claims
+	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return v.key, nil },
+		jwt.WithValidMethods(v.methods),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(v.leeway),
+	)
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return nil, fmt.Errorf("%w: %v", ErrExpired, err)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	case c.Subject == "":
+		return nil, fmt.Errorf("%w: no \"sub\" claim", ErrInvalid)
+	}
+	return &c, nil
+}
+
+// MintHMAC signs an HS256 token for user, valid for ttl.
+func MintHMAC(secret []byte, user string, channels []string, info json.RawMessage, ttl time.Duration) (string, error) {
+	now := time.Now()
+	c := Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   user,
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+		},
+		Channels: channels,
+		Info:     info,
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
+}
+
+// SecretFile is the name of the generated secret in the data directory.
+const SecretFile = "token-secret"
+
+// LoadOrCreateSecret reads the HS256 secret from dataDir, creating a random
+// one (file mode 0600) when there is none. created reports which happened.
+func LoadOrCreateSecret(dataDir string) (secret []byte, path string, created bool, err error) {
+	path = filepath.Join(dataDir, SecretFile)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		s := strings.TrimSpace(string(b))
+		if len(s) < 32 {
+			return nil, path, false, fmt.Errorf("%s: secret too short (%d bytes)", path, len(s))
+		}
+		return []byte(s), path, false, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, path, false, fmt.Errorf("read token secret: %w", err)
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, path, false, fmt.Errorf("create data directory: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, path, false, fmt.Errorf("generate token secret: %w", err)
+	}
+	s := hex.EncodeToString(raw)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, path, false, fmt.Errorf("create token secret: %w", err)
+	}
+	if _, err := f.WriteString(s + "\n"); err != nil {
+		f.Close()
+		return nil, path, false, fmt.Errorf("write token secret: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, path, false, fmt.Errorf("write token secret: %w", err)
+	}
+	return []byte(s), path, true, nil
+}

@@ -1,0 +1,89 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func load(t *testing.T, args []string, env []string) (Config, error) {
+	t.Helper()
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	RegisterFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatalf("parse flags: %v", err)
+	}
+	return Load(fs, func() []string { return env })
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := load(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Default()
+	if c.HTTP != d.HTTP || c.PingInterval != d.PingInterval || c.MaxFrameBytes != d.MaxFrameBytes || !c.ClientSend {
+		t.Fatalf("got %+v", c)
+	}
+}
+
+// Flags beat the environment, which beats the file, which beats defaults.
+func TestPrecedence(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "herald.yaml")
+	err := os.WriteFile(file, []byte(`
+http: 127.0.0.1:1000
+tcp: 127.0.0.1:1001
+ping-interval: 7s
+max-frame-bytes: 1000
+api-keys: [k1, k2]
+namespaces:
+  - {name: news, subscribe: any, publish: server}
+`), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"HERALD_CONFIG=" + file, "HERALD_TCP=127.0.0.1:2001", "HERALD_PING_INTERVAL=8s", "HERALD_API_KEYS=e1,e2", "OTHER=1"}
+	c, err := load(t, []string{"--ping-interval", "9s"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP != "127.0.0.1:1000" {
+		t.Errorf("http from file: %s", c.HTTP)
+	}
+	if c.TCP != "127.0.0.1:2001" {
+		t.Errorf("tcp from env over file: %s", c.TCP)
+	}
+	if c.PingInterval != 9*time.Second {
+		t.Errorf("ping-interval from flag over env and file: %s", c.PingInterval)
+	}
+	if c.MaxFrameBytes != 1000 {
+		t.Errorf("max-frame-bytes from file: %d", c.MaxFrameBytes)
+	}
+	if strings.Join(c.APIKeys, ",") != "e1,e2" {
+		t.Errorf("api-keys from env: %v", c.APIKeys)
+	}
+	if len(c.Namespaces) != 1 || c.Namespaces[0] != (Namespace{Name: "news", Subscribe: "any", Publish: "server"}) {
+		t.Errorf("namespaces from file: %+v", c.Namespaces)
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bad.yaml")
+	_ = os.WriteFile(file, []byte("htp: x\n"), 0o600)
+	if _, err := load(t, []string{"--config", file}, nil); err == nil || !strings.Contains(err.Error(), `unknown key "htp"`) {
+		t.Errorf("unknown key: %v", err)
+	}
+	_, err := load(t, []string{"--ping-interval", "1ms", "--log-level", "loud", "--tls-cert", "x"}, nil)
+	for _, want := range []string{"ping-interval", "log-level", "tls-cert"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want an error naming %s, got %v", want, err)
+		}
+	}
+	if _, err := load(t, nil, []string{"HERALD_MAX_FRAME_BYTES=lots"}); err == nil {
+		t.Error("a non-numeric env value was accepted")
+	}
+}

@@ -1,0 +1,82 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/heraldpush/herald/internal/auth"
+	"github.com/heraldpush/herald/internal/config"
+	"github.com/heraldpush/herald/internal/protocol"
+	"github.com/heraldpush/herald/internal/session"
+)
+
+// newVerifier builds the token verifier the configuration asks for. With
+// no key configured, a secure server generates a secret in its data
+// directory on first start; an insecure one uses that secret only if it
+// already exists.
+func newVerifier(cfg config.Config, log *slog.Logger) (*auth.Verifier, error) {
+	switch {
+	case cfg.TokenPublicKey != "":
+		pem, err := os.ReadFile(cfg.TokenPublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("token public key: %w", err)
+		}
+		v, err := auth.NewPublicKey(pem)
+		if err != nil {
+			return nil, fmt.Errorf("token public key %s: %w", cfg.TokenPublicKey, err)
+		}
+		return v, nil
+	case cfg.TokenSecret != "":
+		return auth.NewHMAC([]byte(cfg.TokenSecret))
+	case cfg.Insecure:
+		if _, err := os.Stat(filepath.Join(cfg.DataDir, auth.SecretFile)); err != nil {
+			return nil, nil
+		}
+	}
+	secret, path, created, err := auth.LoadOrCreateSecret(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("created a token secret; mint a connection token with `herald token --user USER`", "path", path)
+	}
+	return auth.NewHMAC(secret)
+}
+
+// Authenticate implements session.Node: a valid token, or in insecure mode
+// a declared user id.
+func (n node) Authenticate(_ context.Context, req *protocol.Request) (session.Identity, *protocol.Error) {
+	s := n.s
+	if req.Token != "" || !s.cfg.Insecure {
+		if s.verifier == nil {
+			return session.Identity{}, protocol.Errorf(protocol.CodeUnauthorized, "this server does not accept tokens")
+		}
+		c, err := s.verifier.Verify(req.Token)
+		if err != nil {
+			msg := "token is invalid"
+			switch {
+			case errors.Is(err, auth.ErrMissing):
+				msg = "a token is required: connect with {\"op\":\"connect\",\"token\":...}"
+			case errors.Is(err, auth.ErrExpired):
+				msg = "token has expired"
+			}
+			s.log.Debug("connect refused", "err", err)
+			return session.Identity{}, protocol.Errorf(protocol.CodeUnauthorized, "%s", msg)
+		}
+		if !protocol.ValidUser(c.Subject) {
+			return session.Identity{}, protocol.Errorf(protocol.CodeUnauthorized, "token subject %q is not a valid user id", c.Subject)
+		}
+		if req.User != "" && req.User != c.Subject {
+			return session.Identity{}, protocol.Errorf(protocol.CodeUnauthorized, "declared user %q does not match the token's subject", req.User)
+		}
+		return session.Identity{User: c.Subject, Grants: c.Channels, Info: c.Info}, nil
+	}
+	if req.User == "" {
+		return session.Identity{}, protocol.Errorf(protocol.CodeMissingField, "field \"user\" (or \"token\") is required")
+	}
+	return session.Identity{User: req.User}, nil
+}

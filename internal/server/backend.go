@@ -1,0 +1,62 @@
+package server
+
+import (
+	"encoding/json"
+
+	"github.com/heraldpush/herald/internal/api"
+	"github.com/heraldpush/herald/internal/hub"
+	"github.com/heraldpush/herald/internal/protocol"
+	"github.com/heraldpush/herald/internal/session"
+)
+
+// backend implements api.Backend over the server.
+type backend struct{ *Server }
+
+var _ api.Backend = backend{}
+
+func (b backend) UserPresence(user string) (int, json.RawMessage) {
+	subs := b.hub.UserConnections(user)
+	if len(subs) == 0 {
+		return 0, nil
+	}
+	return len(subs), subs[0].(*session.Session).Identity().Info
+}
+
+func (b backend) ChannelPresence(channel string) []api.Member {
+	var members []api.Member
+	index := make(map[string]int)
+	for _, sub := range b.hub.ChannelSubscribers(channel) {
+		s := sub.(*session.Session)
+		if i, ok := index[s.User()]; ok {
+			members[i].Connections++
+			continue
+		}
+		index[s.User()] = len(members)
+		members = append(members, api.Member{User: s.User(), Connections: 1, Info: s.Identity().Info})
+	}
+	return members
+}
+
+func (b backend) Stats() hub.Stats { return b.hub.Stats() }
+
+func (b backend) DisconnectUser(user string, d protocol.Disconnect) int {
+	subs := b.hub.UserConnections(user)
+	for _, sub := range subs {
+		sub.(*session.Session).Close(d)
+	}
+	return len(subs)
+}
+
+func (b backend) UnsubscribeUser(user, channel string) int {
+	n := 0
+	f := protocol.UnsubscribedFrame(channel)
+	for _, sub := range b.hub.UserConnections(user) {
+		s := sub.(*session.Session)
+		if s.Unsubscribed(channel) {
+			b.hub.Unsubscribe(s, channel)
+			s.Deliver(f)
+			n++
+		}
+	}
+	return n
+}
