@@ -87,8 +87,30 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	return &c, nil
 }
 
-// MintHMAC signs an HS256 token for user, valid for ttl.
-func MintHMAC(secret []byte, user string, channels []string, info json.RawMessage, ttl time.Duration) (string, error) {
+// SigningKey is a key that signs tokens, with its algorithm.
+type SigningKey struct {
+	method jwt.SigningMethod
+	key    any
+}
+
+// HMACKey signs HS256 tokens with secret.
+func HMACKey(secret []byte) SigningKey { return SigningKey{jwt.SigningMethodHS256, secret} }
+
+// ParsePrivateKey reads a PEM RSA or ECDSA (P-256) private key, for RS256
+// or ES256 tokens.
+func ParsePrivateKey(pemBytes []byte) (SigningKey, error) {
+	if k, err := jwt.ParseRSAPrivateKeyFromPEM(pemBytes); err == nil {
+		return SigningKey{jwt.SigningMethodRS256, k}, nil
+	}
+	if k, err := jwt.ParseECPrivateKeyFromPEM(pemBytes); err == nil {
+		return SigningKey{jwt.SigningMethodES256, k}, nil
+	}
+	return SigningKey{}, errors.New("private key is neither an RSA nor an ECDSA PEM private key")
+}
+
+// Mint signs a token for user, valid for ttl, with the channels and info of
+// extra.
+func Mint(k SigningKey, extra Claims, user string, ttl time.Duration) (string, error) {
 	now := time.Now()
 	c := Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
@@ -96,10 +118,14 @@ func MintHMAC(secret []byte, user string, channels []string, info json.RawMessag
 			IssuedAt:  jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 		},
-		Channels: channels,
-		Info:     info,
+		Channels: extra.Channels,
+		Info:     extra.Info,
 	}
-	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
+	tok, err := jwt.NewWithClaims(k.method, c).SignedString(k.key)
+	if err != nil {
+		return "", fmt.Errorf("sign token: %w", err)
+	}
+	return tok, nil
 }
 
 // SecretFile is the name of the generated secret in the data directory.

@@ -52,6 +52,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	root.AddCommand(
 		newServe(stderr),
+		newToken(stdout),
 		newVersion(stdout),
 	)
 	for _, c := range clientCommands(stdout) {

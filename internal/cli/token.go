@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/heraldpush/herald/internal/auth"
+	"github.com/heraldpush/herald/internal/config"
+	"github.com/heraldpush/herald/internal/protocol"
+)
+
+func newToken(stdout io.Writer) *cobra.Command {
+	var (
+		user, info, privateKey string
+		channels               []string
+		ttl                    time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "token --user USER [--channels PATTERN,...] [--ttl 24h]",
+		Short: "Mint a connection token for a user",
+		Long: `Mint a signed connection token (JWT) for a user and print it.
+
+By default the token is HS256, signed with the server's secret: the same
+--token-secret, HERALD_TOKEN_SECRET or config file the server reads, or the
+secret the server generated in its --data-dir. With --private-key it is
+RS256 or ES256 (by the key's type), for servers started with
+--token-public-key.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !protocol.ValidUser(user) {
+				return fmt.Errorf("--user %q is not a valid user id (1-%d characters from A-Z a-z 0-9 _ - . @)", user, protocol.MaxUserLen)
+			}
+			if ttl <= 0 {
+				return errors.New("--ttl must be positive")
+			}
+			var rawInfo json.RawMessage
+			if info != "" {
+				if !json.Valid([]byte(info)) {
+					return errors.New("--info must be JSON")
+				}
+				rawInfo = json.RawMessage(info)
+			}
+			key, err := signingKey(cmd, privateKey)
+			if err != nil {
+				return err
+			}
+			tok, err := auth.Mint(key, auth.Claims{Channels: channels, Info: rawInfo}, user, ttl)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(stdout, tok)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&user, "user", "", "user id (the token's sub claim)")
+	f.StringSliceVar(&channels, "channels", nil, "channel patterns the user may subscribe to beyond the namespace rules (room:*)")
+	f.DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token is valid")
+	f.StringVar(&info, "info", "", "JSON user info shown in presence")
+	f.StringVar(&privateKey, "private-key", "", "PEM private key file: mint RS256 or ES256 instead of HS256")
+	_ = cmd.MarkFlagRequired("user")
+	config.RegisterFlags(f)
+	return cmd
+}
+
+// signingKey returns the key to sign with: a private key file, or the
+// server's HS256 secret found the way the server finds it.
+func signingKey(cmd *cobra.Command, privateKey string) (auth.SigningKey, error) {
+	if privateKey != "" {
+		pem, err := os.ReadFile(privateKey)
+		if err != nil {
+			return auth.SigningKey{}, fmt.Errorf("read private key: %w", err)
+		}
+		return auth.ParsePrivateKey(pem)
+	}
+	cfg, err := config.Load(cmd.Flags(), os.Environ)
+	if err != nil {
+		return auth.SigningKey{}, err
+	}
+	if cfg.TokenSecret != "" {
+		return auth.HMACKey([]byte(cfg.TokenSecret)), nil
+	}
+	secret, path, created, err := auth.LoadOrCreateSecret(cfg.DataDir)
+	if err != nil {
+		return auth.SigningKey{}, err
+	}
+	if created {
+		fmt.Fprintf(cmd.ErrOrStderr(), "created a new token secret at %s; the server uses it when started with --data-dir %s\n", path, cfg.DataDir)
+	}
+	return auth.HMACKey(secret), nil
+}

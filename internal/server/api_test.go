@@ -1,0 +1,209 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+type apiClient struct {
+	t    *testing.T
+	base string
+	key  string
+}
+
+func (a apiClient) do(method, path, body string) (int, map[string]any) {
+	a.t.Helper()
+	req, _ := http.NewRequest(method, a.base+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+a.key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if err := json.Unmarshal(b, &out); err != nil {
+		a.t.Fatalf("%s %s: response is not a JSON object: %q", method, path, b)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		a.t.Fatalf("content type %q", ct)
+	}
+	return resp.StatusCode, out
+}
+
+func (a apiClient) ok(method, path, body string) map[string]any {
+	a.t.Helper()
+	status, out := a.do(method, path, body)
+	if status != 200 {
+		a.t.Fatalf("%s %s: %d %v", method, path, status, out)
+	}
+	return out
+}
+
+func errCode(out map[string]any) string {
+	e, _ := out["error"].(map[string]any)
+	code, _ := e["code"].(string)
+	return code
+}
+
+// A backend pushes to a channel, a user, a batch of users and everyone;
+// WebSocket and TCP clients authenticated with tokens receive it all.
+func TestAPIPush(t *testing.T) {
+	srv := startServer(t, secureConfig(t))
+	api := apiClient{t, "http://" + srv.HTTPAddr().String(), "new-key"}
+	alice := dialWS(t, srv)
+	alice.connectToken(hmacToken(t, "alice", nil, time.Hour))
+	bob := dialTCP(t, srv)
+	bob.connectToken(hmacToken(t, "bob", nil, time.Hour))
+	alice.subscribe("news:today")
+	bob.subscribe("news:today")
+
+	out := api.ok("POST", "/v1/publish", `{"channel":"news:today","data":{"headline":"Herald ships"}}`)
+	for _, c := range []*conn{alice, bob} {
+		m := c.expect("message")
+		if m.Kind != "channel" || m.From != "" || fmt.Sprintf("%q", out["id"]) != string(m.ID) {
+			t.Fatalf("publish: %s (reply %v)", m.raw, out)
+		}
+	}
+
+	out = api.ok("POST", "/v1/send", `{"to":"alice","data":"order shipped"}`)
+	if m := alice.expect("message"); m.To != "alice" || string(m.Data) != `"order shipped"` || fmt.Sprintf("%q", out["id"]) != string(m.ID) {
+		t.Fatalf("send: %s", m.raw)
+	}
+
+	users := []string{"alice", "bob"}
+	for i := range 998 {
+		users = append(users, fmt.Sprintf("offline%d", i))
+	}
+	ub, _ := json.Marshal(users)
+	out = api.ok("POST", "/v1/send", `{"users":`+string(ub)+`,"data":{"n":1}}`)
+	ids, _ := out["ids"].([]any)
+	if len(ids) != 1000 || ids[0] == ids[1] {
+		t.Fatalf("batch ids: %d", len(ids))
+	}
+	for i, c := range []*conn{alice, bob} {
+		if m := c.expect("message"); fmt.Sprintf("%q", ids[i]) != string(m.ID) || m.To != users[i] {
+			t.Fatalf("batch to %s: %s", users[i], m.raw)
+		}
+	}
+
+	api.ok("POST", "/v1/broadcast", `{"data":"all hands"}`)
+	for _, c := range []*conn{alice, bob} {
+		if m := c.expect("message"); m.Kind != "broadcast" {
+			t.Fatalf("broadcast: %s", m.raw)
+		}
+	}
+}
+
+func TestAPIPresenceAndControl(t *testing.T) {
+	srv := startServer(t, secureConfig(t))
+	api := apiClient{t, "http://" + srv.HTTPAddr().String(), "old-key"}
+	tok, _ := mintWithInfo(t, "alice", `{"name":"Alice"}`)
+	a1 := dialWS(t, srv)
+	a1.connectToken(tok)
+	a2 := dialTCP(t, srv)
+	a2.connectToken(tok)
+	a1.subscribe("room:9")
+	a2.subscribe("room:9")
+	bob := dialWS(t, srv)
+	bob.connectToken(hmacToken(t, "bob", nil, time.Hour))
+	bob.subscribe("room:9")
+
+	out := api.ok("GET", "/v1/presence/users/alice", "")
+	if out["online"] != true || out["connections"] != 2.0 || fmt.Sprint(out["info"]) != "map[name:Alice]" {
+		t.Fatalf("user presence: %v", out)
+	}
+	if out := api.ok("GET", "/v1/presence/users/nobody", ""); out["online"] != false || out["connections"] != 0.0 {
+		t.Fatalf("offline presence: %v", out)
+	}
+	out = api.ok("GET", "/v1/presence/channels/room:9", "")
+	if out["users"] != 2.0 || out["connections"] != 3.0 {
+		t.Fatalf("channel presence: %v", out)
+	}
+	if out := api.ok("GET", "/v1/stats", ""); out["connections"] != 3.0 || out["users"] != 2.0 || out["channels"] != 1.0 {
+		t.Fatalf("stats: %v", out)
+	}
+
+	out = api.ok("POST", "/v1/users/alice/unsubscribe", `{"channel":"room:9"}`)
+	if out["unsubscribed"] != 2.0 {
+		t.Fatalf("unsubscribe: %v", out)
+	}
+	for _, c := range []*conn{a1, a2} {
+		if f := c.expect("unsubscribed"); !strings.Contains(f.raw, `"channel":"room:9"`) {
+			t.Fatalf("unsubscribed push: %s", f.raw)
+		}
+	}
+	api.ok("POST", "/v1/publish", `{"channel":"room:9","data":1}`)
+	bob.expect("message")
+
+	out = api.ok("POST", "/v1/users/alice/disconnect", `{"reason":"account suspended"}`)
+	if out["disconnected"] != 2.0 {
+		t.Fatalf("disconnect: %v", out)
+	}
+	for _, c := range []*conn{a1, a2} {
+		d := c.expectClosed(3 * time.Second)
+		if d == nil || d.Code != 3505 || d.Reconnect || !strings.Contains(d.raw, "account suspended") {
+			t.Fatalf("kicked: %+v", d)
+		}
+	}
+	checkFor(t, 3*time.Second, 20*time.Millisecond, func() error {
+		if n := len(srv.Hub().UserConnections("alice")); n != 0 {
+			return fmt.Errorf("alice still has %d connections", n)
+		}
+		return nil
+	})
+}
+
+func TestAPIBadRequests(t *testing.T) {
+	srv := startServer(t, secureConfig(t))
+	api := apiClient{t, "http://" + srv.HTTPAddr().String(), "new-key"}
+	cases := []struct {
+		method, path, body string
+		status             int
+		code               string
+	}{
+		{"POST", "/v1/publish", ``, 400, "invalid_body"},
+		{"POST", "/v1/publish", `{"channel":"room:1","data":1`, 400, "invalid_body"},
+		{"POST", "/v1/publish", `{"channel":"room:1","data":1}{}`, 400, "invalid_body"},
+		{"POST", "/v1/publish", `{"channel":"room:1"}`, 400, "missing_field"},
+		{"POST", "/v1/publish", `{"channel":"room:1","data":null}`, 400, "missing_field"},
+		{"POST", "/v1/publish", `{"data":1}`, 400, "missing_field"},
+		{"POST", "/v1/publish", `{"channel":"bad channel","data":1}`, 400, "invalid_channel"},
+		{"POST", "/v1/publish", `{"channel":7,"data":1}`, 400, "invalid_field"},
+		{"POST", "/v1/publish", `{"channel":"room:1","data":1,"extra":true}`, 400, "invalid_body"},
+		{"POST", "/v1/send", `{"data":1}`, 400, "missing_field"},
+		{"POST", "/v1/send", `{"to":"a","users":["b"],"data":1}`, 400, "invalid_field"},
+		{"POST", "/v1/send", `{"to":"not valid","data":1}`, 400, "invalid_user"},
+		{"POST", "/v1/send", `{"users":["ok","no way"],"data":1}`, 400, "invalid_user"},
+		{"GET", "/v1/presence/users/a%20b", ``, 400, "invalid_user"},
+		{"POST", "/v1/users/alice/unsubscribe", `{}`, 400, "invalid_channel"},
+		{"GET", "/v1/nothing", ``, 404, "not_found"},
+	}
+	for _, tc := range cases {
+		status, out := api.do(tc.method, tc.path, tc.body)
+		if status != tc.status || errCode(out) != tc.code {
+			t.Errorf("%s %s %q: got %d %v, want %d %s", tc.method, tc.path, tc.body, status, out, tc.status, tc.code)
+		}
+	}
+	users := make([]string, 10001)
+	for i := range users {
+		users[i] = "u"
+	}
+	ub, _ := json.Marshal(users)
+	if status, out := api.do("POST", "/v1/send", `{"users":`+string(ub)+`,"data":1}`); status != 400 || errCode(out) != "too_large" {
+		t.Errorf("oversized batch: %d %v", status, out)
+	}
+	if out := api.ok("GET", "/v1/openapi.json", ""); out["openapi"] != "3.0.3" {
+		t.Errorf("openapi: %v", out["openapi"])
+	}
+}
+
+func mintWithInfo(t *testing.T, user, info string) (string, error) {
+	t.Helper()
+	return mint(t, user, nil, json.RawMessage(info))
+}
