@@ -75,6 +75,8 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		AdmitWebSocket:   s.admitWebSocket,
 		AdmitTCP:         s.admitTCP,
 		MaxOutboundBytes: cfg.MaxOutboundBytes,
+		TLSCertFile:      cfg.TLSCert,
+		TLSKeyFile:       cfg.TLSKey,
 	}, s.mgr, log)
 	return s, nil
 }

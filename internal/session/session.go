@@ -295,3 +295,6 @@ func (s *Session) Closed(err error) {
 // Reason returns why the connection ended, or nil if the client closed it
 // or it is still open.
 func (s *Session) Reason() *protocol.Disconnect { return s.reason.Load() }
+
+// Transport returns the connection's transport.
+func (s *Session) Transport() Transport { return s.t }

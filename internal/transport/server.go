@@ -33,6 +33,9 @@ type Config struct {
 	// MaxOutboundBytes bounds the bytes the engine buffers for a connection
 	// whose socket is full.
 	MaxOutboundBytes int
+	// TLSCertFile and TLSKeyFile, when set, serve both listeners over TLS
+	// (Go's crypto/tls, a reader and a writer goroutine per connection).
+	TLSCertFile, TLSKeyFile string
 	// AdmitTCP decides whether a new TCP connection may proceed; when it
 	// may not, the connection gets the returned disconnect and is closed.
 	AdmitTCP func(remote net.Addr) *protocol.Disconnect
@@ -56,6 +59,9 @@ type Server struct {
 	// callbacks, which nbio may run on another goroutine with only the
 	// kernel's epoll between them. Striped by file descriptor; uncontended.
 	handoff [64]sync.Mutex
+
+	std        *http.Server   // the HTTPS server, with TLS
+	goroutines sync.WaitGroup // per-connection goroutines of TLS connections
 }
 
 // New builds the listeners; Start opens them.
@@ -111,17 +117,22 @@ func (s *Server) handoffSync(c *nbio.Conn) {
 
 // Start opens the listeners.
 func (s *Server) Start() error {
-	upgrader := newUpgrader(s.mgr)
+	upgrader := s.newUpgrader()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
 		if s.cfg.AdmitWebSocket != nil && !s.cfg.AdmitWebSocket(w, r) {
 			return
 		}
 		// The upgrader writes the HTTP error itself when it fails.
-		_, _ = upgrader.Upgrade(w, r, nil)
+		if c, err := upgrader.Upgrade(w, r, nil); err == nil {
+			s.openWebSocket(c)
+		}
 	})
 	if s.cfg.Handler != nil {
 		mux.Handle("/", s.cfg.Handler)
+	}
+	if s.cfg.TLSCertFile != "" {
+		return s.startTLS(mux)
 	}
 	hcfg := nbhttp.Config{
 		Name:                    "herald-http",
@@ -221,6 +232,15 @@ func (s *Server) Stop(ctx context.Context) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		if s.std != nil {
+			_ = s.std.Shutdown(ctx)
+		}
+		s.mu.Lock()
+		for _, ln := range s.listeners {
+			_ = ln.Close()
+		}
+		s.mu.Unlock()
+		s.goroutines.Wait()
 		if s.tcp != nil {
 			s.tcp.Stop()
 		}
