@@ -1,0 +1,149 @@
+package session
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/heraldpush/herald/internal/protocol"
+)
+
+// countingTransport counts what it is asked to write.
+type countingTransport struct {
+	writes atomic.Int64
+	frames atomic.Int64
+	bytes  atomic.Int64
+	closed atomic.Pointer[protocol.Disconnect]
+}
+
+func (c *countingTransport) Wire() protocol.Wire { return protocol.WireWebSocket }
+func (c *countingTransport) RemoteAddr() string  { return "test" }
+func (c *countingTransport) Write(frames [][]byte) error {
+	c.writes.Add(1)
+	c.frames.Add(int64(len(frames)))
+	for _, f := range frames {
+		c.bytes.Add(int64(len(f)))
+	}
+	return nil
+}
+func (c *countingTransport) Close(d protocol.Disconnect) error {
+	c.closed.Store(&d)
+	return nil
+}
+
+type nopNode struct{}
+
+func (nopNode) Authenticate(context.Context, *protocol.Request) (Identity, *protocol.Error) {
+	return Identity{User: "u"}, nil
+}
+func (nopNode) Register(*Session) *protocol.Error                           { return nil }
+func (nopNode) Unregister(*Session, []string)                               {}
+func (nopNode) Subscribe(context.Context, *Session, string) *protocol.Error { return nil }
+func (nopNode) Unsubscribe(*Session, string)                                {}
+func (nopNode) Route(context.Context, *Session, *protocol.Request) (string, *protocol.Error) {
+	return "id", nil
+}
+
+func testLimits() Limits {
+	return Limits{
+		PingInterval: time.Minute, PongTimeout: time.Minute, HandshakeTimeout: time.Minute,
+		MaxFrameBytes: 1 << 16, MaxOutboundBytes: 1 << 20, OpsPerSecond: 1e6, OpsBurst: 1e6,
+		PublishPerSecond: 1e6, PublishBurst: 1e6,
+	}
+}
+
+func runManager(tb testing.TB, m *Manager) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = m.Run(ctx); close(done) }()
+	tb.Cleanup(func() { cancel(); <-done })
+}
+
+func waitFor(tb testing.TB, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatal("condition not met")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Frames queued while a session waits for a writer go out together.
+func TestFlushCoalesces(t *testing.T) {
+	m := NewManager(testLimits(), nopNode{}, slog.New(slog.NewTextHandler(io.Discard, nil)), 1)
+	tr := &countingTransport{}
+	s := m.Open(tr)
+	f := (&protocol.Message{ID: "x", Kind: protocol.KindBroadcast, Data: []byte("1")}).Frame()
+	for range 100 {
+		s.Deliver(f) // no writer is running yet: all of these queue
+	}
+	runManager(t, m)
+	waitFor(t, func() bool { return tr.frames.Load() == 100 })
+	if w := tr.writes.Load(); w != 1 {
+		t.Fatalf("100 queued frames took %d writes", w)
+	}
+}
+
+// A queue past its byte bound disconnects the session as a slow consumer
+// without writing what was queued.
+func TestOutboundBound(t *testing.T) {
+	l := testLimits()
+	l.MaxOutboundBytes = 1000
+	m := NewManager(l, nopNode{}, slog.New(slog.NewTextHandler(io.Discard, nil)), 1)
+	tr := &countingTransport{}
+	s := m.Open(tr)
+	big := (&protocol.Message{ID: "x", Kind: protocol.KindBroadcast, Data: []byte(`"0123456789012345678901234567890123456789"`)}).Frame()
+	for range 100 {
+		s.Deliver(big)
+	}
+	runManager(t, m)
+	waitFor(t, func() bool { return tr.closed.Load() != nil })
+	if d := tr.closed.Load(); d.Code != protocol.DisconnectSlowConsumer.Code {
+		t.Fatalf("closed with %+v", d)
+	}
+	if tr.frames.Load() != 0 || m.Metrics().SlowConsumers.Load() != 1 {
+		t.Fatalf("frames written %d, slow consumers %d", tr.frames.Load(), m.Metrics().SlowConsumers.Load())
+	}
+}
+
+// BenchmarkDeliver measures the per-recipient cost of fan-out through
+// sessions: queueing a shared frame and the writers draining the queues.
+func BenchmarkDeliver(b *testing.B) {
+	const sessions = 1000
+	m := NewManager(testLimits(), nopNode{}, slog.New(slog.NewTextHandler(io.Discard, nil)), 2)
+	runManager(b, m)
+	trs := make([]*countingTransport, sessions)
+	ss := make([]*Session, sessions)
+	for i := range ss {
+		trs[i] = &countingTransport{}
+		ss[i] = m.Open(trs[i])
+	}
+	f := (&protocol.Message{ID: "x", Kind: protocol.KindChannel, Channel: "c", Data: []byte(`{"text":"hello"}`)}).Frame()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		for _, s := range ss {
+			s.Deliver(f)
+		}
+	}
+	want := int64(b.N * sessions)
+	waitFor(b, func() bool {
+		var n int64
+		for _, tr := range trs {
+			n += tr.frames.Load()
+		}
+		return n == want
+	})
+	b.StopTimer()
+	var writes int64
+	for _, tr := range trs {
+		writes += tr.writes.Load()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(want), "ns/delivery")
+	b.ReportMetric(float64(want)/float64(writes), "frames/write")
+}
