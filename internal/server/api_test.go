@@ -207,3 +207,22 @@ func mintWithInfo(t *testing.T, user, info string) (string, error) {
 	t.Helper()
 	return mint(t, user, nil, json.RawMessage(info))
 }
+
+func TestMetrics(t *testing.T) {
+	srv := startServer(t, testConfig())
+	c := dialWS(t, srv)
+	c.connect("m")
+	c.subscribe("room:m")
+	c.reply(c.send(map[string]any{"op": "publish", "channel": "room:m", "data": 1}))
+	resp, err := http.Get("http://" + srv.HTTPAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{"herald_connections 1", "herald_messages_total 1", "herald_deliveries_total 1", "herald_channels 1", "go_goroutines"} {
+		if !strings.Contains(string(b), want+"\n") && !strings.Contains(string(b), want+" ") {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}

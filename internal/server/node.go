@@ -68,12 +68,16 @@ func (s *Server) Deliver(_ context.Context, m *protocol.Message) int {
 	m.ID = xid.New().String()
 	m.Time = time.Now().UnixMilli()
 	f := m.Frame()
+	var n int
 	switch m.Kind {
 	case protocol.KindChannel:
-		return s.hub.Publish(m.Channel, f)
+		n = s.hub.Publish(m.Channel, f)
 	case protocol.KindDirect:
-		return s.hub.SendToUser(m.To, f)
+		n = s.hub.SendToUser(m.To, f)
 	default:
-		return s.hub.Broadcast(f)
+		n = s.hub.Broadcast(f)
 	}
+	s.counters.messages.Add(1)
+	s.counters.deliveries.Add(int64(n))
+	return n
 }

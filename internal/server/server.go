@@ -32,6 +32,7 @@ type Server struct {
 	connects *connectLimiter
 	hub      *hub.Hub
 	mgr      *session.Manager
+	counters counters
 	tr       *transport.Server
 
 	cancelRun    context.CancelFunc
@@ -88,6 +89,7 @@ func (s *Server) routes() http.Handler {
 		Open:    s.cfg.Insecure,
 		MaxBody: int64(s.cfg.APIMaxBody),
 	}, backend{s}, s.log).Register(mux)
+	mux.Handle("GET /metrics", s.metricsHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
