@@ -46,7 +46,9 @@ func (a *API) publish(r *http.Request) (any, error) {
 		return nil, err
 	}
 	m := &protocol.Message{Kind: protocol.KindChannel, Channel: body.Channel, Data: d}
-	a.b.Deliver(r.Context(), m)
+	if err := a.b.Deliver(r.Context(), m); err != nil {
+		return nil, err
+	}
 	return idResult{m.ID}, nil
 }
 
@@ -83,7 +85,9 @@ func (a *API) send(r *http.Request) (any, error) {
 	ids := make([]string, len(users))
 	for i, u := range users {
 		m := &protocol.Message{Kind: protocol.KindDirect, To: u, Data: d}
-		a.b.Deliver(r.Context(), m)
+		if err := a.b.Deliver(r.Context(), m); err != nil {
+			return nil, err
+		}
 		ids[i] = m.ID
 	}
 	if body.To != "" {
@@ -106,7 +110,9 @@ func (a *API) broadcast(r *http.Request) (any, error) {
 		return nil, err
 	}
 	m := &protocol.Message{Kind: protocol.KindBroadcast, Data: d}
-	a.b.Deliver(r.Context(), m)
+	if err := a.b.Deliver(r.Context(), m); err != nil {
+		return nil, err
+	}
 	return idResult{m.ID}, nil
 }
 

@@ -58,15 +58,26 @@ func (n node) Route(ctx context.Context, s *session.Session, req *protocol.Reque
 		}
 		m.Kind = protocol.KindBroadcast
 	}
-	n.s.Deliver(ctx, m)
+	if err := n.s.Deliver(ctx, m); err != nil {
+		n.s.log.Error("publish failed", "err", err)
+		return "", protocol.Errorf(protocol.CodeInternal, "the message could not be published; retry")
+	}
 	return m.ID, nil
 }
 
-// Deliver stamps m with an id and the server time and delivers it to every
-// connection it addresses. It returns the number of connections reached.
-func (s *Server) Deliver(_ context.Context, m *protocol.Message) int {
+// Deliver stamps m with an id and the server time and publishes it through
+// the broker, which hands it to every node (this one included) for delivery
+// to the connections it addresses.
+func (s *Server) Deliver(ctx context.Context, m *protocol.Message) error {
 	m.ID = xid.New().String()
 	m.Time = time.Now().UnixMilli()
+	s.counters.messages.Add(1)
+	return s.broker.Publish(ctx, m)
+}
+
+// deliverLocal delivers a message from the broker to this node's
+// connections: encoded once, then queued to each.
+func (s *Server) deliverLocal(m *protocol.Message) {
 	f := m.Frame()
 	var n int
 	switch m.Kind {
@@ -77,7 +88,5 @@ func (s *Server) Deliver(_ context.Context, m *protocol.Message) int {
 	default:
 		n = s.hub.Broadcast(f)
 	}
-	s.counters.messages.Add(1)
 	s.counters.deliveries.Add(int64(n))
-	return n
 }

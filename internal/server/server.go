@@ -16,6 +16,8 @@ import (
 
 	"github.com/heraldpush/herald/internal/api"
 	"github.com/heraldpush/herald/internal/auth"
+	"github.com/heraldpush/herald/internal/broker"
+	"github.com/heraldpush/herald/internal/broker/memory"
 	"github.com/heraldpush/herald/internal/config"
 	"github.com/heraldpush/herald/internal/hub"
 	"github.com/heraldpush/herald/internal/protocol"
@@ -32,6 +34,7 @@ type Server struct {
 	connects *connectLimiter
 	hub      *hub.Hub
 	mgr      *session.Manager
+	broker   broker.Broker
 	counters counters
 	tr       *transport.Server
 
@@ -50,7 +53,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, verifier: verifier, policy: newPolicy(cfg.Namespaces), hub: hub.New(),
+	s := &Server{cfg: cfg, log: log, verifier: verifier, policy: newPolicy(cfg.Namespaces), hub: hub.New(), broker: memory.New(),
 		connects: newConnectLimiter(cfg.ConnectsPerIP, cfg.ConnectsBurst)}
 	writers := cfg.Writers
 	if writers == 0 {
@@ -102,12 +105,17 @@ func (s *Server) routes() http.Handler {
 func (s *Server) Start() error {
 	raiseFileLimit(s.log)
 	ctx, cancel := context.WithCancel(context.Background())
+	if err := s.broker.Start(ctx, s.deliverLocal); err != nil {
+		cancel()
+		return fmt.Errorf("start broker: %w", err)
+	}
 	s.cancelRun = cancel
 	s.runDone = make(chan error, 1)
 	go func() { s.runDone <- s.mgr.Run(ctx) }()
 	if err := s.tr.Start(); err != nil {
 		cancel()
 		<-s.runDone
+		_ = s.broker.Close()
 		return err
 	}
 	attrs := []any{"http", s.HTTPAddr().String()}
@@ -155,7 +163,11 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	s.tr.Stop(ctx)
 	s.cancelRun()
-	if err := <-s.runDone; err != nil && !errors.Is(err, context.Canceled) {
+	err := <-s.runDone
+	if cerr := s.broker.Close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil
