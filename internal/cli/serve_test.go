@@ -1,0 +1,172 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/heraldpush/herald/internal/auth"
+)
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// serve runs `herald serve args...` until the returned cancel is called,
+// and returns the HTTP address it logged.
+func serve(t *testing.T, args ...string) (addr string, stderr *syncBuffer, stop func() int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stderr = &syncBuffer{}
+	code := make(chan int, 1)
+	go func() {
+		code <- Run(ctx, append([]string{"serve", "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"}, args...), nil, &bytes.Buffer{}, stderr)
+	}()
+	re := regexp.MustCompile(`herald listening" http=(\S+)`)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m := re.FindStringSubmatch(stderr.String()); m != nil {
+			addr = m[1]
+			break
+		}
+		select {
+		case c := <-code:
+			t.Fatalf("serve exited with %d: %s", c, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server did not start: %s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var once sync.Once
+	var result int
+	stop = func() int {
+		once.Do(func() {
+			cancel()
+			select {
+			case result = <-code:
+			case <-time.After(15 * time.Second):
+				t.Fatal("serve did not exit after cancel")
+			}
+		})
+		return result
+	}
+	t.Cleanup(func() { stop() })
+	return addr, stderr, stop
+}
+
+// The serve command shuts down gracefully when its context ends (as on
+// SIGINT or SIGTERM): clients are told to reconnect and it exits 0.
+func TestServeGracefulShutdown(t *testing.T) {
+	addr, stderr, stop := serve(t, "--insecure")
+	if !strings.Contains(stderr.String(), "INSECURE MODE") {
+		t.Fatal("insecure mode was not announced")
+	}
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = ws.WriteMessage(websocket.TextMessage, []byte(`{"id":1,"op":"connect","user":"alice"}`))
+	if _, _, err := ws.ReadMessage(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan int, 1)
+	go func() { exited <- stop() }()
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, msg, err := ws.ReadMessage()
+	if err != nil {
+		t.Fatalf("no disconnect frame: %v", err)
+	}
+	var d struct {
+		Type string
+		Code int
+	}
+	if json.Unmarshal(msg, &d) != nil || d.Type != "disconnect" || d.Code != 3000 {
+		t.Fatalf("got %s", msg)
+	}
+	if code := <-exited; code != 0 {
+		t.Fatalf("exit code %d: %s", code, stderr.String())
+	}
+}
+
+// A secure server creates its token secret on first start and says how to
+// mint a token; `herald token` mints one the server accepts.
+func TestServeWithMintedToken(t *testing.T) {
+	dir := t.TempDir()
+	addr, stderr, _ := serve(t, "--data-dir", dir)
+	if !strings.Contains(stderr.String(), "herald token --user") {
+		t.Fatalf("no hint on minting tokens: %s", stderr.String())
+	}
+	var out bytes.Buffer
+	if code := Run(context.Background(), []string{"token", "--user", "alice", "--data-dir", dir, "--ttl", "1h", "--channels", "vip:*"}, nil, &out, &bytes.Buffer{}); code != 0 {
+		t.Fatalf("token exited %d", code)
+	}
+	tok := strings.TrimSpace(out.String())
+
+	secret, _, created, err := auth.LoadOrCreateSecret(dir)
+	if err != nil || created {
+		t.Fatalf("secret: %v created=%v", err, created)
+	}
+	v, _ := auth.NewHMAC(secret)
+	claims, err := v.Verify(tok)
+	if err != nil || claims.Subject != "alice" || len(claims.Channels) != 1 || claims.Channels[0] != "vip:*" {
+		t.Fatalf("minted token: %v %+v", err, claims)
+	}
+
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = ws.WriteMessage(websocket.TextMessage, []byte(`{"id":1,"op":"connect","token":"`+tok+`"}`))
+	_, msg, err := ws.ReadMessage()
+	if err != nil || !strings.Contains(string(msg), `"user":"alice"`) {
+		t.Fatalf("connect with minted token: %s %v", msg, err)
+	}
+}
+
+func TestTokenErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"token"},
+		{"token", "--user", "not valid"},
+		{"token", "--user", "a", "--ttl", "-1h"},
+		{"token", "--user", "a", "--info", "{nope"},
+		{"token", "--user", "a", "--private-key", "/does/not/exist"},
+	} {
+		var stderr bytes.Buffer
+		if code := Run(context.Background(), append(args, "--data-dir", t.TempDir()), nil, &bytes.Buffer{}, &stderr); code == 0 || stderr.Len() == 0 {
+			t.Errorf("%v: exit %d, stderr %q", args, code, stderr.String())
+		}
+	}
+}
+
+func TestServeRefusesBadConfig(t *testing.T) {
+	var stderr bytes.Buffer
+	code := Run(context.Background(), []string{"serve", "--ping-interval", "1ms"}, nil, &bytes.Buffer{}, &stderr)
+	if code == 0 || !strings.Contains(stderr.String(), "ping-interval") {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+}
