@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"runtime"
 	"sync"
-	"syscall"
 
 	"github.com/heraldpush/herald/internal/api"
 	"github.com/heraldpush/herald/internal/auth"
@@ -104,6 +103,7 @@ func (s *Server) routes() http.Handler {
 // the server accepts connections.
 func (s *Server) Start() error {
 	raiseFileLimit(s.log)
+	setMemoryLimit(s.log)
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := s.broker.Start(ctx, s.deliverLocal); err != nil {
 		cancel()
@@ -188,20 +188,4 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.log.Info("stopped")
 	return nil
-}
-
-// raiseFileLimit lifts the soft open-file limit to the hard limit: every
-// connection is a file descriptor.
-func raiseFileLimit(log *slog.Logger) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return
-	}
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
-	}
-	if lim.Cur < 65536 {
-		log.Warn("open-file limit is low; it caps concurrent connections", "limit", lim.Cur)
-	}
 }
