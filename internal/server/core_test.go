@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"runtime"
 	"strings"
 	"testing"
@@ -284,4 +286,34 @@ func TestGracefulShutdown(t *testing.T) {
 	if srv.Sessions() != 0 {
 		t.Fatalf("%d sessions left", srv.Sessions())
 	}
+}
+
+// A server shut down right after it starts stops every goroutine it
+// started: the engines' pollers must not miss the stop.
+func TestShutdownRightAfterStart(t *testing.T) {
+	cycle := func() {
+		srv, err := New(testConfig(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cycle() // warm up process-wide pools
+	baseline := runtime.NumGoroutine()
+	for range 3 {
+		cycle()
+	}
+	checkFor(t, 5*time.Second, 50*time.Millisecond, func() error {
+		if n := runtime.NumGoroutine(); n > baseline {
+			return fmt.Errorf("%d goroutines after shutdown, %d before", n, baseline)
+		}
+		return nil
+	})
 }

@@ -66,18 +66,29 @@ func writeFrames(c net.Conn, frames [][]byte) error {
 // delivered and the client sees end-of-stream, then closes for good when the
 // client closes its side or lingerTimeout passes.
 func closeGracefully(c net.Conn) {
-	if nc := rawConn(c); nc != nil {
-		if raw, err := nc.SyscallConn(); err == nil {
-			shut := raw.Control(func(fd uintptr) {
-				_ = syscall.Shutdown(int(fd), syscall.SHUT_WR)
-			})
-			if shut == nil {
-				time.AfterFunc(lingerTimeout, func() { _ = c.Close() })
-				return
-			}
-		}
+	if nc := rawConn(c); nc != nil && shutdownWrite(nc) {
+		time.AfterFunc(lingerTimeout, func() { _ = c.Close() })
+		return
 	}
 	_ = c.Close()
+}
+
+// shutdownWrite half-closes nc. It holds the connection's lock while it
+// checks that nbio has not closed it: once closed, the descriptor number
+// may already belong to a newer connection, which must not be touched.
+func shutdownWrite(nc *nbio.Conn) bool {
+	raw, err := nc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	nc.Lock()
+	defer nc.Unlock()
+	if closed, _ := nc.IsClosed(); closed {
+		return false
+	}
+	var serr error
+	_ = raw.Control(func(fd uintptr) { serr = syscall.Shutdown(int(fd), syscall.SHUT_WR) })
+	return serr == nil
 }
 
 func mapError(err error) error {

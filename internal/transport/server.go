@@ -60,6 +60,7 @@ type Server struct {
 	// kernel's epoll between them. Striped by file descriptor; uncontended.
 	handoff [64]sync.Mutex
 
+	started    time.Time      // when the engines were started
 	std        *http.Server   // the HTTPS server, with TLS
 	goroutines sync.WaitGroup // per-connection goroutines of TLS connections
 }
@@ -163,7 +164,25 @@ func (s *Server) Start() error {
 			return err
 		}
 	}
+	s.waitAccepting()
+	s.started = time.Now()
 	return nil
+}
+
+// waitAccepting returns once every listener's accept loop is running.
+func (s *Server) waitAccepting() {
+	s.mu.Lock()
+	lns := append([]*drainListener(nil), s.listeners...)
+	s.mu.Unlock()
+	timeout := time.After(5 * time.Second)
+	for _, ln := range lns {
+		select {
+		case <-ln.accepting:
+		case <-timeout:
+			s.log.Warn("an accept loop did not start in time", "addr", ln.Addr().String())
+			return
+		}
+	}
 }
 
 func (s *Server) startTCP() error {
@@ -232,21 +251,24 @@ func (s *Server) Stop(ctx context.Context) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		// The engines mark themselves stopping before they close their
+		// listeners; closing those first would set their accept loops
+		// spinning on the closed listener.
+		if s.tcp != nil {
+			s.stopEngine("tcp", s.tcp.Stop)
+		}
+		if s.http != nil {
+			s.stopEngine("http", func() { _ = s.http.Shutdown(ctx) })
+		}
 		if s.std != nil {
 			_ = s.std.Shutdown(ctx)
 		}
 		s.mu.Lock()
 		for _, ln := range s.listeners {
-			_ = ln.Close()
+			_ = ln.Close() // the TLS listeners; a no-op for the engines' own
 		}
 		s.mu.Unlock()
 		s.goroutines.Wait()
-		if s.tcp != nil {
-			s.tcp.Stop()
-		}
-		if s.http != nil {
-			_ = s.http.Shutdown(ctx)
-		}
 		if s.pool != nil {
 			s.pool.Stop()
 		}
@@ -254,5 +276,29 @@ func (s *Server) Stop(ctx context.Context) {
 	select {
 	case <-done:
 	case <-ctx.Done():
+	}
+}
+
+// nbio's pollers clear their stop flag when their goroutine first runs, so
+// an engine stopped before its goroutines have been scheduled misses the
+// stop. Stopping waits until the engine has run for engineMinLifetime, which
+// is ample for the scheduler, and engineStopTimeout bounds the wait should
+// it still happen: the process then goes on without that engine.
+const (
+	engineMinLifetime = 200 * time.Millisecond
+	engineStopTimeout = time.Second
+)
+
+func (s *Server) stopEngine(name string, stop func()) {
+	time.Sleep(engineMinLifetime - time.Since(s.started))
+	done := make(chan struct{})
+	go func() {
+		stop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(engineStopTimeout):
+		s.log.Warn("I/O engine did not stop in time", "engine", name)
 	}
 }

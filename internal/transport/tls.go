@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -39,7 +40,12 @@ func (s *Server) startTLS(handler http.Handler) error {
 	if err != nil {
 		return fmt.Errorf("listen https %s: %w", s.cfg.HTTPAddr, err)
 	}
-	s.std = &http.Server{Handler: handler, TLSConfig: cfg, ReadHeaderTimeout: 10 * time.Second}
+	s.std = &http.Server{
+		Handler:           handler,
+		TLSConfig:         cfg,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
 	s.goroutines.Go(func() {
 		if err := s.std.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			s.log.Error("https listener stopped", "err", err)
