@@ -156,10 +156,22 @@ func ReplyFrame(id uint64, result any, err *Error) *Frame {
 
 // ConnectResult is the result of a successful connect.
 type ConnectResult struct {
-	Client       string `json:"client"`        // this connection's id
-	User         string `json:"user"`          // the authenticated user id
-	PingInterval int    `json:"ping_interval"` // seconds between server pings
-	PongTimeout  int    `json:"pong_timeout"`  // seconds the server waits past a ping
+	Client       string        `json:"client"`        // this connection's id
+	User         string        `json:"user"`          // the authenticated user id
+	PingInterval int           `json:"ping_interval"` // seconds between server pings
+	PongTimeout  int           `json:"pong_timeout"`  // seconds the server waits past a ping
+	Limits       ConnectLimits `json:"limits"`
+}
+
+// ConnectLimits tells a client the limits it runs under, so it can pace
+// itself.
+type ConnectLimits struct {
+	MaxFrameBytes    int     `json:"max_frame_bytes"`
+	OpsPerSecond     float64 `json:"ops_per_second"`
+	OpsBurst         int     `json:"ops_burst"`
+	PublishPerSecond float64 `json:"publish_per_second"`
+	PublishBurst     int     `json:"publish_burst"`
+	MaxSubscriptions int     `json:"max_subscriptions"` // 0: no limit
 }
 
 // PublishResult is the result of publish, send and broadcast.

@@ -117,6 +117,14 @@ func (s *Session) connect(req *protocol.Request) {
 		User:         id.User,
 		PingInterval: int(l.PingInterval / time.Second),
 		PongTimeout:  int(l.PongTimeout / time.Second),
+		Limits: protocol.ConnectLimits{
+			MaxFrameBytes:    l.MaxFrameBytes,
+			OpsPerSecond:     l.OpsPerSecond,
+			OpsBurst:         l.OpsBurst,
+			PublishPerSecond: l.PublishPerSecond,
+			PublishBurst:     l.PublishBurst,
+			MaxSubscriptions: l.MaxSubscriptions,
+		},
 	})
 }
 
@@ -193,7 +201,7 @@ func (s *Session) Unsubscribed(channel string) bool {
 
 func (s *Session) succeed(id uint64, result any) {
 	s.stateMu.Lock()
-	s.strikes = 0
+	s.strikes, s.limited = 0, 0
 	s.stateMu.Unlock()
 	if id != 0 {
 		s.reply(id, result, nil)
@@ -205,9 +213,20 @@ func (s *Session) succeed(id uint64, result any) {
 func (s *Session) fail(id uint64, perr *protocol.Error) {
 	s.mgr.metrics.Errors.Add(1)
 	s.reply(id, nil, perr)
+	l := &s.mgr.limits
 	s.stateMu.Lock()
-	s.strikes++
-	over := s.mgr.limits.MaxStrikes > 0 && s.strikes >= s.mgr.limits.MaxStrikes
+	var over bool
+	if perr.Code == protocol.CodeRateLimited {
+		// Being slowed down is not a violation: a client resubscribing
+		// after a reconnect may well outrun the burst. A client that
+		// keeps going past a second burst without one success is
+		// flooding.
+		s.limited++
+		over = s.limited > l.OpsBurst
+	} else {
+		s.strikes++
+		over = l.MaxStrikes > 0 && s.strikes >= l.MaxStrikes
+	}
 	s.stateMu.Unlock()
 	if over {
 		s.Close(protocol.DisconnectProtocolViolation)

@@ -135,8 +135,12 @@ func (m *Manager) each(fn func(*Session)) {
 }
 
 // sweepPeriod is how often session timers are checked; it bounds how late
-// a ping or a timeout can be.
-const sweepPeriod = time.Second
+// a ping or a timeout can be: at most a second, and at most a quarter of
+// the pong timeout, so a ping is never so late that a client waiting
+// ping_interval + pong_timeout for it gives up.
+func (l Limits) sweepPeriod() time.Duration {
+	return min(time.Second, l.PongTimeout/4, l.PingInterval/4)
+}
 
 // Run starts the writers and the sweeper and blocks until ctx ends. The
 // writers keep running until Run returns, so queued frames (such as the
@@ -146,7 +150,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	m.flusher.start(g)
 	g.Go(func() error {
-		t := time.NewTicker(sweepPeriod)
+		t := time.NewTicker(m.limits.sweepPeriod())
 		defer t.Stop()
 		for {
 			select {

@@ -87,7 +87,8 @@ type Session struct {
 	subs     []string
 	limiter  *rate.Limiter // all operations
 	pubRate  *rate.Limiter // publish, send, broadcast
-	strikes  int
+	strikes  int           // failed operations in a row
+	limited  int           // rate-limited operations in a row
 
 	// mu guards the outbound queue. It is a leaf lock.
 	mu        sync.Mutex
