@@ -1,10 +1,274 @@
 package cli
 
 import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/heraldpush/herald/client"
 )
 
+// defaultServer is the WebSocket endpoint of a server on its default
+// address.
+const defaultServer = "ws://127.0.0.1:7600/ws"
+
+// defaultPushTimeout bounds pub, send and broadcast: connecting plus the
+// reply.
+const defaultPushTimeout = 10 * time.Second
+
 // clientCommands returns sub, pub, send and broadcast.
-func clientCommands(stdout io.Writer) []*cobra.Command { return nil }
+func clientCommands(stdout io.Writer) []*cobra.Command {
+	return []*cobra.Command{
+		newSub(stdout),
+		newPush(stdout, pushPublish),
+		newPush(stdout, pushSend),
+		newPush(stdout, pushBroadcast),
+	}
+}
+
+// connFlags are the flags that say how to reach and authenticate with a
+// server.
+type connFlags struct {
+	server, user, token, caFile string
+}
+
+func (f *connFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.server, "server", defaultServer, "server URL: ws://HOST:PORT/ws, wss://HOST:PORT/ws, tcp://HOST:PORT or tcps://HOST:PORT")
+	fs.StringVar(&f.user, "user", "", "user id to connect as (accepted without a token only by a server in --insecure mode)")
+	fs.StringVar(&f.token, "token", "", "connection token (see herald token)")
+	fs.StringVar(&f.caFile, "ca", "", "PEM file of the certificate authorities to trust for wss:// and tcps:// (default: the system's)")
+}
+
+// dial connects with the flags' server and credentials.
+func (f *connFlags) dial(ctx context.Context, opts ...client.Option) (*client.Client, error) {
+	if f.user == "" && f.token == "" {
+		return nil, errors.New("--user or --token is required")
+	}
+	opts = append(opts, client.WithUser(f.user), client.WithToken(f.token))
+	if f.caFile != "" {
+		pem, err := os.ReadFile(f.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca %s: no PEM certificate found", f.caFile)
+		}
+		opts = append(opts, client.WithTLSConfig(&tls.Config{RootCAs: pool}))
+	}
+	return client.Dial(ctx, f.server, opts...)
+}
+
+func newSub(stdout io.Writer) *cobra.Command {
+	var (
+		conn     connFlags
+		channels []string
+		count    int
+	)
+	cmd := &cobra.Command{
+		Use:   "sub --user USER [--channel CHANNEL ...] [--count N]",
+		Short: "Print the messages a user receives, one JSON object a line",
+		Long: `Connect, subscribe to the channels given, and print every message this
+connection receives (channel messages, direct messages to the user and
+broadcasts) as one JSON object a line, as the server sent it.
+
+Runs until interrupted, or until --count messages have been printed. It
+reconnects and subscribes again by itself if the connection is lost.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if count < 0 {
+				return errors.New("--count must not be negative")
+			}
+			return runSub(cmd.Context(), stdout, &conn, channels, count)
+		},
+	}
+	conn.register(cmd.Flags())
+	cmd.Flags().StringArrayVar(&channels, "channel", nil, "channel to subscribe to (repeatable)")
+	cmd.Flags().IntVar(&count, "count", 0, "exit after this many messages (0: run until interrupted)")
+	return cmd
+}
+
+func runSub(ctx context.Context, stdout io.Writer, conn *connFlags, channels []string, count int) error {
+	p := &linePrinter{w: stdout, limit: count, done: make(chan struct{})}
+	c, err := conn.dial(ctx, client.WithMessageHandler(p.print))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // interrupted while connecting
+		}
+		return err
+	}
+	defer c.Close()
+	for _, ch := range channels {
+		if err := c.Subscribe(ctx, ch); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+	select {
+	case <-p.done:
+		return p.err()
+	case <-ctx.Done():
+		return nil // interrupted: the normal way to stop
+	case <-c.Done():
+		return c.Err()
+	}
+}
+
+// linePrinter writes messages as JSON lines, and closes done after limit
+// messages (0: never) or on a write error.
+type linePrinter struct {
+	w     io.Writer
+	limit int
+	done  chan struct{}
+
+	mu      sync.Mutex
+	n       int
+	werr    error
+	buf     bytes.Buffer
+	stopped bool
+}
+
+func (p *linePrinter) print(m client.Message) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return
+	}
+	p.buf.Reset()
+	// The server's frame, on one line whatever its layout.
+	if err := json.Compact(&p.buf, m.Raw); err != nil {
+		p.stop(fmt.Errorf("message %s: %w", m.ID, err))
+		return
+	}
+	p.buf.WriteByte('\n')
+	if _, err := p.w.Write(p.buf.Bytes()); err != nil {
+		p.stop(fmt.Errorf("write message: %w", err))
+		return
+	}
+	p.n++
+	if p.limit > 0 && p.n >= p.limit {
+		p.stop(nil)
+	}
+}
+
+// stop ends the printing with err; p.mu is held.
+func (p *linePrinter) stop(err error) {
+	p.stopped, p.werr = true, err
+	close(p.done)
+}
+
+func (p *linePrinter) err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.werr
+}
+
+// push describes one of pub, send and broadcast.
+type push struct {
+	use, short, long string
+	// target is the flag naming the addressee ("" for none).
+	target, targetUsage string
+	do                  func(ctx context.Context, c *client.Client, target string, data json.RawMessage) (string, error)
+}
+
+var (
+	pushPublish = push{
+		use:         "pub --user USER --channel CHANNEL DATA",
+		short:       "Publish a message to a channel",
+		long:        "Publish DATA to every connection subscribed to the channel, and print the message id.",
+		target:      "channel",
+		targetUsage: "channel to publish to",
+		do: func(ctx context.Context, c *client.Client, channel string, data json.RawMessage) (string, error) {
+			return c.Publish(ctx, channel, data)
+		},
+	}
+	pushSend = push{
+		use:         "send --user USER --to USER2 DATA",
+		short:       "Send a direct message to a user",
+		long:        "Send DATA to every connection of a user, and print the message id.",
+		target:      "to",
+		targetUsage: "user id of the recipient",
+		do: func(ctx context.Context, c *client.Client, to string, data json.RawMessage) (string, error) {
+			return c.Send(ctx, to, data)
+		},
+	}
+	pushBroadcast = push{
+		use:   "broadcast --user USER DATA",
+		short: "Broadcast a message to every connected client",
+		long: "Send DATA to every connected client, and print the message id. Servers refuse\n" +
+			"client broadcasts unless started with --client-broadcast.",
+		do: func(ctx context.Context, c *client.Client, _ string, data json.RawMessage) (string, error) {
+			return c.Broadcast(ctx, data)
+		},
+	}
+)
+
+const dataHelp = `
+
+DATA is a JSON value ({"text":"hi"}, 42, "quoted"). Anything that is not
+valid JSON is sent as a JSON string, so 'hello' sends "hello"; several
+arguments are joined with spaces first.`
+
+func newPush(stdout io.Writer, p push) *cobra.Command {
+	var (
+		conn    connFlags
+		target  string
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   p.use,
+		Short: p.short,
+		Long:  p.long + dataHelp,
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			c, err := conn.dial(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			id, err := p.do(ctx, c, target, parseData(strings.Join(args, " ")))
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(stdout, id)
+			return err
+		},
+	}
+	conn.register(cmd.Flags())
+	if p.target != "" {
+		cmd.Flags().StringVar(&target, p.target, "", p.targetUsage)
+		_ = cmd.MarkFlagRequired(p.target)
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", defaultPushTimeout, "give up after this long (0: never)")
+	return cmd
+}
+
+// parseData takes arg as JSON if it is valid JSON, and as a string
+// otherwise.
+func parseData(arg string) json.RawMessage {
+	if json.Valid([]byte(arg)) {
+		return json.RawMessage(arg)
+	}
+	s, _ := json.Marshal(arg) // a string always encodes
+	return s
+}

@@ -1,0 +1,154 @@
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"net/http"
+	"time"
+)
+
+// Defaults of the options.
+const (
+	DefaultMinBackoff       = 500 * time.Millisecond
+	DefaultMaxBackoff       = 30 * time.Second
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultMaxFrameBytes    = 1 << 20
+	DefaultMessageBuffer    = 4096
+)
+
+// Option configures Dial.
+type Option func(*options)
+
+type options struct {
+	token, user      string
+	tokenFunc        func(context.Context) (string, error)
+	tls              *tls.Config
+	header           http.Header
+	minBackoff       time.Duration
+	maxBackoff       time.Duration
+	handshakeTimeout time.Duration
+	writeTimeout     time.Duration
+	maxFrameBytes    int
+	messageBuffer    int
+	onMessage        func(Message)
+	onState          func(StateChange)
+	onError          func(error)
+	onUnsubscribed   func(string)
+}
+
+func defaultOptions() options {
+	return options{
+		minBackoff:       DefaultMinBackoff,
+		maxBackoff:       DefaultMaxBackoff,
+		handshakeTimeout: DefaultHandshakeTimeout,
+		writeTimeout:     DefaultWriteTimeout,
+		maxFrameBytes:    DefaultMaxFrameBytes,
+		messageBuffer:    DefaultMessageBuffer,
+	}
+}
+
+// WithToken authenticates with a signed token (the connect frame's token).
+func WithToken(token string) Option { return func(o *options) { o.token = token } }
+
+// WithTokenFunc sets a function called before every connection attempt for
+// the token to send, so that a client outliving its token (the server
+// checks it at connect only) reconnects with a fresh one. An error fails
+// the attempt; the client retries with backoff. It overrides WithToken.
+func WithTokenFunc(f func(ctx context.Context) (string, error)) Option {
+	return func(o *options) { o.tokenFunc = f }
+}
+
+// WithUser declares the user id (the connect frame's user). Only a server
+// in insecure (development) mode accepts it without a token.
+func WithUser(user string) Option { return func(o *options) { o.user = user } }
+
+// WithTLSConfig sets the TLS configuration for wss:// and tcps:// URLs.
+func WithTLSConfig(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg } }
+
+// WithHeader adds HTTP headers to the WebSocket upgrade request.
+func WithHeader(h http.Header) Option { return func(o *options) { o.header = h.Clone() } }
+
+// WithBackoff sets the wait between reconnect attempts: it starts at min
+// and doubles up to max; each wait is drawn at random from half to one and
+// a half times that, and never exceeds max. Non-positive values keep the
+// defaults (DefaultMinBackoff, DefaultMaxBackoff).
+func WithBackoff(min, max time.Duration) Option {
+	return func(o *options) {
+		if min > 0 {
+			o.minBackoff = min
+		}
+		if max > 0 {
+			o.maxBackoff = max
+		}
+	}
+}
+
+// WithHandshakeTimeout bounds dialling plus the connect exchange of each
+// attempt (default DefaultHandshakeTimeout).
+func WithHandshakeTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.handshakeTimeout = d
+		}
+	}
+}
+
+// WithWriteTimeout bounds each write to the socket; a write that takes
+// longer ends the connection (default DefaultWriteTimeout).
+func WithWriteTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.writeTimeout = d
+		}
+	}
+}
+
+// WithMaxFrameBytes sets the largest frame accepted from the server (default
+// DefaultMaxFrameBytes); a larger one ends the connection with
+// ErrFrameTooLarge.
+func WithMaxFrameBytes(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxFrameBytes = n
+		}
+	}
+}
+
+// WithMessageBuffer sets how many received messages may wait for the
+// message handler (default DefaultMessageBuffer). When the handler falls
+// further behind, the connection is dropped with ErrHandlerBehind and
+// re-established.
+func WithMessageBuffer(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.messageBuffer = n
+		}
+	}
+}
+
+// WithMessageHandler sets the function that receives every message, in the
+// order the server sent them. Without one, messages are discarded.
+//
+// The handler, the state handler and the error handler run one at a time
+// on a goroutine of the client's, never on the one reading the socket, so
+// they may call Publish, Subscribe and the other operations. They must not
+// call Close, which waits for them to return.
+func WithMessageHandler(f func(Message)) Option { return func(o *options) { o.onMessage = f } }
+
+// WithStateHandler sets the function told of every state change, in order
+// with the messages.
+func WithStateHandler(f func(StateChange)) Option { return func(o *options) { o.onState = f } }
+
+// WithErrorHandler sets the function told of errors that belong to no
+// operation: a failed reply without an id, a frame that could not be
+// decoded, a channel the server refused to subscribe again after a
+// reconnect.
+func WithErrorHandler(f func(error)) Option { return func(o *options) { o.onError = f } }
+
+// WithUnsubscribedHandler sets the function told when the server removes
+// this client from a channel (through its API). The client has already
+// forgotten the channel: it will not subscribe to it again on reconnect.
+func WithUnsubscribedHandler(f func(channel string)) Option {
+	return func(o *options) { o.onUnsubscribed = f }
+}
