@@ -53,6 +53,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(
 		newServe(stderr),
 		newToken(stdout),
+		newBench(stdout, stderr),
 		newVersion(stdout),
 	)
 	for _, c := range clientCommands(stdout) {

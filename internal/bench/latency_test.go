@@ -1,0 +1,93 @@
+package bench
+
+import (
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestBucketLayout(t *testing.T) {
+	prev := -1
+	for _, v := range []uint64{0, 1, 127, 128, 255, 256, 257, 511, 512, 1000, 1 << 20, 123456789, maxTracked} {
+		i := bucketOf(v)
+		if i < prev {
+			t.Errorf("bucketOf(%d) = %d, before the previous %d", v, i, prev)
+		}
+		prev = i
+		low, width := bucketRange(i)
+		if v < low || v >= low+width {
+			t.Errorf("value %d in bucket %d = [%d, %d)", v, i, low, low+width)
+		}
+		if v >= 256 && float64(width)/float64(low) > 1.0/128+1e-9 {
+			t.Errorf("bucket %d is %d wide at %d: more than 1/128", i, width, low)
+		}
+	}
+	if got := bucketOf(maxTracked * 4); got != numBuckets-1 {
+		t.Errorf("bucketOf(huge) = %d, want the last bucket %d", got, numBuckets-1)
+	}
+}
+
+func TestQuantilesAgainstExact(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	h := NewHistogram()
+	var vals []time.Duration
+	for i := range 50000 {
+		// A long-tailed mix: mostly around 1ms, some up to a second.
+		v := time.Duration(r.ExpFloat64() * float64(time.Millisecond))
+		if i%100 == 0 {
+			v = time.Duration(r.Float64() * float64(time.Second))
+		}
+		vals = append(vals, v)
+		h.Record(i, v)
+	}
+	slices.Sort(vals)
+	s := h.Snapshot()
+	if s.Count != uint64(len(vals)) || s.Min != vals[0] || s.Max != vals[len(vals)-1] {
+		t.Fatalf("count %d min %v max %v, want %d %v %v", s.Count, s.Min, s.Max, len(vals), vals[0], vals[len(vals)-1])
+	}
+	for _, q := range []float64{0.5, 0.9, 0.99, 0.999} {
+		exact := vals[int(float64(len(vals))*q+0.999999)-1]
+		got := s.Quantile(q)
+		if diff := float64(got-exact) / float64(exact); diff > 0.01 || diff < -0.01 {
+			t.Errorf("q%v = %v, exact %v: off by %.2f%%", q, got, exact, diff*100)
+		}
+	}
+	if s.Quantile(1) != s.Max {
+		t.Errorf("q1 = %v, want max %v", s.Quantile(1), s.Max)
+	}
+	var binned uint64
+	for _, b := range s.Bins(10) {
+		binned += b.Count
+		if b.HighMs <= b.LowMs {
+			t.Errorf("bin [%v, %v) is empty or reversed", b.LowMs, b.HighMs)
+		}
+	}
+	if binned != s.Count {
+		t.Errorf("bins hold %d, want %d", binned, s.Count)
+	}
+}
+
+func TestHistogramConcurrentAndEdges(t *testing.T) {
+	h := NewHistogram()
+	if s := h.Snapshot(); s.Quantile(0.5) != 0 || s.Mean() != 0 || s.Bins(10) != nil {
+		t.Error("an empty histogram reports values")
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 1000 {
+				h.Record(g, time.Duration(i)*time.Microsecond)
+			}
+		}()
+	}
+	wg.Wait()
+	h.Record(-1, -time.Second) // a clock step counts as 0
+	s := h.Snapshot()
+	if s.Count != 8001 || s.Min != 0 || s.Max != 999*time.Microsecond {
+		t.Errorf("count %d min %v max %v, want 8001 0 999µs", s.Count, s.Min, s.Max)
+	}
+}

@@ -1,0 +1,257 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/heraldpush/herald/internal/protocol"
+)
+
+// Scenario names a benchmark.
+type Scenario string
+
+// The scenarios Run knows.
+const (
+	// ScenarioIdle connects Clients clients, each subscribed to its
+	// personal channel user:<user>, and holds them for Hold.
+	ScenarioIdle Scenario = "idle"
+	// ScenarioFanout subscribes Clients clients to one channel and
+	// publishes Messages messages to it; each subscriber must receive each.
+	ScenarioFanout Scenario = "fanout"
+	// ScenarioDirect connects Clients users and sends each of them Messages
+	// direct messages through the server API, Batch recipients per call.
+	ScenarioDirect Scenario = "direct"
+	// ScenarioChurn runs Cycles connect/subscribe/disconnect cycles,
+	// Concurrency at a time, while a publisher publishes on the channel.
+	ScenarioChurn Scenario = "churn"
+)
+
+// Scenarios lists every scenario, in the order help text shows them.
+var Scenarios = []Scenario{ScenarioIdle, ScenarioFanout, ScenarioDirect, ScenarioChurn}
+
+// How a fan-out publisher reaches the server.
+const (
+	// ViaClient publishes with the protocol's publish op from one client
+	// connection.
+	ViaClient = "client"
+	// ViaAPI publishes with POST /v1/publish.
+	ViaAPI = "api"
+)
+
+// Options configures one run. DefaultOptions gives the values the command
+// line starts from; zero values of optional fields are filled in by Run.
+type Options struct {
+	Scenario Scenario
+
+	// Server is the client endpoint: ws://host:port/path (or wss://) for
+	// WebSocket, tcp://host:port for raw TCP.
+	Server string
+	// API is the base URL of the HTTP server API, and APIKey its bearer
+	// key (empty: no Authorization header).
+	API    string
+	APIKey string
+	// AllowRemote permits targets outside the loopback range.
+	AllowRemote bool
+
+	// Clients is the number of connections (subscribers, users) to hold.
+	Clients int
+	// ConnectRate is new connections per second; 0 dials as fast as
+	// Concurrency allows.
+	ConnectRate float64
+	// Concurrency bounds dials (and churn cycles) in flight.
+	Concurrency int
+	// ConnectTimeout bounds one dial plus handshake.
+	ConnectTimeout time.Duration
+
+	// InsecureUsers connects with {"op":"connect","user":...}, which only a
+	// server in insecure mode accepts. HMACSecret, when set, takes
+	// precedence: each client connects with an HS256 token minted for it.
+	InsecureUsers bool
+	HMACSecret    string
+	// UserPrefix starts every generated user id: <prefix><n>.
+	UserPrefix string
+	// Channel is the fan-out and churn channel.
+	Channel string
+
+	// SourceIPs is a range ("127.0.0.1-127.0.0.9") or comma-separated list
+	// of local addresses to spread connections over; empty picks
+	// automatically (more addresses only when one could run out of ports).
+	SourceIPs string
+
+	// ServerPID, when not 0, is the server's process id on this machine:
+	// its CPU time and memory are read from /proc.
+	ServerPID int
+
+	// Hold is how long the idle scenario holds its connections.
+	Hold time.Duration
+	// Messages is how many messages fan-out publishes, or how many each
+	// user receives in the direct scenario.
+	Messages int
+	// Size is the payload size in bytes (the JSON value in "data").
+	Size int
+	// Rate is messages per second for fan-out and churn publishers, API
+	// calls per second for direct; 0 means as fast as possible (churn
+	// then uses DefaultChurnRate).
+	Rate float64
+	// Via is ViaClient or ViaAPI: how the fan-out publisher publishes.
+	Via string
+	// Batch is recipients per POST /v1/send call in the direct scenario;
+	// 1 uses the single-recipient form.
+	Batch int
+	// APIConcurrency bounds server API calls in flight.
+	APIConcurrency int
+	// Window bounds publishes awaiting their reply on the publisher
+	// connection.
+	Window int
+	// Cycles is the number of churn cycles.
+	Cycles int
+
+	// Drain is how long to wait for outstanding deliveries when none
+	// arrive, before giving up on the rest.
+	Drain time.Duration
+	// Timeout bounds the whole run.
+	Timeout time.Duration
+}
+
+// Defaults used by DefaultOptions and Run.
+const (
+	DefaultServer        = "ws://127.0.0.1:7600/ws"
+	DefaultAPI           = "http://127.0.0.1:7600"
+	DefaultChannel       = "bench:fanout"
+	DefaultUserPrefix    = "b"
+	DefaultSize          = 200
+	DefaultChurnRate     = 10
+	maxBatch             = 10000 // recipients per POST /v1/send, fixed by the API
+	publisherUser        = "bench-publisher"
+	defaultConcurrency   = 100
+	defaultWindow        = 256
+	defaultAPIConcurrent = 8
+)
+
+// DefaultOptions returns the options `herald bench` starts from.
+func DefaultOptions() Options {
+	return Options{
+		Server:         DefaultServer,
+		API:            DefaultAPI,
+		Clients:        1000,
+		Concurrency:    defaultConcurrency,
+		ConnectTimeout: 10 * time.Second,
+		InsecureUsers:  true,
+		UserPrefix:     DefaultUserPrefix,
+		Channel:        DefaultChannel,
+		Hold:           10 * time.Second,
+		Messages:       100,
+		Size:           DefaultSize,
+		Via:            ViaClient,
+		Batch:          1,
+		APIConcurrency: defaultAPIConcurrent,
+		Window:         defaultWindow,
+		Cycles:         10000,
+		Drain:          10 * time.Second,
+		Timeout:        5 * time.Minute,
+	}
+}
+
+// withDefaults fills zero values that have a sensible default.
+func (o Options) withDefaults() Options {
+	d := DefaultOptions()
+	if o.Server == "" {
+		o.Server = d.Server
+	}
+	if o.API == "" {
+		o.API = d.API
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = d.Concurrency
+	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = d.ConnectTimeout
+	}
+	if o.UserPrefix == "" {
+		o.UserPrefix = d.UserPrefix
+	}
+	if o.Channel == "" {
+		o.Channel = d.Channel
+	}
+	if o.Via == "" {
+		o.Via = d.Via
+	}
+	if o.Batch == 0 {
+		o.Batch = d.Batch
+	}
+	if o.APIConcurrency == 0 {
+		o.APIConcurrency = d.APIConcurrency
+	}
+	if o.Window == 0 {
+		o.Window = d.Window
+	}
+	if o.Drain == 0 {
+		o.Drain = d.Drain
+	}
+	if o.Timeout == 0 {
+		o.Timeout = d.Timeout
+	}
+	if o.Scenario == ScenarioChurn && o.Rate == 0 {
+		o.Rate = DefaultChurnRate
+	}
+	return o
+}
+
+// Validate reports every invalid option at once, wrapped in
+// ErrInvalidOptions.
+func (o Options) Validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	known := false
+	for _, s := range Scenarios {
+		known = known || o.Scenario == s
+	}
+	check(known, "scenario: want idle, fanout, direct or churn, got %q", o.Scenario)
+	check(o.Clients >= 1 || o.Scenario == ScenarioChurn, "clients: must be at least 1")
+	check(o.Concurrency >= 1, "concurrency: must be at least 1")
+	check(o.ConnectRate >= 0, "connect-rate: must not be negative")
+	check(o.ConnectTimeout > 0, "connect-timeout: must be positive")
+	check(o.InsecureUsers || o.HMACSecret != "", "either insecure users or an HMAC secret is needed to connect")
+	check(o.Hold >= 0, "hold: must not be negative")
+	check(o.Messages >= 1 || o.Scenario == ScenarioIdle || o.Scenario == ScenarioChurn, "messages: must be at least 1")
+	check(o.Size >= 0 && o.Size <= 1<<20, "size: must be between 0 and 1048576, got %d", o.Size)
+	check(o.Rate >= 0, "rate: must not be negative")
+	check(o.Via == ViaClient || o.Via == ViaAPI, "via: want %s or %s, got %q", ViaClient, ViaAPI, o.Via)
+	check(o.Batch >= 1 && o.Batch <= maxBatch, "batch: must be between 1 and %d, got %d", maxBatch, o.Batch)
+	check(o.APIConcurrency >= 1, "api-concurrency: must be at least 1")
+	check(o.Window >= 1, "window: must be at least 1")
+	check(o.Cycles >= 1 || o.Scenario != ScenarioChurn, "cycles: must be at least 1")
+	check(o.Drain > 0, "drain: must be positive")
+	check(o.Timeout > 0, "timeout: must be positive")
+	check(o.ServerPID >= 0, "server-pid: must not be negative")
+	check(protocol.ValidChannel(o.Channel), "channel: %q is not a valid channel name", o.Channel)
+	check(protocol.ValidUser(o.UserPrefix+"0") && len(o.UserPrefix) <= protocol.MaxUserLen-10,
+		"user-prefix: %q does not make valid user ids", o.UserPrefix)
+	if _, err := parseTarget(o.Server); err != nil {
+		errs = append(errs, fmt.Errorf("server: %w", err))
+	}
+	if _, err := parseSourceIPs(o.SourceIPs); err != nil {
+		errs = append(errs, fmt.Errorf("source-ips: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	return nil
+}
+
+// peakConnections is the most client connections the run holds at once.
+func (o Options) peakConnections() int {
+	if o.Scenario == ScenarioChurn {
+		return o.Concurrency + 1
+	}
+	return o.Clients + 1
+}
+
+// user returns the id of the n-th generated user.
+func (o Options) user(n int) string { return o.UserPrefix + strconv.Itoa(n) }

@@ -1,0 +1,173 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteJSON writes r as one indented JSON object and a newline.
+func WriteJSON(w io.Writer, r Result) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return fmt.Errorf("write json: %w", err)
+	}
+	return nil
+}
+
+// WriteText writes r as an aligned, human-readable report.
+func WriteText(w io.Writer, r Result) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, row := range reportRows(r) {
+		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
+
+// reportRows is the report as label/value pairs, shared by the text and
+// HTML forms.
+func reportRows(r Result) [][2]string {
+	var rows [][2]string
+	add := func(label, format string, args ...any) {
+		rows = append(rows, [2]string{label, fmt.Sprintf(format, args...)})
+	}
+	head := fmt.Sprintf("%s over %s (%s)", r.Scenario, r.Transport, r.Server)
+	if r.Publisher != "" {
+		head += ", publisher: " + r.Publisher
+	}
+	add("scenario", "%s", head)
+	add("duration", "%.2fs", r.Seconds)
+	if r.Scenario != ScenarioChurn {
+		add("connections", "%s of %s in %.2fs (%s handshakes/s)", count(r.Connections), count(int64(r.Clients)), r.ConnectSeconds, perSec(r.ConnectRate))
+	}
+	if r.ConnectErrors > 0 || r.Dropped > 0 {
+		add("connection errors", "%s failed, %s dropped", count(r.ConnectErrors), count(r.Dropped))
+	}
+	if c := r.Churn; c != nil {
+		add("churn", "%s of %s cycles in %.2fs (%s cycles/s), %s failed", count(c.Completed), count(int64(c.Cycles)), c.Seconds, perSec(c.CyclesPerSecond), count(c.Failed))
+	}
+	if r.Sent > 0 || r.SendErrors > 0 {
+		msg := fmt.Sprintf("%s sent, %s failed", count(r.Sent), count(r.SendErrors))
+		if r.APICalls > 0 {
+			msg += fmt.Sprintf(" (%s API calls)", count(r.APICalls))
+		}
+		add("messages", "%s", msg)
+	}
+	if r.Scenario == ScenarioFanout || r.Scenario == ScenarioDirect {
+		verdict := "match"
+		if r.DeliveriesExpected != r.DeliveriesReceived || r.Missing > 0 || r.Duplicates > 0 {
+			verdict = fmt.Sprintf("MISMATCH: %s missing, %s duplicates", count(r.Missing), count(r.Duplicates))
+		}
+		add("deliveries", "%s of %s expected (%s)", count(r.DeliveriesReceived), count(r.DeliveriesExpected), verdict)
+		add("throughput", "%s deliveries/s over %.3fs", perSec(r.DeliveriesPerSecond), r.DeliverySeconds)
+	} else if r.DeliveriesReceived > 0 {
+		add("deliveries", "%s", count(r.DeliveriesReceived))
+	}
+	if l := r.Latency; l != nil {
+		add("latency", "p50 %s  p90 %s  p99 %s  p99.9 %s  max %s (%s samples)",
+			millis(l.P50Ms), millis(l.P90Ms), millis(l.P99Ms), millis(l.P999Ms), millis(l.MaxMs), count(int64(l.Count)))
+	}
+	if r.MeasuredSeconds > 0 {
+		add("load cpu", "%.2fs over a %.2fs measured phase (this process)", r.LoadCPUSeconds, r.MeasuredSeconds)
+	}
+	if p := r.Process; p != nil {
+		add("server pid", "%d", p.PID)
+		cpu := fmt.Sprintf("%.2fs measured, %.2fs connecting", p.CPUSeconds, p.ConnectCPUSeconds)
+		if p.CPUSecondsPerMillionDeliveries > 0 {
+			cpu += fmt.Sprintf(" (%.2f CPU-s per million deliveries)", p.CPUSecondsPerMillionDeliveries)
+		}
+		add("server cpu", "%s", cpu)
+		mem := fmt.Sprintf("%s -> %s", bytesIEC(float64(p.RSSBeforeBytes)), bytesIEC(float64(p.RSSAfterBytes)))
+		if p.RSSPerConnectionBytes != 0 {
+			mem += fmt.Sprintf(" (%s per connection)", bytesIEC(p.RSSPerConnectionBytes))
+		}
+		add("server rss", "%s", mem)
+		add("server threads", "%d -> %d", p.ThreadsBefore, p.ThreadsAfter)
+		if p.GoroutinesBefore != nil && p.GoroutinesAfter != nil {
+			add("server goroutines", "%d -> %d", *p.GoroutinesBefore, *p.GoroutinesAfter)
+		}
+	}
+	if r.StatsBefore != nil && r.StatsAfter != nil {
+		add("server connections", "%d -> %d", r.StatsBefore.Connections, r.StatsAfter.Connections)
+	}
+	if len(r.Errors) > 0 {
+		kinds := make([]string, 0, len(r.Errors))
+		for k, v := range r.Errors {
+			kinds = append(kinds, fmt.Sprintf("%s: %d", k, v))
+		}
+		sort.Strings(kinds)
+		add("errors", "%s", strings.Join(kinds, ", "))
+		for _, s := range r.ErrorSamples {
+			add("", "%s", s)
+		}
+	}
+	if r.OK {
+		add("result", "PASS")
+	} else {
+		add("result", "FAIL: %s", strings.Join(r.Failures, "; "))
+	}
+	return rows
+}
+
+// count formats n with thousands separators.
+func count(n int64) string {
+	s := fmt.Sprint(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// perSec formats a per-second rate: grouped digits, no fraction above 100.
+func perSec(v float64) string {
+	if v >= 100 {
+		return count(int64(v + 0.5))
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+// millis formats milliseconds with a precision that suits their size.
+func millis(v float64) string {
+	switch {
+	case v < 1:
+		return fmt.Sprintf("%.0fµs", v*1000)
+	case v < 100:
+		return fmt.Sprintf("%.2fms", v)
+	default:
+		return fmt.Sprintf("%.0fms", v)
+	}
+}
+
+// bytesIEC formats a byte count in KiB, MiB or GiB.
+func bytesIEC(v float64) string {
+	abs := v
+	if abs < 0 {
+		abs = -abs
+	}
+	switch {
+	case abs >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", v/(1<<30))
+	case abs >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", v/(1<<20))
+	case abs >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", v/(1<<10))
+	default:
+		return fmt.Sprintf("%.0f B", v)
+	}
+}

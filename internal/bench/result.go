@@ -1,0 +1,169 @@
+package bench
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Result is what a run measured. It marshals to the JSON that
+// `herald bench --json` prints; field names carry their units.
+type Result struct {
+	Scenario  Scenario  `json:"scenario"`
+	Transport string    `json:"transport"` // "ws" or "tcp"
+	Server    string    `json:"server"`
+	Publisher string    `json:"publisher,omitempty"` // "client" or "api": how messages were sent
+	StartedAt time.Time `json:"started_at"`
+	Seconds   float64   `json:"seconds"` // the whole run
+	Settings  Settings  `json:"settings"`
+
+	// Connections counts completed handshakes (successful connect
+	// replies) of the Clients requested; the fan-out publisher is not
+	// among them.
+	Clients        int     `json:"clients"`
+	Connections    int64   `json:"connections"`
+	ConnectErrors  int64   `json:"connect_errors"`
+	ConnectSeconds float64 `json:"connect_seconds"`
+	ConnectRate    float64 `json:"connect_rate"` // handshakes per second
+	// Dropped counts connections that ended before the load tool closed
+	// them.
+	Dropped int64 `json:"dropped"`
+
+	// Sent counts messages published or sent successfully; SendErrors the
+	// ones that failed; APICalls the server API calls made.
+	Sent       int64 `json:"sent"`
+	SendErrors int64 `json:"send_errors"`
+	APICalls   int64 `json:"api_calls,omitempty"`
+
+	// DeliveriesExpected and DeliveriesReceived must be equal. Missing and
+	// Duplicates are summed per client, so a loss on one client and a
+	// duplicate on another do not cancel out.
+	DeliveriesExpected  int64   `json:"deliveries_expected"`
+	DeliveriesReceived  int64   `json:"deliveries_received"`
+	Missing             int64   `json:"missing"`
+	Duplicates          int64   `json:"duplicates"`
+	DeliverySeconds     float64 `json:"delivery_seconds"` // first send to last delivery
+	DeliveriesPerSecond float64 `json:"deliveries_per_second"`
+
+	// MeasuredSeconds is the measured phase: first send to last delivery
+	// (fanout, direct), the hold (idle), the cycles (churn).
+	// LoadCPUSeconds is this load process's CPU time over it: near
+	// MeasuredSeconds times the cores, the load tool was the limit.
+	MeasuredSeconds float64 `json:"measured_seconds"`
+	LoadCPUSeconds  float64 `json:"load_cpu_seconds"`
+
+	Latency *Latency       `json:"latency,omitempty"`
+	Churn   *Churn         `json:"churn,omitempty"`
+	Process *ServerProcess `json:"server_process,omitempty"`
+
+	// StatsBefore and StatsAfter are GET /v1/stats around a churn run.
+	StatsBefore *ServerStats `json:"server_stats_before,omitempty"`
+	StatsAfter  *ServerStats `json:"server_stats_after,omitempty"`
+
+	Errors       map[string]int64 `json:"errors,omitempty"`        // count by kind
+	ErrorSamples []string         `json:"error_samples,omitempty"` // the first few in full
+	TimedOut     bool             `json:"timed_out"`
+
+	// OK is the verdict; Failures says why it is false.
+	OK       bool     `json:"ok"`
+	Failures []string `json:"failures,omitempty"`
+}
+
+// Settings are the options that shaped the run.
+type Settings struct {
+	ConnectRate    float64 `json:"connect_rate"`
+	Concurrency    int     `json:"concurrency"`
+	HoldSeconds    float64 `json:"hold_seconds,omitempty"`
+	Messages       int     `json:"messages,omitempty"`
+	PayloadBytes   int     `json:"payload_bytes,omitempty"`
+	Rate           float64 `json:"rate,omitempty"`
+	Batch          int     `json:"batch,omitempty"`
+	APIConcurrency int     `json:"api_concurrency,omitempty"`
+	Cycles         int     `json:"cycles,omitempty"`
+	SourceIPs      int     `json:"source_ips"`
+	Auth           string  `json:"auth"` // "insecure" or "jwt"
+}
+
+// Latency summarises end-to-end delivery latency: receive time minus the
+// send stamp the sender put in the payload.
+type Latency struct {
+	Count     uint64  `json:"count"`
+	MinMs     float64 `json:"min_ms"`
+	MeanMs    float64 `json:"mean_ms"`
+	P50Ms     float64 `json:"p50_ms"`
+	P90Ms     float64 `json:"p90_ms"`
+	P99Ms     float64 `json:"p99_ms"`
+	P999Ms    float64 `json:"p999_ms"`
+	MaxMs     float64 `json:"max_ms"`
+	Histogram []Bin   `json:"histogram,omitempty"`
+}
+
+// latencyBinsPerDecade is the chart resolution: bins per factor of ten.
+const latencyBinsPerDecade = 10
+
+// summarize turns a snapshot into a Latency, nil when it is empty.
+func summarize(s Snapshot) *Latency {
+	if s.Count == 0 {
+		return nil
+	}
+	return &Latency{
+		Count:     s.Count,
+		MinMs:     ms(s.Min),
+		MeanMs:    ms(s.Mean()),
+		P50Ms:     ms(s.Quantile(0.50)),
+		P90Ms:     ms(s.Quantile(0.90)),
+		P99Ms:     ms(s.Quantile(0.99)),
+		P999Ms:    ms(s.Quantile(0.999)),
+		MaxMs:     ms(s.Max),
+		Histogram: s.Bins(latencyBinsPerDecade),
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// Churn is the outcome of the churn scenario.
+type Churn struct {
+	Cycles          int     `json:"cycles"`
+	Completed       int64   `json:"completed"`
+	Failed          int64   `json:"failed"`
+	Seconds         float64 `json:"seconds"`
+	CyclesPerSecond float64 `json:"cycles_per_second"`
+}
+
+// ServerProcess is what /proc showed of the server process.
+type ServerProcess struct {
+	PID        int   `json:"pid"`
+	ClockTicks int64 `json:"clock_ticks"` // per second, of /proc/PID/stat times
+
+	// CPUSeconds is user+system time during the measured phase: publishing
+	// to last delivery (fanout, direct), the hold (idle), the cycles
+	// (churn). ConnectCPUSeconds is the connect phase's.
+	CPUSeconds                     float64 `json:"cpu_seconds"`
+	ConnectCPUSeconds              float64 `json:"connect_cpu_seconds"`
+	CPUSecondsPerMillionDeliveries float64 `json:"cpu_seconds_per_million_deliveries,omitempty"`
+
+	// RSS before and after connecting (after the cycles, for churn).
+	RSSBeforeBytes        int64   `json:"rss_before_bytes"`
+	RSSAfterBytes         int64   `json:"rss_after_bytes"`
+	RSSPerConnectionBytes float64 `json:"rss_per_connection_bytes,omitempty"`
+
+	ThreadsBefore int `json:"threads_before"`
+	ThreadsAfter  int `json:"threads_after"`
+	// Goroutine counts, when the server exposes /debug/pprof.
+	GoroutinesBefore *int `json:"goroutines_before,omitempty"`
+	GoroutinesAfter  *int `json:"goroutines_after,omitempty"`
+}
+
+// fail records a reason the run is not OK.
+func (r *Result) fail(format string, args ...any) {
+	r.Failures = append(r.Failures, fmt.Sprintf(format, args...))
+}
+
+// Check returns nil for a run that did everything it was asked, else an
+// error wrapping ErrIncomplete that lists why.
+func (r *Result) Check() error {
+	if r.OK {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrIncomplete, strings.Join(r.Failures, "; "))
+}

@@ -1,0 +1,177 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Run executes one scenario and returns what it measured. progress, when
+// not nil, receives progress bars (pass nil when it is not a terminal).
+//
+// The error is for runs that could not start: invalid options, a target
+// outside loopback, too low a file limit, an unreadable server process. A
+// run that started returns its Result and a nil error even when it failed;
+// Result.Check gives the verdict.
+func Run(ctx context.Context, o Options, progress io.Writer) (Result, error) {
+	o = o.withDefaults()
+	if err := o.Validate(); err != nil {
+		return Result{}, err
+	}
+	r, err := newRunner(ctx, o, progress)
+	if err != nil {
+		return Result{}, err
+	}
+	defer r.close()
+
+	start := time.Now()
+	r.res.StartedAt = start.UTC()
+	runCtx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	switch o.Scenario {
+	case ScenarioIdle:
+		r.runIdle(runCtx)
+	case ScenarioFanout:
+		r.runFanout(runCtx)
+	case ScenarioDirect:
+		r.runDirect(runCtx)
+	case ScenarioChurn:
+		r.runChurn(runCtx)
+	}
+	r.finish(runCtx, start)
+	return r.res, nil
+}
+
+// runner holds the state of one run.
+type runner struct {
+	o        Options
+	target   target
+	sources  []netip.Addr
+	op       *opener
+	sink     *sink
+	fleet    *fleet // the clients under test
+	aux      *fleet // the publisher
+	api      *apiClient
+	proc     *procReader // nil without a server pid
+	self     *procReader // this process
+	progress io.Writer
+
+	handshakes atomic.Int64
+	res        Result
+}
+
+// fdMargin is file descriptors kept for everything but client connections.
+const fdMargin = 64
+
+func newRunner(ctx context.Context, o Options, progress io.Writer) (*runner, error) {
+	t, err := parseTarget(o.Server)
+	if err != nil {
+		return nil, fmt.Errorf("%w: server: %w", ErrInvalidOptions, err)
+	}
+	apiHost, err := hostOf(o.API)
+	if err != nil {
+		return nil, fmt.Errorf("%w: api: %w", ErrInvalidOptions, err)
+	}
+	if !o.AllowRemote {
+		if err := checkLoopback(ctx, t.host); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		if err := checkLoopback(ctx, apiHost); err != nil {
+			return nil, fmt.Errorf("api: %w", err)
+		}
+	}
+	sources, _ := parseSourceIPs(o.SourceIPs) // Validate checked it
+	if len(sources) == 0 {
+		lifetime := o.Clients + 1
+		if o.Scenario == ScenarioChurn {
+			lifetime = o.Cycles + o.Concurrency
+		}
+		sources = autoSources(t.host, lifetime)
+	}
+	loopback := strings.EqualFold(t.host, "localhost") || isLoopbackLiteral(t.host)
+	if err := checkSources(sources, loopback); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	if err := checkFileLimit(o.peakConnections() + o.APIConcurrency + fdMargin); err != nil {
+		return nil, err
+	}
+	s := newSink()
+	r := &runner{
+		o:        o,
+		target:   t,
+		sources:  sources,
+		sink:     s,
+		fleet:    &fleet{},
+		aux:      &fleet{},
+		api:      newAPIClient(o.API, o.APIKey, o.APIConcurrency+2),
+		progress: progress,
+		self:     newProcReader(os.Getpid()),
+		op: &opener{
+			dialer:  newDialer(t, sources),
+			creds:   newCredentials(o.HMACSecret),
+			sink:    s,
+			timeout: o.ConnectTimeout,
+		},
+	}
+	if o.ServerPID != 0 {
+		r.proc = newProcReader(o.ServerPID)
+		if _, err := r.proc.sample(); err != nil {
+			return nil, err
+		}
+		r.res.Process = &ServerProcess{PID: o.ServerPID, ClockTicks: r.proc.hz}
+	}
+	r.res.Scenario = o.Scenario
+	r.res.Transport = t.transport()
+	r.res.Server = o.Server
+	if o.Scenario != ScenarioChurn {
+		r.res.Clients = o.Clients
+	}
+	r.res.Settings = r.settings()
+	return r, nil
+}
+
+// isLoopbackLiteral reports whether host is a loopback IP literal.
+func isLoopbackLiteral(host string) bool {
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+func (r *runner) settings() Settings {
+	o := r.o
+	s := Settings{
+		ConnectRate: o.ConnectRate,
+		Concurrency: o.Concurrency,
+		SourceIPs:   len(r.sources),
+		Auth:        "insecure",
+	}
+	if o.HMACSecret != "" {
+		s.Auth = "jwt"
+	}
+	switch o.Scenario {
+	case ScenarioIdle:
+		s.HoldSeconds = o.Hold.Seconds()
+	case ScenarioFanout:
+		s.Messages, s.PayloadBytes, s.Rate = o.Messages, o.Size, o.Rate
+		if o.Via == ViaAPI {
+			s.APIConcurrency = o.APIConcurrency
+		}
+	case ScenarioDirect:
+		s.Messages, s.PayloadBytes, s.Rate = o.Messages, o.Size, o.Rate
+		s.Batch, s.APIConcurrency = o.Batch, o.APIConcurrency
+	case ScenarioChurn:
+		s.Cycles, s.Rate, s.PayloadBytes = o.Cycles, o.Rate, o.Size
+	}
+	return s
+}
+
+// close stops every client and reader of the run.
+func (r *runner) close() {
+	r.fleet.closeAll()
+	r.aux.closeAll()
+	r.api.close()
+}

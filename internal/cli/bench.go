@@ -1,0 +1,149 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/heraldpush/herald/internal/bench"
+)
+
+// newBench returns `herald bench SCENARIO`, the load generator.
+func newBench(stdout, stderr io.Writer) *cobra.Command {
+	o := bench.DefaultOptions()
+	var (
+		asJSON   bool
+		htmlPath string
+		quiet    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "bench {idle|fanout|direct|churn}",
+		Short: "Load-test a running server and report its performance",
+		Long: `Load-test a running Herald server with real client connections and report
+handshakes, deliveries (expected against received: they must match, or the
+command exits 1), deliveries per second, latency percentiles from a send
+stamp in each payload, and, with --server-pid, the server's CPU time and
+memory from /proc.
+
+Scenarios:
+  idle    connect --clients clients, each subscribed to user:<user>, and hold
+          them for --hold
+  fanout  --clients subscribers on one channel; --messages messages of --size
+          bytes published by one client (--via client) or POST /v1/publish
+          (--via api), as fast as possible or at --rate per second
+  direct  --clients users online; --messages messages to each through
+          POST /v1/send, --batch recipients per call (1: one call a message)
+  churn   --cycles connect/subscribe/disconnect cycles, --concurrency at a
+          time, while a publisher publishes at --rate (default 10/s)
+
+The server's default limits are for production, not for load: start the
+server under test with them lifted, for example
+
+  herald serve --insecure --ops-per-second 1000000 --ops-burst 1000000 \
+    --publish-per-second 1000000 --publish-burst 1000000 --connects-per-ip 0
+
+(drop --insecure and pass --hmac-secret to connect with signed tokens).
+Every connection is a file descriptor in this process and in the server:
+check ulimit -n on both sides. Above 10,000 connections over a run (churn
+cycles count) the source address is spread over 127.0.0.x so that no
+address runs out of ports; --source-ips sets the addresses. Targets outside
+loopback are refused without --allow-remote.
+
+--json prints one result object (the same figures, with units in the field
+names); --html writes a self-contained report with a latency histogram.
+Memory per connection is meaningful on a freshly started server only.`,
+		Example: `  herald bench idle --clients 2000 --server-pid $(pgrep -n herald)
+  herald bench fanout --clients 1000 --messages 100 --html fanout.html
+  herald bench fanout --server tcp://127.0.0.1:7601 --via api --rate 500
+  herald bench direct --clients 5000 --messages 10 --batch 1000 --json
+  herald bench churn --cycles 20000 --concurrency 200`,
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: benchScenarioNames(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Scenario = bench.Scenario(args[0])
+			var progress io.Writer
+			if !quiet && benchIsTerminal(stderr) {
+				progress = stderr
+			}
+			res, err := bench.Run(cmd.Context(), o, progress)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				err = bench.WriteJSON(stdout, res)
+			} else {
+				err = bench.WriteText(stdout, res)
+			}
+			if err != nil {
+				return err
+			}
+			if htmlPath != "" {
+				if err := writeBenchHTML(htmlPath, res); err != nil {
+					return err
+				}
+			}
+			return res.Check()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Server, "server", o.Server, "client endpoint: ws://host:port/ws, wss://..., or tcp://host:port for raw TCP")
+	f.StringVar(&o.API, "api", o.API, "server API base URL (direct, fanout --via api, churn stats)")
+	f.StringVar(&o.APIKey, "api-key", o.APIKey, "server API key, sent as Authorization: Bearer KEY")
+	f.BoolVar(&o.AllowRemote, "allow-remote", o.AllowRemote, "allow a server outside the loopback range")
+	f.IntVar(&o.Clients, "clients", o.Clients, "connections (subscribers, users) to open")
+	f.Float64Var(&o.ConnectRate, "connect-rate", o.ConnectRate, "new connections per second (0: as fast as --concurrency allows)")
+	f.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "dials (and churn cycles) in flight")
+	f.DurationVar(&o.ConnectTimeout, "connect-timeout", o.ConnectTimeout, "bound on one dial plus handshake")
+	f.BoolVar(&o.InsecureUsers, "insecure-users", o.InsecureUsers, `connect with {"op":"connect","user":"b<n>"} (server in --insecure mode)`)
+	f.StringVar(&o.HMACSecret, "hmac-secret", o.HMACSecret, "connect with HS256 tokens signed with this secret (the server's --token-secret)")
+	f.StringVar(&o.UserPrefix, "user-prefix", o.UserPrefix, "generated user ids are <prefix><n>")
+	f.StringVar(&o.Channel, "channel", o.Channel, "fan-out and churn channel")
+	f.StringVar(&o.SourceIPs, "source-ips", o.SourceIPs, "local addresses to spread connections over: 127.0.0.1-127.0.0.9 or a list (default: automatic)")
+	f.IntVar(&o.ServerPID, "server-pid", o.ServerPID, "server process id on this machine: report its CPU time and memory")
+	f.DurationVar(&o.Hold, "hold", o.Hold, "idle: how long to hold the connections")
+	f.IntVar(&o.Messages, "messages", o.Messages, "fanout: messages to publish; direct: messages to each user")
+	f.IntVar(&o.Size, "size", o.Size, "payload size in bytes")
+	f.Float64Var(&o.Rate, "rate", o.Rate, "messages per second (fanout, churn) or API calls per second (direct); 0: as fast as possible")
+	f.StringVar(&o.Via, "via", o.Via, "fanout publisher: client (publish op) or api (POST /v1/publish)")
+	f.IntVar(&o.Batch, "batch", o.Batch, "direct: recipients per POST /v1/send call (1-10000)")
+	f.IntVar(&o.APIConcurrency, "api-concurrency", o.APIConcurrency, "server API calls in flight")
+	f.IntVar(&o.Window, "window", o.Window, "publishes in flight awaiting their reply on the publisher connection")
+	f.IntVar(&o.Cycles, "cycles", o.Cycles, "churn: connect/subscribe/disconnect cycles")
+	f.DurationVar(&o.Drain, "drain", o.Drain, "give up on outstanding deliveries after this long without one")
+	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "bound on the whole run")
+	f.BoolVar(&asJSON, "json", false, "print one JSON result object instead of the text report")
+	f.StringVar(&htmlPath, "html", "", "also write a self-contained HTML report with a latency chart to this file")
+	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
+	return cmd
+}
+
+func benchScenarioNames() []string {
+	names := make([]string, len(bench.Scenarios))
+	for i, s := range bench.Scenarios {
+		names[i] = string(s)
+	}
+	return names
+}
+
+// benchIsTerminal reports whether w is a terminal: progress bars only go there.
+func benchIsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// writeBenchHTML writes the HTML report to path.
+func writeBenchHTML(path string, res bench.Result) (err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("html report: %w", err)
+	}
+	defer func() {
+		if cerr := f.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("html report: %w", cerr)
+		}
+	}()
+	return bench.WriteHTML(f, res)
+}
