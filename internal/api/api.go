@@ -48,6 +48,9 @@ type Config struct {
 	MaxBody int64
 	// MaxBatch bounds the recipients of one batch send.
 	MaxBatch int
+	// MaxData bounds a message's data, as clients are bounded by their
+	// frame size, so that no client receives a frame it cannot read.
+	MaxData int
 }
 
 // API serves /v1.

@@ -12,13 +12,16 @@ import (
 var errEOF = io.EOF
 
 // data validates and compacts a message body's data field.
-func data(raw json.RawMessage) (json.RawMessage, error) {
+func (a *API) data(raw json.RawMessage) (json.RawMessage, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, errorf(http.StatusBadRequest, "missing_field", "field \"data\" is required")
 	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, raw); err != nil {
 		return nil, errorf(http.StatusBadRequest, "invalid_field", "field \"data\" is not valid JSON")
+	}
+	if a.cfg.MaxData > 0 && buf.Len() > a.cfg.MaxData {
+		return nil, errorf(http.StatusBadRequest, "too_large", "field \"data\" is %d bytes; a message may carry at most %d", buf.Len(), a.cfg.MaxData)
 	}
 	return buf.Bytes(), nil
 }
@@ -41,7 +44,7 @@ func (a *API) publish(r *http.Request) (any, error) {
 	if !protocol.ValidChannel(body.Channel) {
 		return nil, fromProtocol(protocol.InvalidChannel(body.Channel))
 	}
-	d, err := data(body.Data)
+	d, err := a.data(body.Data)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +81,7 @@ func (a *API) send(r *http.Request) (any, error) {
 			return nil, errorf(http.StatusBadRequest, "invalid_user", "user id %q is not valid: use 1-%d characters from A-Z a-z 0-9 _ - . @", u, protocol.MaxUserLen)
 		}
 	}
-	d, err := data(body.Data)
+	d, err := a.data(body.Data)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +108,7 @@ func (a *API) broadcast(r *http.Request) (any, error) {
 	if err := decode(r, &body); err != nil {
 		return nil, err
 	}
-	d, err := data(body.Data)
+	d, err := a.data(body.Data)
 	if err != nil {
 		return nil, err
 	}

@@ -183,6 +183,7 @@ func TestAPIBadRequests(t *testing.T) {
 		{"GET", "/v1/presence/users/a%20b", ``, 400, "invalid_user"},
 		{"POST", "/v1/users/alice/unsubscribe", `{}`, 400, "invalid_channel"},
 		{"GET", "/v1/nothing", ``, 404, "not_found"},
+		{"POST", "/v1/broadcast", `{"data":"` + strings.Repeat("x", 70000) + `"}`, 400, "too_large"},
 	}
 	for _, tc := range cases {
 		status, out := api.do(tc.method, tc.path, tc.body)

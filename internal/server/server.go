@@ -90,6 +90,7 @@ func (s *Server) routes() http.Handler {
 		Keys:    s.cfg.APIKeys,
 		Open:    s.cfg.Insecure,
 		MaxBody: int64(s.cfg.APIMaxBody),
+		MaxData: s.cfg.MaxFrameBytes,
 	}, backend{s}, s.log).Register(mux)
 	mux.Handle("GET /metrics", s.metricsHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
