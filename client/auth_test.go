@@ -75,7 +75,7 @@ func TestTokenFuncOnEveryConnect(t *testing.T) {
 	})
 	var rec recorder
 	c := dial(t, ts.wsURL(), "", append(rec.options(), fresh, fastBackoff())...)
-	ts.restart(t)
+	ts.Restart(t)
 	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		mu.Lock()
 		defer mu.Unlock()

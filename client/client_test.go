@@ -258,7 +258,7 @@ func TestStateChangesOnDial(t *testing.T) {
 	var rec recorder
 	c := dial(t, ts.wsURL(), "alice", rec.options()...)
 	s := rec.waitState(t, "connected", func(s client.StateChange) bool { return s.State == client.StateConnected })
-	if s.Info.User != "alice" || s.Info.Client == "" || s.Info.PingInterval != ts.cfg.PingInterval || s.Info.PongTimeout != ts.cfg.PongTimeout {
+	if s.Info.User != "alice" || s.Info.Client == "" || s.Info.PingInterval != ts.Config.PingInterval || s.Info.PongTimeout != ts.Config.PongTimeout {
 		t.Errorf("connected info = %+v, want alice with the server's heartbeat", s.Info)
 	}
 	if err := c.Close(); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"runtime"
 	"strings"
@@ -14,71 +13,29 @@ import (
 
 	"github.com/heraldpush/herald/client"
 	"github.com/heraldpush/herald/internal/config"
-	"github.com/heraldpush/herald/internal/server"
+	"github.com/heraldpush/herald/internal/testserver"
 )
 
 // testServer is a real in-process Herald server on random ports.
-type testServer struct {
-	cfg config.Config
-	srv *server.Server
-}
+type testServer struct{ *testserver.Server }
 
 func startServer(t *testing.T, tweak ...func(*config.Config)) *testServer {
 	t.Helper()
-	cfg := config.Default()
-	cfg.HTTP, cfg.TCP, cfg.Insecure = "127.0.0.1:0", "127.0.0.1:0", true
-	cfg.DataDir = t.TempDir()
+	cfg := testserver.Config(t)
 	for _, f := range tweak {
 		f(&cfg)
 	}
-	ts := &testServer{cfg: cfg}
-	ts.start(t)
-	t.Cleanup(func() { ts.shutdown(t) })
-	return ts
+	return &testServer{testserver.Start(t, cfg)}
 }
 
-func (ts *testServer) start(t *testing.T) {
-	t.Helper()
-	srv, err := server.New(ts.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatalf("new server: %v", err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatalf("start server: %v", err)
-	}
-	ts.srv = srv
-	// A restart must come back on the same addresses.
-	ts.cfg.HTTP, ts.cfg.TCP = srv.HTTPAddr().String(), srv.TCPAddr().String()
-}
-
-func (ts *testServer) shutdown(t *testing.T) {
-	t.Helper()
-	if ts.srv == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := ts.srv.Shutdown(ctx); err != nil {
-		t.Errorf("shutdown server: %v", err)
-	}
-	ts.srv = nil
-}
-
-// restart shuts the server down and starts a new one on the same addresses.
-func (ts *testServer) restart(t *testing.T) {
-	t.Helper()
-	ts.shutdown(t)
-	ts.start(t)
-}
-
-func (ts *testServer) wsURL() string  { return "ws://" + ts.cfg.HTTP + "/ws" }
-func (ts *testServer) tcpURL() string { return "tcp://" + ts.cfg.TCP }
+func (ts *testServer) wsURL() string  { return ts.WS() }
+func (ts *testServer) tcpURL() string { return ts.TCP() }
 
 // api posts body to the server API path (open: the server is insecure) and
 // returns the response body.
 func (ts *testServer) api(t *testing.T, path, body string) string {
 	t.Helper()
-	resp, err := http.Post("http://"+ts.cfg.HTTP+path, "application/json", strings.NewReader(body))
+	resp, err := http.Post(ts.API()+path, "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatalf("POST %s: %v", path, err)
 	}
@@ -96,21 +53,9 @@ func transports(t *testing.T, ts *testServer, f func(t *testing.T, url string)) 
 	t.Run("tcp", func(t *testing.T) { f(t, ts.tcpURL()) })
 }
 
-// checkFor calls f every step until it returns nil, failing the test with
-// f's last error once total has passed.
 func checkFor(t *testing.T, total, step time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", total, err)
-		}
-		time.Sleep(step)
-	}
+	testserver.CheckFor(t, total, step, f)
 }
 
 // recorder collects what a client's handlers are given.

@@ -28,7 +28,7 @@ func TestReconnectResubscribes(t *testing.T) {
 		}
 		rec.waitState(t, "connected", func(s client.StateChange) bool { return s.State == client.StateConnected })
 
-		ts.restart(t)
+		ts.Restart(t)
 
 		// The shutdown's disconnect, then a new connection after it.
 		var again client.StateChange
@@ -74,15 +74,13 @@ func TestOperationsWaitForReconnect(t *testing.T) {
 	ctx := testContext(t)
 	var rec recorder
 	c := dial(t, ts.tcpURL(), "alice", append(rec.options(), fastBackoff())...)
-	addr := ts.cfg.TCP
-	ts.shutdown(t)
+	ts.Stop(t)
 	rec.waitState(t, "disconnected", func(s client.StateChange) bool { return s.State == client.StateDisconnected })
 
 	// Ping while the server is down: it waits for the new connection.
 	done := make(chan error, 1)
 	go func() { done <- c.Ping(ctx) }()
-	ts.cfg.TCP = addr
-	ts.start(t)
+	ts.Restart(t)
 	if err := <-done; err != nil {
 		t.Fatalf("ping across a restart: %v", err)
 	}
@@ -130,7 +128,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	// Two clients close while connected, two while waiting to reconnect.
 	_ = clients[0].Close()
 	_ = clients[1].Close()
-	ts.shutdown(t)
+	ts.Stop(t)
 	for _, c := range clients[2:] {
 		checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 			if s := c.State(); s == client.StateConnected {

@@ -2,13 +2,12 @@ package bench
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/heraldpush/herald/internal/config"
 	"github.com/heraldpush/herald/internal/server"
+	"github.com/heraldpush/herald/internal/testserver"
 )
 
 // testServer is an in-process Herald server on random loopback ports.
@@ -21,36 +20,16 @@ type testServer struct {
 // and every rate limit lifted, on random loopback ports.
 func benchConfig(t *testing.T) config.Config {
 	t.Helper()
-	cfg := config.Default()
-	cfg.HTTP, cfg.TCP, cfg.Insecure = "127.0.0.1:0", "127.0.0.1:0", true
-	cfg.OpsPerSecond, cfg.OpsBurst = 1e6, 1e6
-	cfg.PublishPerSecond, cfg.PublishBurst = 1e6, 1e6
-	cfg.ConnectsPerIP = 0
-	cfg.DataDir = t.TempDir()
+	cfg := testserver.Config(t)
+	testserver.Unlimited(&cfg)
 	return cfg
 }
 
 // startServer starts a server with cfg and stops it when the test ends.
 func startServer(t *testing.T, cfg config.Config) *testServer {
 	t.Helper()
-	srv, err := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatalf("new server: %v", err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatalf("start server: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	return &testServer{
-		srv:    srv,
-		wsURL:  "ws://" + srv.HTTPAddr().String() + "/ws",
-		tcpURL: "tcp://" + srv.TCPAddr().String(),
-		apiURL: "http://" + srv.HTTPAddr().String(),
-	}
+	s := testserver.Start(t, cfg)
+	return &testServer{srv: s.Server, wsURL: s.WS(), tcpURL: s.TCP(), apiURL: s.API()}
 }
 
 // testOptions returns small, bounded options against ts over the given

@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +13,7 @@ import (
 	"github.com/heraldpush/herald/internal/cli"
 	"github.com/heraldpush/herald/internal/config"
 	"github.com/heraldpush/herald/internal/server"
+	"github.com/heraldpush/herald/internal/testserver"
 )
 
 // lockedBuffer is a bytes.Buffer that a command may write while the test
@@ -39,26 +38,12 @@ func (b *lockedBuffer) String() string {
 // startHerald runs a real in-process server on random ports.
 func startHerald(t *testing.T, tweak ...func(*config.Config)) *server.Server {
 	t.Helper()
-	cfg := config.Default()
-	cfg.HTTP, cfg.TCP, cfg.Insecure = "127.0.0.1:0", "127.0.0.1:0", true
-	cfg.DataDir = t.TempDir()
+	cfg := testserver.Config(t)
 	cfg.ClientBroadcast = true
 	for _, f := range tweak {
 		f(&cfg)
 	}
-	srv, err := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatalf("new server: %v", err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatalf("start server: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	return srv
+	return testserver.Start(t, cfg).Server
 }
 
 func serverURLs(srv *server.Server) map[string]string {
@@ -108,17 +93,7 @@ func (r *running) wait(t *testing.T) int {
 
 func checkFor(t *testing.T, total time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", total, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testserver.CheckFor(t, total, 5*time.Millisecond, f)
 }
 
 // waitSubscribed waits until the running sub has subscribed to channel.
