@@ -6,11 +6,11 @@ import (
 
 	"github.com/heraldpush/herald/client"
 	"github.com/heraldpush/herald/internal/config"
-	"github.com/heraldpush/herald/internal/testserver"
+	"github.com/heraldpush/herald/internal/testcert"
 )
 
 func TestTLS(t *testing.T) {
-	certFile, keyFile, pool := testserver.SelfSigned(t)
+	certFile, keyFile, pool := testcert.SelfSigned(t)
 	ts := startServer(t, func(c *config.Config) { c.TLSCert, c.TLSKey = certFile, keyFile })
 	trust := client.WithTLSConfig(&tls.Config{RootCAs: pool})
 	for name, url := range map[string]string{
