@@ -84,6 +84,18 @@ func (a *API) Register(mux *http.ServeMux) {
 	}))
 }
 
+// Guard wraps h with the API's key check, for operator endpoints served
+// beside the API (the profiler).
+func (a *API) Guard(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := a.authenticate(r); err != nil {
+			a.render(w, r, nil, err)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // Error is an API error: an HTTP status, a stable code and a message.
 type Error struct {
 	Status  int

@@ -59,6 +59,8 @@ type Config struct {
 	TLSCert        string   `koanf:"tls-cert"`
 	TLSKey         string   `koanf:"tls-key"`
 
+	Pprof bool `koanf:"pprof"`
+
 	ClientBroadcast bool `koanf:"client-broadcast"`
 	ClientSend      bool `koanf:"client-send"`
 	// Namespaces are per-namespace channel rules; file only.
@@ -155,6 +157,7 @@ func RegisterFlags(fs *pflag.FlagSet) {
 	fs.String("tls-cert", d.TLSCert, "TLS certificate file (PEM); with --tls-key serves https/wss and TLS on TCP")
 	fs.String("tls-key", d.TLSKey, "TLS private key file (PEM)")
 	fs.Bool("client-broadcast", d.ClientBroadcast, "let clients broadcast to every connection")
+	fs.Bool("pprof", d.Pprof, "serve Go's profiler at /debug/pprof/ on the HTTP listener (needs an API key unless --insecure)")
 	fs.Bool("client-send", d.ClientSend, "let clients send direct messages to users")
 }
 

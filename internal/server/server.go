@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"runtime"
 	"sync"
 
@@ -86,13 +87,20 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	api.New(api.Config{
+	a := api.New(api.Config{
 		Keys:    s.cfg.APIKeys,
 		Open:    s.cfg.Insecure,
 		MaxBody: int64(s.cfg.APIMaxBody),
 		MaxData: s.cfg.MaxFrameBytes,
-	}, backend{s}, s.log).Register(mux)
+	}, backend{s}, s.log)
+	a.Register(mux)
 	mux.Handle("GET /metrics", s.metricsHandler())
+	if s.cfg.Pprof {
+		mux.Handle("/debug/pprof/", a.Guard(http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/profile", a.Guard(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/symbol", a.Guard(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("/debug/pprof/trace", a.Guard(http.HandlerFunc(pprof.Trace)))
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
