@@ -63,7 +63,9 @@ func Decode(frame []byte) (Request, *Error) {
 	if e := req.validate(); e != nil {
 		return req, e
 	}
-	if len(req.Data) > 0 {
+	// Data was validated by Unmarshal; JSON's only insignificant whitespace
+	// is space, tab, CR and LF, so data without any is already compact.
+	if len(req.Data) > 0 && bytes.ContainsAny(req.Data, " \t\r\n") {
 		var buf bytes.Buffer
 		buf.Grow(len(req.Data))
 		if err := json.Compact(&buf, req.Data); err != nil {
