@@ -170,3 +170,17 @@ func TestServeRefusesBadConfig(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 }
+
+// A busy port is reported at once, not waited on.
+func TestServeBusyPort(t *testing.T) {
+	addr, _, _ := serve(t, "--insecure")
+	for _, args := range [][]string{
+		{"serve", "--insecure", "--http", addr, "--tcp", "127.0.0.1:0"},
+	} {
+		var stderr bytes.Buffer
+		code := Run(context.Background(), args, nil, &bytes.Buffer{}, &stderr)
+		if code == 0 || !strings.Contains(stderr.String(), "address already in use") {
+			t.Fatalf("%v: exit %d, %s", args, code, stderr.String())
+		}
+	}
+}

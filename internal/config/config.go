@@ -166,6 +166,7 @@ func RegisterFlags(fs *pflag.FlagSet) {
 // the command line. environ is os.Environ in production.
 func Load(fs *pflag.FlagSet, environ func() []string) (Config, error) {
 	k := koanf.New(".")
+	var unknown []string
 	path, _ := fs.GetString("config")
 	if path == "" {
 		path = lookup(environ, EnvPrefix+"CONFIG")
@@ -188,14 +189,26 @@ func Load(fs *pflag.FlagSet, environ func() []string) (Config, error) {
 		EnvironFunc: environ,
 		TransformFunc: func(name, value string) (string, any) {
 			key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, EnvPrefix)), "_", "-")
-			if key == "config" || fs.Lookup(key) == nil {
+			if key == "config" {
+				return "", nil // the file's path, read above
+			}
+			f := fs.Lookup(key)
+			if f == nil {
+				unknown = append(unknown, name)
 				return "", nil
+			}
+			if f.Value.Type() == "stringSlice" {
+				// As on the command line: a comma-separated list.
+				return key, strings.Split(value, ",")
 			}
 			return key, value
 		},
 	}), nil)
 	if err != nil {
 		return Config{}, fmt.Errorf("read environment: %w", err)
+	}
+	if len(unknown) > 0 {
+		return Config{}, fmt.Errorf("unknown environment variable %s: no such setting (see herald serve --help)", strings.Join(unknown, ", "))
 	}
 	// Flags set on the command line override everything; unset flags only
 	// supply defaults for keys nothing else set.
@@ -204,7 +217,10 @@ func Load(fs *pflag.FlagSet, environ func() []string) (Config, error) {
 	}
 	var c Config
 	if err := k.UnmarshalWithConf("", &c, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
-		return Config{}, fmt.Errorf("config: %w", err)
+		// The decoder's message leads with a generic line; keep the
+		// lines that name the setting.
+		msg := strings.TrimSpace(strings.TrimPrefix(err.Error(), "decoding failed due to the following error(s):"))
+		return Config{}, fmt.Errorf("invalid setting: %s", strings.Join(strings.Fields(msg), " "))
 	}
 	return c, c.Validate()
 }

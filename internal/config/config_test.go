@@ -63,8 +63,8 @@ namespaces:
 	if c.MaxFrameBytes != 1000 {
 		t.Errorf("max-frame-bytes from file: %d", c.MaxFrameBytes)
 	}
-	if strings.Join(c.APIKeys, ",") != "e1,e2" {
-		t.Errorf("api-keys from env: %v", c.APIKeys)
+	if len(c.APIKeys) != 2 || c.APIKeys[0] != "e1" || c.APIKeys[1] != "e2" {
+		t.Errorf("api-keys from env: %q, want two keys", c.APIKeys)
 	}
 	if len(c.Namespaces) != 1 || c.Namespaces[0] != (Namespace{Name: "news", Subscribe: "any", Publish: "server"}) {
 		t.Errorf("namespaces from file: %+v", c.Namespaces)
@@ -85,5 +85,8 @@ func TestInvalid(t *testing.T) {
 	}
 	if _, err := load(t, nil, []string{"HERALD_MAX_FRAME_BYTES=lots"}); err == nil {
 		t.Error("a non-numeric env value was accepted")
+	}
+	if _, err := load(t, nil, []string{"HERALD_MAX_FRAME_BYTE=5"}); err == nil || !strings.Contains(err.Error(), "HERALD_MAX_FRAME_BYTE") {
+		t.Errorf("a misspelt variable: %v", err)
 	}
 }

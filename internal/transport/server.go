@@ -116,8 +116,20 @@ func (s *Server) handoffSync(c *nbio.Conn) {
 	mu.Unlock()
 }
 
-// Start opens the listeners.
+// Start opens the listeners. Both are bound before either engine starts,
+// so that a busy port is reported at once and no engine is left to stop.
 func (s *Server) Start() error {
+	httpLn, err := s.listenInto(&s.httpAddr)("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	var tcpLn net.Listener
+	if s.cfg.TCPAddr != "" {
+		if tcpLn, err = s.listenInto(&s.tcpAddr)("tcp", s.cfg.TCPAddr); err != nil {
+			_ = httpLn.(*drainListener).Listener.Close()
+			return err
+		}
+	}
 	upgrader := s.newUpgrader()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
@@ -133,12 +145,12 @@ func (s *Server) Start() error {
 		mux.Handle("/", s.cfg.Handler)
 	}
 	if s.cfg.TLSCertFile != "" {
-		return s.startTLS(mux)
+		return s.startTLS(mux, httpLn, tcpLn)
 	}
 	hcfg := nbhttp.Config{
 		Name:                    "herald-http",
 		Network:                 "tcp",
-		Listen:                  s.listenInto(&s.httpAddr),
+		Listen:                  preOpened(httpLn),
 		Handler:                 mux,
 		ReleaseWebsocketPayload: true,
 		MaxWriteBufferSize:      s.cfg.MaxOutboundBytes,
@@ -156,11 +168,11 @@ func (s *Server) Start() error {
 		c.DataHandler()(c, data)
 	})
 	if err := s.http.Start(); err != nil {
-		return fmt.Errorf("listen http %s: %w", s.cfg.HTTPAddr, err)
+		return fmt.Errorf("start http engine: %w", err)
 	}
-	if s.cfg.TCPAddr != "" {
-		if err := s.startTCP(); err != nil {
-			s.http.Stop()
+	if tcpLn != nil {
+		if err := s.startTCP(tcpLn); err != nil {
+			s.stopEngine("http", s.http.Stop)
 			return err
 		}
 	}
@@ -185,13 +197,19 @@ func (s *Server) waitAccepting() {
 	}
 }
 
-func (s *Server) startTCP() error {
+// preOpened returns a listen function that hands the engine a listener the
+// server already bound.
+func preOpened(ln net.Listener) func(network, addr string) (net.Listener, error) {
+	return func(string, string) (net.Listener, error) { return ln, nil }
+}
+
+func (s *Server) startTCP(ln net.Listener) error {
 	s.pool = taskpool.New(runtime.NumCPU()*256, 1024)
 	s.tcp = nbio.NewEngine(nbio.Config{
 		Name:               "herald-tcp",
 		Network:            "tcp",
 		Addrs:              []string{s.cfg.TCPAddr},
-		Listen:             s.listenInto(&s.tcpAddr),
+		Listen:             preOpened(ln),
 		MaxWriteBufferSize: s.cfg.MaxOutboundBytes,
 		ReadBufferSize:     32 << 10,
 	})
@@ -231,7 +249,7 @@ func (s *Server) startTCP() error {
 		}
 	})
 	if err := s.tcp.Start(); err != nil {
-		return fmt.Errorf("listen tcp %s: %w", s.cfg.TCPAddr, err)
+		return fmt.Errorf("start tcp engine: %w", err)
 	}
 	return nil
 }

@@ -31,14 +31,14 @@ func (s *Server) tlsConfig() (*tls.Config, error) {
 }
 
 // startTLS serves HTTP (WebSocket and the API) and raw TCP over TLS.
-func (s *Server) startTLS(handler http.Handler) error {
+func (s *Server) startTLS(handler http.Handler, ln, tln net.Listener) error {
 	cfg, err := s.tlsConfig()
 	if err != nil {
+		_ = ln.(*drainListener).Listener.Close()
+		if tln != nil {
+			_ = tln.(*drainListener).Listener.Close()
+		}
 		return err
-	}
-	ln, err := s.listenInto(&s.httpAddr)("tcp", s.cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen https %s: %w", s.cfg.HTTPAddr, err)
 	}
 	s.std = &http.Server{
 		Handler:           handler,
@@ -51,12 +51,9 @@ func (s *Server) startTLS(handler http.Handler) error {
 			s.log.Error("https listener stopped", "err", err)
 		}
 	})
-	if s.cfg.TCPAddr == "" {
+	s.log.Info("TLS is on for every listener", "cert", s.cfg.TLSCertFile)
+	if tln == nil {
 		return nil
-	}
-	tln, err := s.listenInto(&s.tcpAddr)("tcp", s.cfg.TCPAddr)
-	if err != nil {
-		return fmt.Errorf("listen tcp %s: %w", s.cfg.TCPAddr, err)
 	}
 	s.goroutines.Go(func() { s.acceptTLS(tls.NewListener(tln, cfg)) })
 	return nil
