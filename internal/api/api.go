@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/heraldpush/herald/internal/hub"
 	"github.com/heraldpush/herald/internal/protocol"
@@ -70,15 +71,30 @@ func New(cfg Config, b Backend, log *slog.Logger) *API {
 
 // Register adds the API's routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
-	mux.Handle("POST /v1/publish", a.handle(a.publish))
-	mux.Handle("POST /v1/send", a.handle(a.send))
-	mux.Handle("POST /v1/broadcast", a.handle(a.broadcast))
-	mux.Handle("GET /v1/presence/users/{user}", a.handle(a.userPresence))
-	mux.Handle("GET /v1/presence/channels/{channel}", a.handle(a.channelPresence))
-	mux.Handle("GET /v1/stats", a.handle(a.stats))
-	mux.Handle("POST /v1/users/{user}/disconnect", a.handle(a.disconnect))
-	mux.Handle("POST /v1/users/{user}/unsubscribe", a.handle(a.unsubscribe))
-	mux.Handle("GET /v1/openapi.json", a.handle(a.openapi))
+	routes := []struct {
+		method, path string
+		h            handlerFunc
+	}{
+		{"POST", "/v1/publish", a.publish},
+		{"POST", "/v1/send", a.send},
+		{"POST", "/v1/broadcast", a.broadcast},
+		{"GET", "/v1/presence/users/{user}", a.userPresence},
+		{"GET", "/v1/presence/channels/{channel}", a.channelPresence},
+		{"GET", "/v1/stats", a.stats},
+		{"POST", "/v1/users/{user}/disconnect", a.disconnect},
+		{"POST", "/v1/users/{user}/unsubscribe", a.unsubscribe},
+		{"GET", "/v1/openapi.json", a.openapi},
+	}
+	for _, r := range routes {
+		mux.Handle(r.method+" "+r.path, a.handle(r.h))
+		// The same path with any other method: a JSON 405, not the
+		// catch-all's 404.
+		allow := r.method
+		mux.Handle(r.path, a.handle(func(req *http.Request) (any, error) {
+			return nil, &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
+				Message: req.Method + " is not allowed here; use " + allow, Allow: allow}
+		}))
+	}
 	mux.Handle("/v1/", a.handle(func(*http.Request) (any, error) {
 		return nil, errorf(http.StatusNotFound, "not_found", "no such endpoint; see /v1/openapi.json")
 	}))
@@ -101,6 +117,7 @@ type Error struct {
 	Status  int
 	Code    string
 	Message string
+	Allow   string // for 405: the method the endpoint takes
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -136,18 +153,16 @@ func (a *API) authenticate(r *http.Request) error {
 		}
 		return errorf(http.StatusUnauthorized, "unauthorized", "no API keys are configured on this server; set api-keys")
 	}
-	const prefix = "Bearer "
-	h := r.Header.Get("Authorization")
-	if len(h) <= len(prefix) || h[:len(prefix)] != prefix {
+	scheme, key, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || key == "" {
 		return errorf(http.StatusUnauthorized, "unauthorized", "send the API key as Authorization: Bearer KEY")
 	}
-	key := []byte(h[len(prefix):])
-	ok := 0
+	match := 0
 	for _, k := range a.cfg.Keys {
 		// Compare against every key in constant time.
-		ok |= subtle.ConstantTimeCompare(key, []byte(k))
+		match |= subtle.ConstantTimeCompare([]byte(key), []byte(k))
 	}
-	if ok != 1 {
+	if match != 1 {
 		return errorf(http.StatusUnauthorized, "unauthorized", "API key is not valid")
 	}
 	return nil
@@ -164,6 +179,9 @@ func (a *API) render(w http.ResponseWriter, r *http.Request, result any, err err
 		if ae.Status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
 		}
+		if ae.Allow != "" {
+			w.Header().Set("Allow", ae.Allow)
+		}
 		w.WriteHeader(ae.Status)
 		_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": ae.Code, "message": ae.Message}})
 		return
@@ -173,6 +191,10 @@ func (a *API) render(w http.ResponseWriter, r *http.Request, result any, err err
 	}
 	_ = json.NewEncoder(w).Encode(result)
 }
+
+var errEmptyBody = errorf(http.StatusBadRequest, "invalid_body", "request body is empty; send a JSON object")
+
+func isEmptyBody(err error) bool { return err == error(errEmptyBody) }
 
 // decode reads a JSON body into v, refusing unknown fields and trailing
 // data, with errors a caller can act on.
@@ -188,7 +210,7 @@ func decode(r *http.Request, v any) error {
 		case errors.As(err, &typeErr):
 			return errorf(http.StatusBadRequest, "invalid_field", "field %q has the wrong type", typeErr.Field)
 		case errors.Is(err, errEOF):
-			return errorf(http.StatusBadRequest, "invalid_body", "request body is empty; send a JSON object")
+			return errEmptyBody
 		}
 		return errorf(http.StatusBadRequest, "invalid_body", "request body is not valid JSON: %v", err)
 	}

@@ -65,7 +65,7 @@ func (a *API) send(r *http.Request) (any, error) {
 		return nil, err
 	}
 	switch {
-	case body.To == "" && body.Users == nil:
+	case body.To == "" && len(body.Users) == 0:
 		return nil, errorf(http.StatusBadRequest, "missing_field", "give \"to\" (one user) or \"users\" (a batch)")
 	case body.To != "" && body.Users != nil:
 		return nil, errorf(http.StatusBadRequest, "invalid_field", "give \"to\" or \"users\", not both")
@@ -78,7 +78,7 @@ func (a *API) send(r *http.Request) (any, error) {
 	}
 	for _, u := range users {
 		if !protocol.ValidUser(u) {
-			return nil, errorf(http.StatusBadRequest, "invalid_user", "user id %q is not valid: use 1-%d characters from A-Z a-z 0-9 _ - . @", u, protocol.MaxUserLen)
+			return nil, invalidUser(u)
 		}
 	}
 	d, err := a.data(body.Data)
@@ -119,10 +119,14 @@ func (a *API) broadcast(r *http.Request) (any, error) {
 	return idResult{m.ID}, nil
 }
 
+func invalidUser(u string) error {
+	return errorf(http.StatusBadRequest, "invalid_user", "user id %q is not valid: use 1-%d characters from A-Z a-z 0-9 _ - . @", u, protocol.MaxUserLen)
+}
+
 func pathUser(r *http.Request) (string, error) {
 	u := r.PathValue("user")
 	if !protocol.ValidUser(u) {
-		return "", errorf(http.StatusBadRequest, "invalid_user", "user id %q is not valid", u)
+		return "", invalidUser(u)
 	}
 	return u, nil
 }
@@ -173,10 +177,9 @@ func (a *API) disconnect(r *http.Request) (any, error) {
 		Reason    string `json:"reason"`
 		Reconnect bool   `json:"reconnect"`
 	}
-	if r.ContentLength != 0 {
-		if err := decode(r, &body); err != nil {
-			return nil, err
-		}
+	// The body is optional: an empty one means the defaults.
+	if err := decode(r, &body); err != nil && !isEmptyBody(err) {
+		return nil, err
 	}
 	d := protocol.DisconnectKicked
 	if body.Reconnect {
@@ -201,6 +204,9 @@ func (a *API) unsubscribe(r *http.Request) (any, error) {
 	}
 	if err := decode(r, &body); err != nil {
 		return nil, err
+	}
+	if body.Channel == "" {
+		return nil, errorf(http.StatusBadRequest, "missing_field", "field \"channel\" is required")
 	}
 	if !protocol.ValidChannel(body.Channel) {
 		return nil, fromProtocol(protocol.InvalidChannel(body.Channel))

@@ -141,6 +141,9 @@ func TestAPIPresenceAndControl(t *testing.T) {
 	api.ok("POST", "/v1/publish", `{"channel":"room:9","data":1}`)
 	bob.expect("message")
 
+	if out := api.ok("POST", "/v1/users/nobody/disconnect", ""); out["disconnected"] != 0.0 {
+		t.Fatalf("disconnect without a body: %v", out)
+	}
 	out = api.ok("POST", "/v1/users/alice/disconnect", `{"reason":"account suspended"}`)
 	if out["disconnected"] != 2.0 {
 		t.Fatalf("disconnect: %v", out)
@@ -181,8 +184,13 @@ func TestAPIBadRequests(t *testing.T) {
 		{"POST", "/v1/send", `{"to":"not valid","data":1}`, 400, "invalid_user"},
 		{"POST", "/v1/send", `{"users":["ok","no way"],"data":1}`, 400, "invalid_user"},
 		{"GET", "/v1/presence/users/a%20b", ``, 400, "invalid_user"},
-		{"POST", "/v1/users/alice/unsubscribe", `{}`, 400, "invalid_channel"},
 		{"GET", "/v1/nothing", ``, 404, "not_found"},
+		{"POST", "/v1/users/alice/unsubscribe", `{}`, 400, "missing_field"},
+		{"POST", "/v1/users/alice/unsubscribe", `{"channel":"a b"}`, 400, "invalid_channel"},
+		{"POST", "/v1/send", `{"users":[],"data":1}`, 400, "missing_field"},
+		{"GET", "/v1/publish", ``, 405, "method_not_allowed"},
+		{"POST", "/v1/stats", ``, 405, "method_not_allowed"},
+		{"GET", "/v1/users/alice/disconnect", ``, 405, "method_not_allowed"},
 		{"POST", "/v1/broadcast", `{"data":"` + strings.Repeat("x", 70000) + `"}`, 400, "too_large"},
 	}
 	for _, tc := range cases {

@@ -382,6 +382,10 @@ func TestAPIAuthAndLimits(t *testing.T) {
 			t.Fatalf("key %s refused: %d", key, resp.StatusCode)
 		}
 	}
+	// Metrics are behind the key too.
+	if resp, err := http.Get(base + "/metrics"); err != nil || resp.StatusCode != 401 {
+		t.Fatalf("metrics without a key: %v %v", err, resp)
+	}
 	big := `{"channel":"room:1","data":"` + strings.Repeat("x", 4096) + `"}`
 	if resp, code := call("new-key", big); resp.StatusCode != 413 || code != "too_large" {
 		t.Fatalf("oversized body: %d %s", resp.StatusCode, code)

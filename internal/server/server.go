@@ -94,7 +94,7 @@ func (s *Server) routes() http.Handler {
 		MaxData: s.cfg.MaxFrameBytes,
 	}, backend{s}, s.log)
 	a.Register(mux)
-	mux.Handle("GET /metrics", s.metricsHandler())
+	mux.Handle("GET /metrics", a.Guard(s.metricsHandler()))
 	if s.cfg.Pprof {
 		mux.Handle("/debug/pprof/", a.Guard(http.HandlerFunc(pprof.Index)))
 		mux.Handle("/debug/pprof/profile", a.Guard(http.HandlerFunc(pprof.Profile)))
