@@ -125,6 +125,9 @@ func TestAPIPresenceAndControl(t *testing.T) {
 	if out["users"] != 2.0 || out["connections"] != 3.0 {
 		t.Fatalf("channel presence: %v", out)
 	}
+	if out := api.ok("GET", "/v1/presence/channels/news%2Fsport", ""); out["channel"] != "news/sport" {
+		t.Fatalf("escaped slash in a channel: %v", out)
+	}
 	if out := api.ok("GET", "/v1/stats", ""); out["connections"] != 3.0 || out["users"] != 2.0 || out["channels"] != 1.0 {
 		t.Fatalf("stats: %v", out)
 	}
