@@ -12,7 +12,7 @@ var (
 	// ErrClosed is returned by operations on a client that has stopped,
 	// whether by Close or because the server refused to let it reconnect
 	// (then the error also wraps the *Disconnect that said so).
-	ErrClosed = errors.New("herald client closed")
+	ErrClosed = errors.New("client closed")
 
 	// ErrConnectionLost is returned by an operation whose request was sent
 	// but whose connection ended before the reply came. The server may or

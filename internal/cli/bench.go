@@ -45,7 +45,10 @@ server under test with them lifted, for example
   herald serve --insecure --ops-per-second 1000000 --ops-burst 1000000 \
     --publish-per-second 1000000 --publish-burst 1000000 --connects-per-ip 0
 
-(drop --insecure and pass --hmac-secret to connect with signed tokens).
+Against a secure server (no --insecure), pass --hmac-secret with the
+server's --token-secret (or the contents of its herald-data/token-secret)
+to connect with signed tokens, and --api-key for the scenarios that use
+the server API (direct, fanout --via api, churn statistics).
 Every connection is a file descriptor in this process and in the server:
 check ulimit -n on both sides. Above 10,000 connections over a run (churn
 cycles count) the source address is spread over 127.0.0.x so that no

@@ -91,7 +91,7 @@ reconnects and subscribes again by itself if the connection is lost.`,
 			if count < 0 {
 				return errors.New("--count must not be negative")
 			}
-			return runSub(cmd.Context(), stdout, &conn, channels, count)
+			return runSub(cmd.Context(), stdout, cmd.ErrOrStderr(), &conn, channels, count)
 		},
 	}
 	conn.register(cmd.Flags())
@@ -100,9 +100,24 @@ reconnects and subscribes again by itself if the connection is lost.`,
 	return cmd
 }
 
-func runSub(ctx context.Context, stdout io.Writer, conn *connFlags, channels []string, count int) error {
+func runSub(ctx context.Context, stdout, stderr io.Writer, conn *connFlags, channels []string, count int) error {
 	p := &linePrinter{w: stdout, limit: count, done: make(chan struct{})}
-	c, err := conn.dial(ctx, client.WithMessageHandler(p.print))
+	// Messages go to stdout; what happens to the connection goes to
+	// stderr, so that a person watching knows it is alive and a pipe
+	// reading stdout sees only messages.
+	status := func(format string, args ...any) { fmt.Fprintf(stderr, "herald sub: "+format+"\n", args...) }
+	c, err := conn.dial(ctx, client.WithMessageHandler(p.print),
+		client.WithStateHandler(func(sc client.StateChange) {
+			switch sc.State {
+			case client.StateConnected:
+				status("connected to %s as %s", conn.server, sc.Info.User)
+			case client.StateDisconnected:
+				status("connection lost (%v); reconnecting in %s", sc.Err, sc.Delay.Round(time.Millisecond))
+			}
+		}),
+		client.WithUnsubscribedHandler(func(ch string) {
+			status("the server unsubscribed this connection from %s", ch)
+		}))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // interrupted while connecting
@@ -117,6 +132,7 @@ func runSub(ctx context.Context, stdout io.Writer, conn *connFlags, channels []s
 			}
 			return err
 		}
+		status("subscribed to %s", ch)
 	}
 	select {
 	case <-p.done:

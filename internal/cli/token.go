@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/heraldpush/herald/internal/auth"
 	"github.com/heraldpush/herald/internal/config"
@@ -39,6 +42,11 @@ RS256 or ES256 (by the key's type), for servers started with
 			if ttl <= 0 {
 				return errors.New("--ttl must be positive")
 			}
+			for _, p := range channels {
+				if !validPattern(p) {
+					return fmt.Errorf("--channels %q is not a channel pattern: channel characters (A-Z a-z 0-9 _ - . : @ / =) with * and ?", p)
+				}
+			}
 			var rawInfo json.RawMessage
 			if info != "" {
 				if !json.Valid([]byte(info)) {
@@ -65,7 +73,16 @@ RS256 or ES256 (by the key's type), for servers started with
 	f.StringVar(&info, "info", "", "JSON user info shown in presence")
 	f.StringVar(&privateKey, "private-key", "", "PEM private key file: mint RS256 or ES256 instead of HS256")
 	_ = cmd.MarkFlagRequired("user")
+	// The server's settings are read so that the secret is found the way
+	// the server finds it; only the ones that locate it are worth showing.
 	config.RegisterFlags(f)
+	f.VisitAll(func(fl *pflag.Flag) {
+		switch fl.Name {
+		case "user", "channels", "ttl", "info", "private-key", "config", "data-dir", "token-secret":
+		default:
+			_ = f.MarkHidden(fl.Name)
+		}
+	})
 	return cmd
 }
 
@@ -94,4 +111,13 @@ func signingKey(cmd *cobra.Command, privateKey string) (auth.SigningKey, error) 
 		fmt.Fprintf(cmd.ErrOrStderr(), "created a new token secret at %s; the server uses it when started with --data-dir %s\n", path, cfg.DataDir)
 	}
 	return auth.HMACKey(secret), nil
+}
+
+// validPattern reports whether p is a channel name in which * and ? may
+// stand for characters.
+func validPattern(p string) bool {
+	if _, err := path.Match(p, ""); err != nil {
+		return false
+	}
+	return protocol.ValidChannel(strings.NewReplacer("*", "x", "?", "x").Replace(p))
 }
