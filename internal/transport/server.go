@@ -13,7 +13,6 @@ import (
 	"github.com/lesismal/nbio"
 	"github.com/lesismal/nbio/logging"
 	"github.com/lesismal/nbio/nbhttp"
-	"github.com/lesismal/nbio/taskpool"
 
 	"github.com/heraldpush/herald/internal/protocol"
 	"github.com/heraldpush/herald/internal/session"
@@ -48,7 +47,7 @@ type Server struct {
 	log  *slog.Logger
 	http *nbhttp.Engine
 	tcp  *nbio.Engine
-	pool *taskpool.TaskPool
+	pool *workerPool
 
 	mu        sync.Mutex
 	httpAddr  net.Addr
@@ -75,7 +74,10 @@ func New(cfg Config, mgr *session.Manager, log *slog.Logger) *Server {
 // *bound, so that port 0 can be read back.
 func (s *Server) listenInto(bound *net.Addr) func(network, addr string) (net.Listener, error) {
 	return func(network, addr string) (net.Listener, error) {
-		ln, err := net.Listen(network, addr)
+		// No TCP keepalive on accepted sockets (Go's default costs three
+		// setsockopt calls a connection): heartbeats detect dead peers.
+		lc := net.ListenConfig{KeepAlive: -1}
+		ln, err := lc.Listen(context.Background(), network, addr)
 		if err != nil {
 			return nil, err
 		}
@@ -130,6 +132,7 @@ func (s *Server) Start() error {
 			return err
 		}
 	}
+	s.pool = newWorkerPool(4*runtime.GOMAXPROCS(0), 64<<10, s.log)
 	upgrader := s.newUpgrader()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
@@ -156,6 +159,7 @@ func (s *Server) Start() error {
 		MaxWriteBufferSize:      s.cfg.MaxOutboundBytes,
 		KeepaliveTime:           60 * time.Second,
 		ReadBufferSize:          32 << 10,
+		ServerExecutor:          s.pool.Go,
 	}
 	hcfg.Addrs = []string{s.cfg.HTTPAddr}
 	s.http = nbhttp.NewEngine(hcfg)
@@ -204,7 +208,6 @@ func preOpened(ln net.Listener) func(network, addr string) (net.Listener, error)
 }
 
 func (s *Server) startTCP(ln net.Listener) error {
-	s.pool = taskpool.New(runtime.NumCPU()*256, 1024)
 	s.tcp = nbio.NewEngine(nbio.Config{
 		Name:               "herald-tcp",
 		Network:            "tcp",
