@@ -38,11 +38,8 @@ func (a *API) publish(r *http.Request) (any, error) {
 	if err := decode(r, &body); err != nil {
 		return nil, err
 	}
-	if body.Channel == "" {
-		return nil, errorf(http.StatusBadRequest, "missing_field", "field \"channel\" is required")
-	}
-	if !protocol.ValidChannel(body.Channel) {
-		return nil, fromProtocol(protocol.InvalidChannel(body.Channel))
+	if err := checkChannel(body.Channel); err != nil {
+		return nil, err
 	}
 	d, err := a.data(body.Data)
 	if err != nil {
@@ -117,6 +114,17 @@ func (a *API) broadcast(r *http.Request) (any, error) {
 		return nil, err
 	}
 	return idResult{m.ID}, nil
+}
+
+// checkChannel checks a channel field: present and well formed.
+func checkChannel(ch string) error {
+	if ch == "" {
+		return errorf(http.StatusBadRequest, "missing_field", "field \"channel\" is required")
+	}
+	if !protocol.ValidChannel(ch) {
+		return fromProtocol(protocol.InvalidChannel(ch))
+	}
+	return nil
 }
 
 func invalidUser(u string) error {
@@ -205,11 +213,8 @@ func (a *API) unsubscribe(r *http.Request) (any, error) {
 	if err := decode(r, &body); err != nil {
 		return nil, err
 	}
-	if body.Channel == "" {
-		return nil, errorf(http.StatusBadRequest, "missing_field", "field \"channel\" is required")
-	}
-	if !protocol.ValidChannel(body.Channel) {
-		return nil, fromProtocol(protocol.InvalidChannel(body.Channel))
+	if err := checkChannel(body.Channel); err != nil {
+		return nil, err
 	}
 	return struct {
 		Unsubscribed int `json:"unsubscribed"`
