@@ -40,7 +40,7 @@ func (r *runner) runDirect(ctx context.Context) {
 			defer close(sendDone)
 			s.run(ctx, o.APIConcurrency, o.Rate)
 		}()
-		r.awaitDeliveries(ctx, sendDone)
+		r.awaitDeliveries(ctx, sendDone, s.sent.Load)
 		<-sendDone
 		bar.Stop(r.sink.delivered.Load())
 	})

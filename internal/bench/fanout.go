@@ -36,7 +36,10 @@ func (r *runner) runFanout(ctx context.Context) {
 			defer close(sendDone)
 			pub.publish(ctx, o.Messages, o.Rate, nil)
 		}()
-		r.awaitDeliveries(ctx, sendDone)
+		r.awaitDeliveries(ctx, sendDone, func() int64 {
+			sent, _, _ := pub.counts()
+			return sent
+		})
 		<-sendDone
 		bar.Stop(r.sink.delivered.Load())
 	})

@@ -87,8 +87,10 @@ func (r *runner) measuredPhase(fn func()) {
 }
 
 // awaitDeliveries waits until every expected delivery arrived, or sending
-// ended (sendDone closed) and none arrived for Drain, or ctx ended.
-func (r *runner) awaitDeliveries(ctx context.Context, sendDone <-chan struct{}) {
+// ended (sendDone closed) and none arrived for Drain, or ctx ended. sent
+// reports the messages sent successfully: when sending ends with none,
+// nothing can arrive and there is nothing to wait for.
+func (r *runner) awaitDeliveries(ctx context.Context, sendDone <-chan struct{}, sent func() int64) {
 	const tick = 20 * time.Millisecond
 	t := time.NewTicker(tick)
 	defer t.Stop()
@@ -101,6 +103,9 @@ func (r *runner) awaitDeliveries(ctx context.Context, sendDone <-chan struct{}) 
 		case <-ctx.Done():
 			return
 		case <-sendDone:
+			if sent() == 0 {
+				return
+			}
 			sending, sendDone = false, nil
 			lastChange = time.Now()
 		case now := <-t.C:

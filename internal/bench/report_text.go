@@ -62,7 +62,10 @@ func reportRows(r Result) [][2]string {
 	}
 	if r.Scenario == ScenarioFanout || r.Scenario == ScenarioDirect {
 		verdict := "match"
-		if r.DeliveriesExpected != r.DeliveriesReceived || r.Missing > 0 || r.Duplicates > 0 {
+		switch {
+		case r.Sent == 0:
+			verdict = "nothing was sent"
+		case r.DeliveriesExpected != r.DeliveriesReceived || r.Missing > 0 || r.Duplicates > 0:
 			verdict = fmt.Sprintf("MISMATCH: %s missing, %s duplicates", count(r.Missing), count(r.Duplicates))
 		}
 		add("deliveries", "%s of %s expected (%s)", count(r.DeliveriesReceived), count(r.DeliveriesExpected), verdict)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -220,6 +221,31 @@ func TestMismatchFails(t *testing.T) {
 	}
 	if err := res.Check(); !errors.Is(err, ErrIncomplete) {
 		t.Errorf("Check = %v, want ErrIncomplete", err)
+	}
+}
+
+// When every send fails nothing can arrive: the run ends at once instead
+// of waiting out the drain, and says so.
+func TestNothingSent(t *testing.T) {
+	cfg := benchConfig(t)
+	cfg.APIKeys = []string{"right-key"}
+	ts := startServer(t, cfg)
+	o := testOptions(ts, ScenarioDirect, "ws")
+	o.Clients, o.Messages, o.APIKey = 10, 2, "wrong-key"
+	o.Drain, o.Timeout = time.Hour, 30*time.Second
+	res := run(t, o)
+	if res.OK || res.TimedOut || res.Sent != 0 {
+		t.Fatalf("ok=%v timed out=%v sent=%d; want a prompt failure with nothing sent", res.OK, res.TimedOut, res.Sent)
+	}
+	if len(res.ErrorSamples) != 1 {
+		t.Errorf("want one sample of the one kind of error, got %q", res.ErrorSamples)
+	}
+	var b strings.Builder
+	if err := WriteText(&b, res); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "nothing was sent") {
+		t.Errorf("report does not say nothing was sent:\n%s", b.String())
 	}
 }
 

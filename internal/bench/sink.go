@@ -60,10 +60,11 @@ func (l *errorLog) add(what string, err error) {
 	if l.counts == nil {
 		l.counts = make(map[string]int64)
 	}
-	l.counts[kind]++
-	if len(l.samples) < maxErrorSamples {
+	// Keep one sample of each kind, the first, up to maxErrorSamples.
+	if l.counts[kind] == 0 && len(l.samples) < maxErrorSamples {
 		l.samples = append(l.samples, fmt.Sprintf("%s: %v", what, err))
 	}
+	l.counts[kind]++
 }
 
 // snapshot returns the counts and the samples, oldest first.
