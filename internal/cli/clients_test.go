@@ -165,6 +165,12 @@ func TestSubAndPub(t *testing.T) {
 					t.Errorf("message %d = %+v, want id %s on %s from bob with data %s", i, m, ids[i], channel, wantData[i])
 				}
 			}
+			// The connection's story goes to stderr, never into the output.
+			for _, want := range []string{"connected to " + url + " as alice", "subscribed to " + channel} {
+				if !strings.Contains(sub.stderr.String(), want) {
+					t.Errorf("sub stderr lacks %q: %q", want, sub.stderr.String())
+				}
+			}
 		})
 	}
 }
