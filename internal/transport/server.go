@@ -114,7 +114,7 @@ func (s *Server) handoffLock(c *nbio.Conn) *sync.Mutex {
 func (s *Server) handoffSync(c *nbio.Conn) {
 	mu := s.handoffLock(c)
 	mu.Lock()
-	//nolint:staticcheck // an empty critical section is the point
+	//lint:ignore SA2001 passing through the lock is the point: it orders the goroutines
 	mu.Unlock()
 }
 
