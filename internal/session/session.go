@@ -3,9 +3,9 @@
 // Transport interface; it never touches a socket itself, so the I/O engine
 // can change without touching the protocol or the hub.
 //
-// Lock order (see also hub): Session.stateMu -> hub shard locks -> Session.mu.
-// Session.mu is a leaf: Deliver is called under hub locks and must take
-// nothing else.
+// Lock order (see also hub): Session.stateMu -> hub shard locks ->
+// Session.mu -> flusher.mu. Deliver is called under hub locks, so below
+// stateMu nothing may call back into the hub or the node.
 package session
 
 import (
@@ -110,13 +110,6 @@ func (s *Session) User() string { return s.identity.User }
 
 // Identity returns the authenticated identity.
 func (s *Session) Identity() Identity { return s.identity }
-
-// Subscriptions returns a copy of the channels the session subscribes to.
-func (s *Session) Subscriptions() []string {
-	s.stateMu.Lock()
-	defer s.stateMu.Unlock()
-	return append([]string(nil), s.subs...)
-}
 
 // Deliver queues a frame for the client. It never blocks; a client whose
 // queue exceeds its bound is disconnected as a slow consumer.
@@ -292,10 +285,6 @@ func (s *Session) Closed(err error) {
 		"remote", s.t.RemoteAddr(), "reason", reason, "err", err,
 		"duration", time.Duration(time.Now().UnixNano()-s.opened))
 }
-
-// Reason returns why the connection ended, or nil if the client closed it
-// or it is still open.
-func (s *Session) Reason() *protocol.Disconnect { return s.reason.Load() }
 
 // Transport returns the connection's transport.
 func (s *Session) Transport() Transport { return s.t }
