@@ -31,19 +31,7 @@ func (r *runner) runDirect(ctx context.Context) {
 	expected := int64(len(users)) * int64(o.Messages)
 	r.sink.expect(expected)
 	s := &directSender{api: r.api, users: users, batch: o.Batch, rounds: o.Messages, size: o.Size, errs: &r.sink.errs}
-	var sendStart time.Time
-	r.measuredPhase(func() {
-		sendStart = time.Now()
-		bar := startProgress(r.progress, "delivering", expected, "msgs", r.sink.delivered.Load)
-		sendDone := make(chan struct{})
-		go func() {
-			defer close(sendDone)
-			s.run(ctx, o.APIConcurrency, o.Rate)
-		}()
-		r.awaitDeliveries(ctx, sendDone, s.sent.Load)
-		<-sendDone
-		bar.Stop(r.sink.delivered.Load())
-	})
+	sendStart := r.deliveryPhase(ctx, expected, func() { s.run(ctx, o.APIConcurrency, o.Rate) }, s.sent.Load)
 	r.res.Sent, r.res.APICalls = s.sent.Load(), s.calls.Load()
 	r.res.SendErrors = expected - r.res.Sent
 	r.res.Dropped = r.fleet.dropped()

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"sync/atomic"
-	"time"
 )
 
 // runFanout subscribes the clients to one channel, then publishes Messages
@@ -27,21 +26,9 @@ func (r *runner) runFanout(ctx context.Context) {
 	}
 	expected := subscribers * int64(o.Messages)
 	r.sink.expect(expected)
-	var sendStart time.Time
-	r.measuredPhase(func() {
-		sendStart = time.Now()
-		bar := startProgress(r.progress, "delivering", expected, "msgs", r.sink.delivered.Load)
-		sendDone := make(chan struct{})
-		go func() {
-			defer close(sendDone)
-			pub.publish(ctx, o.Messages, o.Rate, nil)
-		}()
-		r.awaitDeliveries(ctx, sendDone, func() int64 {
-			sent, _, _ := pub.counts()
-			return sent
-		})
-		<-sendDone
-		bar.Stop(r.sink.delivered.Load())
+	sendStart := r.deliveryPhase(ctx, expected, func() { pub.publish(ctx, o.Messages, o.Rate, nil) }, func() int64 {
+		sent, _, _ := pub.counts()
+		return sent
 	})
 	sent, failed, calls := pub.counts()
 	r.res.Sent, r.res.APICalls = sent, calls

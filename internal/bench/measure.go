@@ -86,6 +86,26 @@ func (r *runner) measuredPhase(fn func()) {
 	}
 }
 
+// deliveryPhase is the measured phase of fanout and direct: send runs on
+// its own goroutine while deliveries are awaited, with a progress bar. It
+// returns when sending started.
+func (r *runner) deliveryPhase(ctx context.Context, expected int64, send func(), sent func() int64) time.Time {
+	var start time.Time
+	r.measuredPhase(func() {
+		start = time.Now()
+		bar := startProgress(r.progress, "delivering", expected, "msgs", r.sink.delivered.Load)
+		sendDone := make(chan struct{})
+		go func() {
+			defer close(sendDone)
+			send()
+		}()
+		r.awaitDeliveries(ctx, sendDone, sent)
+		<-sendDone
+		bar.Stop(r.sink.delivered.Load())
+	})
+	return start
+}
+
 // awaitDeliveries waits until every expected delivery arrived, or sending
 // ended (sendDone closed) and none arrived for Drain, or ctx ended. sent
 // reports the messages sent successfully: when sending ends with none,
