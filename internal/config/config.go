@@ -49,6 +49,7 @@ type Config struct {
 	PublishBurst     int     `koanf:"publish-burst"`
 	ConnectsPerIP    float64 `koanf:"connects-per-ip"`
 	ConnectsBurst    int     `koanf:"connects-burst"`
+	HTTPConnsPerIP   int     `koanf:"http-connections-per-ip"`
 
 	DataDir        string   `koanf:"data-dir"`
 	TokenSecret    string   `koanf:"token-secret"`
@@ -117,6 +118,7 @@ func Default() Config {
 		PublishBurst:     40,
 		ConnectsPerIP:    50,
 		ConnectsBurst:    100,
+		HTTPConnsPerIP:   256,
 		DataDir:          "herald-data",
 		APIMaxBody:       4 << 20,
 		ClientSend:       true,
@@ -148,6 +150,7 @@ func RegisterFlags(fs *pflag.FlagSet) {
 	fs.Int("publish-burst", d.PublishBurst, "publish, send and broadcast operations one connection may send in a burst")
 	fs.Float64("connects-per-ip", d.ConnectsPerIP, "new connections per second from one source IP (0: no limit)")
 	fs.Int("connects-burst", d.ConnectsBurst, "new connections one source IP may open in a burst")
+	fs.Int("http-connections-per-ip", d.HTTPConnsPerIP, "HTTP connections one source IP may hold open at once, WebSockets until upgraded (0: no limit)")
 	fs.String("data-dir", d.DataDir, "directory for the generated token secret and stored data")
 	fs.String("token-secret", d.TokenSecret, "HS256 secret for connection tokens (default: generated in --data-dir)")
 	fs.String("token-public-key", d.TokenPublicKey, "PEM public key file for RS256 or ES256 connection tokens")
@@ -259,6 +262,7 @@ func (c Config) Validate() error {
 	check(c.PublishBurst >= 1, "publish-burst: must be at least 1")
 	check(c.ConnectsPerIP >= 0, "connects-per-ip: must not be negative")
 	check(c.ConnectsBurst >= 1, "connects-burst: must be at least 1")
+	check(c.HTTPConnsPerIP >= 0, "http-connections-per-ip: must not be negative")
 	check(c.APIMaxBody >= 1024, "api-max-body-bytes: must be at least 1024")
 	check((c.TLSCert == "") == (c.TLSKey == ""), "tls-cert and tls-key: give both or neither")
 	check(c.TokenSecret == "" || len(c.TokenSecret) >= 32, "token-secret: must be at least 32 bytes")

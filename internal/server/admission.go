@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 	"net"
 	"net/http"
 	"net/url"
@@ -12,6 +11,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/heraldpush/herald/internal/protocol"
+	"github.com/heraldpush/herald/internal/transport"
 )
 
 // connectLimiter bounds new connections per source IP with a token bucket
@@ -81,12 +81,12 @@ func (s *Server) admitTCP(remote net.Addr) *protocol.Disconnect {
 // allow-list to a WebSocket upgrade.
 func (s *Server) admitWebSocket(w http.ResponseWriter, r *http.Request) bool {
 	if !s.originAllowed(r) {
-		writeJSONError(w, http.StatusForbidden, "forbidden_origin", "origin "+r.Header.Get("Origin")+" may not open WebSockets here; see allowed-origins")
+		transport.WriteError(w, http.StatusForbidden, "forbidden_origin", "origin "+r.Header.Get("Origin")+" may not open WebSockets here; see allowed-origins")
 		return false
 	}
 	if addr, err := net.ResolveTCPAddr("tcp", r.RemoteAddr); err == nil && !s.connects.allow(addr) {
 		w.Header().Set("Retry-After", "1")
-		writeJSONError(w, http.StatusTooManyRequests, "connect_rate_limited", "too many new connections from your address; retry shortly")
+		transport.WriteError(w, http.StatusTooManyRequests, "connect_rate_limited", "too many new connections from your address; retry shortly")
 		return false
 	}
 	return true
@@ -110,10 +110,4 @@ func (s *Server) originAllowed(r *http.Request) bool {
 	}
 	u, err := url.Parse(origin)
 	return err == nil && strings.EqualFold(u.Host, r.Host)
-}
-
-func writeJSONError(w http.ResponseWriter, status int, code, message string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"error": protocol.Error{Code: protocol.Code(code), Message: message}})
 }

@@ -79,8 +79,10 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		AdmitWebSocket:   s.admitWebSocket,
 		AdmitTCP:         s.admitTCP,
 		MaxOutboundBytes: cfg.MaxOutboundBytes,
+		HTTPConnsPerIP:   cfg.HTTPConnsPerIP,
 		TLSCertFile:      cfg.TLSCert,
 		TLSKeyFile:       cfg.TLSKey,
+		ErrorLog:         slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}, s.mgr, log)
 	return s, nil
 }

@@ -24,13 +24,19 @@ import (
 type Transport interface {
 	// Wire is the framing this connection uses.
 	Wire() protocol.Wire
-	// Write hands complete frames to the connection. It must not block:
-	// what the socket cannot take now is buffered by the engine. It returns
-	// ErrOverflow when that buffer exceeds its bound.
-	Write(frames [][]byte) error
+	// Write writes frames to the connection without blocking and returns
+	// how many bytes it wrote. Writing less than all means the socket is
+	// full: the session keeps the rest, and the transport calls the
+	// session's Writable once the socket can take more. A transport that
+	// buffers on its own returns ErrOverflow when that buffer is over its
+	// bound; any other error means the connection is gone.
+	Write(frames [][]byte) (int, error)
 	// Close closes the connection for reason d, with a transport close frame
-	// where the transport has one.
+	// where the transport has one, once what was written has gone out.
 	Close(d protocol.Disconnect) error
+	// Abort closes the connection at once: the client is not reading, so
+	// nothing more is written to it.
+	Abort()
 	// RemoteAddr is the peer address, for logs.
 	RemoteAddr() string
 }
@@ -90,11 +96,19 @@ type Session struct {
 	strikes  int           // failed operations in a row
 	limited  int           // rate-limited operations in a row
 
-	// mu guards the outbound queue. It is a leaf lock.
+	// mu guards the outbound queue. It is a leaf lock. The queue holds
+	// references to frames shared with every other recipient: a
+	// connection that falls behind costs a slice entry per frame, never a
+	// copy. The first entry may be the unwritten tail of a frame.
 	mu        sync.Mutex
 	queue     *[][]byte // nil while empty; from queuePool
 	queued    int       // bytes in queue
-	scheduled bool      // in the flusher's ready list
+	inflight  int       // bytes handed to the transport by a flush in progress
+	scheduled bool      // on the flusher's ready list, or being flushed
+	blocked   bool      // the socket is full: waiting for Writable
+	woken     bool      // Writable came while a flush was in progress
+	stalled   int64     // Unix nanoseconds when the socket last filled up
+	aborted   bool      // closing without flushing: drop whatever is left
 	closing   *protocol.Disconnect
 	reason    atomic.Pointer[protocol.Disconnect] // why the connection ended
 }
@@ -113,14 +127,21 @@ func (s *Session) Identity() Identity { return s.identity }
 
 // Deliver queues a frame for the client. It never blocks; a client whose
 // queue exceeds its bound is disconnected as a slow consumer.
-func (s *Session) Deliver(f *protocol.Frame) {
-	b := f.Bytes(s.wire)
+func (s *Session) Deliver(f *protocol.Frame) { s.deliver(f.Bytes(s.wire)) }
+
+// DeliverControl queues a transport-level frame (a WebSocket pong) behind
+// what is queued. It counts against the outbound bound like any frame, so
+// a client that sends pings and never reads the pongs falls behind like
+// any other.
+func (s *Session) DeliverControl(b []byte) { s.deliver(b) }
+
+func (s *Session) deliver(b []byte) {
 	s.mu.Lock()
 	if s.closing != nil {
 		s.mu.Unlock()
 		return
 	}
-	if s.queued+len(b) > s.mgr.limits.MaxOutboundBytes {
+	if s.queued+s.inflight+len(b) > s.mgr.limits.MaxOutboundBytes {
 		s.mu.Unlock()
 		s.mgr.metrics.SlowConsumers.Add(1)
 		s.abort(protocol.DisconnectSlowConsumer)
@@ -139,11 +160,28 @@ func (s *Session) enqueueLocked(b []byte) {
 	s.scheduleLocked()
 }
 
+// scheduleLocked puts the session on the writers' list, unless it is there
+// already or its socket is full: a writer never spends time on a
+// connection that cannot take anything.
 func (s *Session) scheduleLocked() {
-	if !s.scheduled {
+	if !s.scheduled && !s.blocked {
 		s.scheduled = true
 		s.mgr.flusher.schedule(s)
 	}
+}
+
+// Writable is called by the transport when a socket that was full can take
+// more: the session goes back on the writers' list.
+func (s *Session) Writable() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.blocked {
+		// The flush that filled the socket has not yet recorded it.
+		s.woken = true
+		return
+	}
+	s.blocked, s.stalled = false, 0
+	s.scheduleLocked()
 }
 
 // Close disconnects the client for reason d: queued frames are written,
@@ -162,9 +200,7 @@ func (s *Session) Close(d protocol.Disconnect) {
 
 func (s *Session) dropQueueLocked() {
 	if s.queue != nil {
-		clear(*s.queue)
-		*s.queue = (*s.queue)[:0]
-		queuePool.Put(s.queue)
+		releaseQueue(s.queue)
 		s.queue = nil
 	}
 	s.queued = 0
@@ -178,9 +214,10 @@ func (s *Session) abort(d protocol.Disconnect) {
 	if s.closing != nil {
 		return
 	}
-	s.closing = &d
+	s.closing, s.aborted = &d, true
 	s.reason.CompareAndSwap(nil, &d)
 	s.dropQueueLocked()
+	s.blocked = false
 	s.scheduleLocked()
 }
 
@@ -190,30 +227,45 @@ var queuePool = sync.Pool{New: func() any {
 	return &q
 }}
 
-// flush writes everything queued in one call. Only the flusher calls it,
-// and never for the same session twice at once.
+func releaseQueue(q *[][]byte) {
+	clear(*q)
+	*q = (*q)[:0]
+	if cap(*q) <= 1024 {
+		queuePool.Put(q)
+	}
+}
+
+// flush writes what is queued in one call. Only the flusher calls it, and
+// never for the same session twice at once.
 func (s *Session) flush() {
 	s.mu.Lock()
 	q := s.queue
 	s.queue = nil
-	s.queued = 0
+	s.inflight, s.queued = s.queued, 0
 	s.mu.Unlock()
 
-	if q != nil {
-		if len(*q) > 0 {
-			if err := s.t.Write(*q); err != nil && IsOverflow(err) {
-				s.mgr.metrics.SlowConsumers.Add(1)
-				s.reason.CompareAndSwap(nil, &protocol.DisconnectSlowConsumer)
-			}
-		}
-		clear(*q)
-		*q = (*q)[:0]
-		if cap(*q) <= 1024 {
-			queuePool.Put(q)
-		}
+	var rest int // frames of q not written whole
+	if q != nil && len(*q) > 0 {
+		rest = s.write(*q)
 	}
 
 	s.mu.Lock()
+	s.inflight = 0
+	if rest > 0 && !s.aborted {
+		s.requeueLocked(q, rest)
+		if s.woken {
+			s.woken = false
+			s.mgr.flusher.schedule(s) // still scheduled: straight back in line
+		} else {
+			s.blocked, s.scheduled = true, false
+			s.stalled = time.Now().UnixNano()
+		}
+		s.mu.Unlock()
+		return
+	}
+	if q != nil {
+		releaseQueue(q)
+	}
 	if s.queue != nil {
 		// More arrived while writing: go to the back of the line.
 		s.mgr.flusher.schedule(s)
@@ -221,11 +273,62 @@ func (s *Session) flush() {
 		return
 	}
 	s.scheduled = false
-	closing := s.closing
+	closing, aborted := s.closing, s.aborted
 	s.mu.Unlock()
-	if closing != nil {
+	switch {
+	case aborted:
+		s.t.Abort()
+	case closing != nil:
 		_ = s.t.Close(*closing)
 	}
+}
+
+// write hands frames to the transport and returns how many of them, at
+// the end, it did not write whole; frames is trimmed in place to those,
+// the first one cut to its unwritten tail.
+func (s *Session) write(frames [][]byte) int {
+	n, err := s.t.Write(frames)
+	if err != nil {
+		if IsOverflow(err) {
+			s.mgr.metrics.SlowConsumers.Add(1)
+			s.reason.CompareAndSwap(nil, &protocol.DisconnectSlowConsumer)
+		}
+		return 0 // the connection is gone; the transport reports it closed
+	}
+	for i, f := range frames {
+		if n < len(f) {
+			frames[i] = f[n:]
+			k := copy(frames, frames[i:])
+			clear(frames[k:])
+			return k
+		}
+		n -= len(f)
+	}
+	return 0
+}
+
+// requeueLocked puts the first rest frames of q back in front of what was
+// queued meanwhile.
+func (s *Session) requeueLocked(q *[][]byte, rest int) {
+	*q = (*q)[:rest]
+	for _, b := range *q {
+		s.queued += len(b)
+	}
+	if s.queue != nil {
+		*q = append(*q, *s.queue...)
+		releaseQueue(s.queue)
+	}
+	s.queue = q
+}
+
+// stalledFor reports how long the socket has been full, or 0.
+func (s *Session) stalledFor(now int64) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.blocked {
+		return 0
+	}
+	return time.Duration(now - s.stalled)
 }
 
 // touch records inbound activity.
@@ -234,6 +337,13 @@ func (s *Session) touch(now int64) { s.lastSeen.Store(now) }
 // tick runs the session's timers; the manager's sweeper calls it.
 func (s *Session) tick(now int64) {
 	l := &s.mgr.limits
+	if s.stalledFor(now) > l.PongTimeout {
+		// The socket has taken nothing for as long as a silent client is
+		// tolerated: the client is not reading.
+		s.mgr.metrics.SlowConsumers.Add(1)
+		s.abort(protocol.DisconnectSlowConsumer)
+		return
+	}
 	s.stateMu.Lock()
 	st := s.state
 	s.stateMu.Unlock()
@@ -270,6 +380,7 @@ func (s *Session) Closed(err error) {
 	if s.closing == nil {
 		s.closing = &protocol.Disconnect{Code: 0, Reason: "closed by client"}
 	}
+	s.aborted, s.blocked = true, false
 	s.dropQueueLocked()
 	s.mu.Unlock()
 

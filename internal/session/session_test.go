@@ -13,21 +13,28 @@ import (
 
 // countingTransport counts what it is asked to write.
 type countingTransport struct {
-	writes atomic.Int64
-	frames atomic.Int64
-	bytes  atomic.Int64
-	closed atomic.Pointer[protocol.Disconnect]
+	writes  atomic.Int64
+	frames  atomic.Int64
+	bytes   atomic.Int64
+	closed  atomic.Pointer[protocol.Disconnect]
+	aborted atomic.Bool
 }
 
 func (c *countingTransport) Wire() protocol.Wire { return protocol.WireWebSocket }
 func (c *countingTransport) RemoteAddr() string  { return "test" }
-func (c *countingTransport) Write(frames [][]byte) error {
+func (c *countingTransport) Write(frames [][]byte) (int, error) {
 	c.writes.Add(1)
 	c.frames.Add(int64(len(frames)))
+	n := 0
 	for _, f := range frames {
-		c.bytes.Add(int64(len(f)))
+		n += len(f)
 	}
-	return nil
+	c.bytes.Add(int64(n))
+	return n, nil
+}
+func (c *countingTransport) Abort() {
+	c.aborted.Store(true)
+	c.closed.Store(&protocol.Disconnect{Reason: "aborted"})
 }
 func (c *countingTransport) Close(d protocol.Disconnect) error {
 	c.closed.Store(&d)
@@ -103,8 +110,8 @@ func TestOutboundBound(t *testing.T) {
 	}
 	runManager(t, m)
 	waitFor(t, func() bool { return tr.closed.Load() != nil })
-	if d := tr.closed.Load(); d.Code != protocol.DisconnectSlowConsumer.Code {
-		t.Fatalf("closed with %+v", d)
+	if d := s.reason.Load(); !tr.aborted.Load() || d.Code != protocol.DisconnectSlowConsumer.Code {
+		t.Fatalf("aborted %v, reason %+v", tr.aborted.Load(), d)
 	}
 	if tr.frames.Load() != 0 || m.Metrics().SlowConsumers.Load() != 1 {
 		t.Fatalf("frames written %d, slow consumers %d", tr.frames.Load(), m.Metrics().SlowConsumers.Load())

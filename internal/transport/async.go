@@ -31,9 +31,9 @@ func newAsyncWriter(c net.Conn, max int) *asyncWriter {
 	return &asyncWriter{c: c, max: max, signal: make(chan struct{}, 1)}
 }
 
-// Write queues frames. The frames are shared and immutable, so they are
-// queued without copying.
-func (w *asyncWriter) Write(frames [][]byte) error {
+// Write queues frames and reports them all written. The frames are shared
+// and immutable, so they are queued without copying.
+func (w *asyncWriter) Write(frames [][]byte) (int, error) {
 	n := 0
 	for _, f := range frames {
 		n += len(f)
@@ -41,19 +41,19 @@ func (w *asyncWriter) Write(frames [][]byte) error {
 	w.mu.Lock()
 	if w.closed || w.closing {
 		w.mu.Unlock()
-		return net.ErrClosed
+		return 0, net.ErrClosed
 	}
 	if w.queued+n > w.max {
 		w.closed = true
 		w.mu.Unlock()
 		_ = w.c.Close()
-		return errOverflow
+		return 0, errOverflow
 	}
 	w.queue = append(w.queue, frames...)
 	w.queued += n
 	w.mu.Unlock()
 	w.wake()
-	return nil
+	return n, nil
 }
 
 func (w *asyncWriter) wake() {

@@ -1,14 +1,15 @@
-// Package transport is the I/O engine: the WebSocket and raw TCP listeners
-// that drive sessions. It is the only package that touches sockets. Both
-// listeners run on nbio, an epoll event loop, so an idle connection costs no
-// goroutine: a few pollers watch every socket, reads are handed to a shared
-// task pool, and writes are non-blocking with a bounded user-space buffer.
+// Package transport is the I/O engine: the HTTP, WebSocket and raw TCP
+// listeners that drive sessions. It is the only package that touches
+// sockets. HTTP is Go's net/http; plaintext WebSocket and TCP connections
+// live on nbio, an epoll event loop, so an idle one costs no goroutine: a
+// few pollers watch every socket, reads are handed to a shared task pool,
+// and writes go straight to the socket, what it cannot take now staying
+// queued in the session as references to shared frames. TLS connections
+// have a reader and a writer goroutine each.
 package transport
 
 import (
-	"errors"
 	"net"
-	"sync"
 	"syscall"
 	"time"
 
@@ -31,35 +32,6 @@ func rawConn(c net.Conn) *nbio.Conn {
 		return rawConn(v.Conn)
 	}
 	return nil
-}
-
-// bufPool holds buffers for joining frames on connections that cannot
-// take a vector write (TLS).
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
-// writeFrames writes frames to c in one call and maps the engine's overflow
-// error to session.ErrOverflow.
-func writeFrames(c net.Conn, frames [][]byte) error {
-	var err error
-	if nc := rawConn(c); nc != nil {
-		if len(frames) == 1 {
-			_, err = nc.Write(frames[0])
-		} else {
-			_, err = nc.Writev(frames)
-		}
-	} else {
-		bp := bufPool.Get().(*[]byte)
-		b := (*bp)[:0]
-		for _, f := range frames {
-			b = append(b, f...)
-		}
-		_, err = c.Write(b)
-		*bp = b[:0]
-		if cap(b) <= 64<<10 {
-			bufPool.Put(bp)
-		}
-	}
-	return mapError(err)
 }
 
 // closeGracefully shuts down the write side so that everything written is
@@ -89,11 +61,4 @@ func shutdownWrite(nc *nbio.Conn) bool {
 	var serr error
 	_ = raw.Control(func(fd uintptr) { serr = syscall.Shutdown(int(fd), syscall.SHUT_WR) })
 	return serr == nil
-}
-
-func mapError(err error) error {
-	if errors.Is(err, nbio.ErrOverflow) {
-		return errOverflow
-	}
-	return err
 }

@@ -2,7 +2,10 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,12 +16,24 @@ import (
 	"github.com/lesismal/nbio"
 	"github.com/lesismal/nbio/logging"
 	"github.com/lesismal/nbio/nbhttp"
+	"github.com/lesismal/nbio/nbhttp/websocket"
 
 	"github.com/heraldpush/herald/internal/protocol"
 	"github.com/heraldpush/herald/internal/session"
 )
 
 var errOverflow = session.ErrOverflow
+
+// HTTP server bounds. A request's headers are bounded like most servers
+// bound them (larger ones get 431); a client has ReadHeaderTimeout to send
+// them and ReadTimeout for the whole request, body included; an idle
+// keep-alive connection is closed after IdleTimeout.
+const (
+	MaxHeaderBytes    = 16 << 10
+	ReadHeaderTimeout = 10 * time.Second
+	ReadTimeout       = 60 * time.Second
+	IdleTimeout       = 30 * time.Second
+)
 
 // Config configures the listeners.
 type Config struct {
@@ -29,29 +44,45 @@ type Config struct {
 	// AdmitWebSocket decides whether a WebSocket upgrade request may
 	// proceed; when it may not, it has written the HTTP error response.
 	AdmitWebSocket func(w http.ResponseWriter, r *http.Request) bool
-	// MaxOutboundBytes bounds the bytes the engine buffers for a connection
-	// whose socket is full.
+	// MaxOutboundBytes bounds the bytes queued for a TLS connection's
+	// writer goroutine.
 	MaxOutboundBytes int
+	// HTTPConnsPerIP bounds the HTTP connections one address holds open
+	// at once (0: no bound).
+	HTTPConnsPerIP int
 	// TLSCertFile and TLSKeyFile, when set, serve both listeners over TLS
 	// (Go's crypto/tls, a reader and a writer goroutine per connection).
 	TLSCertFile, TLSKeyFile string
 	// AdmitTCP decides whether a new TCP connection may proceed; when it
 	// may not, the connection gets the returned disconnect and is closed.
 	AdmitTCP func(remote net.Addr) *protocol.Disconnect
+	// ErrorLog receives net/http's own messages (malformed requests, TLS
+	// handshake failures).
+	ErrorLog *log.Logger
 }
 
-// Server runs the WebSocket and TCP listeners.
+// Server runs the HTTP and TCP listeners. HTTP (the server API and the
+// WebSocket handshake) is Go's net/http, whose limits, timeouts and
+// connection handling are the best tried; an upgraded WebSocket connection
+// then leaves it for an epoll event loop (nbio), as do raw TCP
+// connections, so that an idle connection holds no goroutine.
 type Server struct {
-	cfg  Config
-	mgr  *session.Manager
-	log  *slog.Logger
-	http *nbhttp.Engine
-	tcp  *nbio.Engine
-	pool *workerPool
+	cfg      Config
+	mgr      *session.Manager
+	log      *slog.Logger
+	http     *http.Server
+	ws       *nbhttp.Engine // the event loop of upgraded WebSocket connections
+	tcp      *nbio.Engine
+	pool     *workerPool
+	writes   *writePoller
+	upgrader *websocket.Upgrader
+
+	guardLimits guardLimits
 
 	mu        sync.Mutex
 	httpAddr  net.Addr
 	tcpAddr   net.Addr
+	httpLn    net.Listener
 	listeners []*drainListener
 
 	// handoff orders each TCP connection's open callback before its data
@@ -60,34 +91,25 @@ type Server struct {
 	handoff [64]sync.Mutex
 
 	started    time.Time      // when the engines were started
-	std        *http.Server   // the HTTPS server, with TLS
-	goroutines sync.WaitGroup // per-connection goroutines of TLS connections
+	goroutines sync.WaitGroup // net/http's Serve, the write poller, TLS connections
 }
 
 // New builds the listeners; Start opens them.
 func New(cfg Config, mgr *session.Manager, log *slog.Logger) *Server {
 	logging.SetLevel(logging.LevelNone) // errors reach us as values instead
-	return &Server{cfg: cfg, mgr: mgr, log: log}
+	l := mgr.Limits()
+	return &Server{cfg: cfg, mgr: mgr, log: log, guardLimits: guardLimits{
+		maxMessage:     uint64(l.MaxFrameBytes),
+		pingsPerSecond: l.OpsPerSecond,
+		pingBurst:      l.OpsBurst,
+	}}
 }
 
-// listenInto returns a listen function that records the bound address in
-// *bound, so that port 0 can be read back.
-func (s *Server) listenInto(bound *net.Addr) func(network, addr string) (net.Listener, error) {
-	return func(network, addr string) (net.Listener, error) {
-		// No TCP keepalive on accepted sockets (Go's default costs three
-		// setsockopt calls a connection): heartbeats detect dead peers.
-		lc := net.ListenConfig{KeepAlive: -1}
-		ln, err := lc.Listen(context.Background(), network, addr)
-		if err != nil {
-			return nil, err
-		}
-		dl := newDrainListener(ln)
-		s.mu.Lock()
-		*bound = ln.Addr()
-		s.listeners = append(s.listeners, dl)
-		s.mu.Unlock()
-		return dl, nil
-	}
+// listen binds addr. Accepted sockets get no TCP keepalive (Go's default
+// costs three setsockopt calls a connection): heartbeats detect dead peers.
+func listen(addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	return lc.Listen(context.Background(), "tcp", addr)
 }
 
 // HTTPAddr returns the bound HTTP address.
@@ -108,80 +130,98 @@ func (s *Server) handoffLock(c *nbio.Conn) *sync.Mutex {
 	return &s.handoff[uint(c.Hash())%uint(len(s.handoff))]
 }
 
-// handoffSync passes through the connection's handoff lock: what the
-// accepting goroutine wrote before it happens before what a poller reads
-// after it.
-func (s *Server) handoffSync(c *nbio.Conn) {
-	mu := s.handoffLock(c)
-	mu.Lock()
-	//lint:ignore SA2001 passing through the lock is the point: it orders the goroutines
-	mu.Unlock()
-}
-
-// Start opens the listeners. Both are bound before either engine starts,
-// so that a busy port is reported at once and no engine is left to stop.
+// Start opens the listeners. Both are bound before anything starts, so
+// that a busy port is reported at once and nothing is left to stop.
 func (s *Server) Start() error {
-	httpLn, err := s.listenInto(&s.httpAddr)("tcp", s.cfg.HTTPAddr)
+	httpLn, err := listen(s.cfg.HTTPAddr)
 	if err != nil {
 		return err
 	}
 	var tcpLn net.Listener
 	if s.cfg.TCPAddr != "" {
-		if tcpLn, err = s.listenInto(&s.tcpAddr)("tcp", s.cfg.TCPAddr); err != nil {
-			_ = httpLn.(*drainListener).Listener.Close()
+		if tcpLn, err = listen(s.cfg.TCPAddr); err != nil {
+			_ = httpLn.Close()
 			return err
 		}
 	}
+	closeAll := func() {
+		_ = httpLn.Close()
+		if tcpLn != nil {
+			_ = tcpLn.Close()
+		}
+	}
+	var tlsCfg *tls.Config
+	if s.cfg.TLSCertFile != "" {
+		if tlsCfg, err = s.tlsConfig(); err != nil {
+			closeAll()
+			return err
+		}
+	}
+	if s.writes, err = newWritePoller(); err != nil {
+		closeAll()
+		return err
+	}
+	s.goroutines.Go(s.writes.run)
 	s.pool = newWorkerPool(4*runtime.GOMAXPROCS(0), 64<<10, s.log)
-	upgrader := s.newUpgrader()
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.AdmitWebSocket != nil && !s.cfg.AdmitWebSocket(w, r) {
-			return
-		}
-		// The upgrader writes the HTTP error itself when it fails.
-		if c, err := upgrader.Upgrade(w, r, nil); err == nil {
-			s.openWebSocket(c)
-		}
+	s.ws = nbhttp.NewEngine(nbhttp.Config{
+		Name:                    "herald-ws",
+		ReleaseWebsocketPayload: true,
+		ReadBufferSize:          32 << 10,
+		ServerExecutor:          s.pool.Go,
 	})
+	s.upgrader = s.newUpgrader()
+	if err := s.ws.Start(); err != nil {
+		closeAll()
+		s.stopBackground()
+		return fmt.Errorf("start websocket engine: %w", err)
+	}
+	s.started = time.Now()
+	if tcpLn != nil {
+		dl := newDrainListener(tcpLn)
+		s.listeners = append(s.listeners, dl)
+		if err := s.startTCP(dl); err != nil {
+			_ = httpLn.Close()
+			s.stopEngine("websocket", s.ws.Stop)
+			s.stopBackground()
+			return err
+		}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", s.serveWebSocket)
 	if s.cfg.Handler != nil {
 		mux.Handle("/", s.cfg.Handler)
 	}
-	if s.cfg.TLSCertFile != "" {
-		return s.startTLS(mux, httpLn, tcpLn)
+	s.http = &http.Server{
+		Handler:           mux,
+		TLSConfig:         tlsCfg,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		IdleTimeout:       IdleTimeout,
+		ConnState:         newHTTPConns(s.cfg.HTTPConnsPerIP).state,
+		ErrorLog:          s.cfg.ErrorLog,
 	}
-	hcfg := nbhttp.Config{
-		Name:                    "herald-http",
-		Network:                 "tcp",
-		Listen:                  preOpened(httpLn),
-		Handler:                 mux,
-		ReleaseWebsocketPayload: true,
-		MaxWriteBufferSize:      s.cfg.MaxOutboundBytes,
-		KeepaliveTime:           60 * time.Second,
-		ReadBufferSize:          32 << 10,
-		ServerExecutor:          s.pool.Go,
-	}
-	hcfg.Addrs = []string{s.cfg.HTTPAddr}
-	s.http = nbhttp.NewEngine(hcfg)
-	// nbhttp sets up each connection on the accepting goroutine and reads it
-	// on a poller goroutine, with only epoll in between; order the two for
-	// the race detector (and any reader of this code) with the handoff lock.
-	s.http.Engine.OnOpen(func(c *nbio.Conn) { s.handoffSync(c) })
-	s.http.Engine.OnData(func(c *nbio.Conn, data []byte) {
-		s.handoffSync(c)
-		c.DataHandler()(c, data)
-	})
-	if err := s.http.Start(); err != nil {
-		return fmt.Errorf("start http engine: %w", err)
-	}
+	s.mu.Lock()
+	s.httpAddr, s.httpLn = httpLn.Addr(), httpLn
 	if tcpLn != nil {
-		if err := s.startTCP(tcpLn); err != nil {
-			s.stopEngine("http", s.http.Stop)
-			return err
+		s.tcpAddr = tcpLn.Addr()
+	}
+	s.mu.Unlock()
+	s.goroutines.Go(func() {
+		var err error
+		if tlsCfg != nil {
+			err = s.http.ServeTLS(httpLn, "", "")
+		} else {
+			err = s.http.Serve(httpLn)
 		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			s.log.Error("http listener stopped", "err", err)
+		}
+	})
+	if tlsCfg != nil {
+		s.log.Info("TLS is on for every listener", "cert", s.cfg.TLSCertFile)
 	}
 	s.waitAccepting()
-	s.started = time.Now()
 	return nil
 }
 
@@ -207,14 +247,21 @@ func preOpened(ln net.Listener) func(network, addr string) (net.Listener, error)
 	return func(string, string) (net.Listener, error) { return ln, nil }
 }
 
-func (s *Server) startTCP(ln net.Listener) error {
+func (s *Server) startTCP(ln *drainListener) error {
+	if s.cfg.TLSCertFile != "" {
+		cfg, err := s.tlsConfig()
+		if err != nil {
+			return err
+		}
+		s.goroutines.Go(func() { s.acceptTLS(tls.NewListener(ln, cfg)) })
+		return nil
+	}
 	s.tcp = nbio.NewEngine(nbio.Config{
-		Name:               "herald-tcp",
-		Network:            "tcp",
-		Addrs:              []string{s.cfg.TCPAddr},
-		Listen:             preOpened(ln),
-		MaxWriteBufferSize: s.cfg.MaxOutboundBytes,
-		ReadBufferSize:     32 << 10,
+		Name:           "herald-tcp",
+		Network:        "tcp",
+		Addrs:          []string{s.cfg.TCPAddr},
+		Listen:         preOpened(ln),
+		ReadBufferSize: 32 << 10,
 	})
 	s.tcp.Execute = s.pool.Go
 	maxLine := s.mgr.Limits().MaxFrameBytes
@@ -228,10 +275,16 @@ func (s *Server) startTCP(ln net.Listener) error {
 		}
 		mu := s.handoffLock(c)
 		mu.Lock()
+		defer mu.Unlock()
 		t := &tcpConn{c: c}
+		sw, err := newSockWriter(c, s.writes, func() { t.session.Writable() })
+		if err != nil {
+			_ = c.Close()
+			return
+		}
+		t.w = sw
 		t.session = s.mgr.Open(t)
 		c.SetSession(t)
-		mu.Unlock()
 	})
 	s.tcp.OnData(func(c *nbio.Conn, data []byte) {
 		mu := s.handoffLock(c)
@@ -248,6 +301,7 @@ func (s *Server) startTCP(ln net.Listener) error {
 		t, ok := c.Session().(*tcpConn)
 		mu.Unlock()
 		if ok {
+			t.w.close()
 			c.MustExecute(func() { t.session.Closed(err) })
 		}
 	})
@@ -261,6 +315,9 @@ func (s *Server) startTCP(ln net.Listener) error {
 func (s *Server) StopAccepting() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.httpLn != nil {
+		_ = s.httpLn.Close()
+	}
 	for _, ln := range s.listeners {
 		ln.Drain()
 	}
@@ -278,26 +335,27 @@ func (s *Server) Stop(ctx context.Context) {
 		if s.tcp != nil {
 			s.stopEngine("tcp", s.tcp.Stop)
 		}
-		if s.http != nil {
-			s.stopEngine("http", func() { _ = s.http.Shutdown(ctx) })
-		}
-		if s.std != nil {
-			_ = s.std.Shutdown(ctx)
-		}
+		_ = s.http.Shutdown(ctx)
+		s.stopEngine("websocket", func() { _ = s.ws.Shutdown(ctx) })
 		s.mu.Lock()
 		for _, ln := range s.listeners {
-			_ = ln.Close() // the TLS listeners; a no-op for the engines' own
+			_ = ln.Close() // the TLS listener; a no-op for the engine's own
 		}
 		s.mu.Unlock()
-		s.goroutines.Wait()
-		if s.pool != nil {
-			s.pool.Stop()
-		}
+		s.stopBackground()
 	}()
 	select {
 	case <-done:
 	case <-ctx.Done():
 	}
+}
+
+// stopBackground stops the write poller and the worker pool and waits for
+// every goroutine the server started.
+func (s *Server) stopBackground() {
+	s.writes.stop()
+	s.goroutines.Wait()
+	s.pool.Stop()
 }
 
 // nbio's pollers clear their stop flag when their goroutine first runs, so

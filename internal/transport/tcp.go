@@ -13,6 +13,7 @@ import (
 // tcpConn is one raw TCP connection speaking newline-delimited JSON.
 type tcpConn struct {
 	c       net.Conn
+	w       *sockWriter
 	session *session.Session
 	// partial holds the start of a line not yet terminated; nil between
 	// lines, so an idle connection keeps no read buffer.
@@ -22,9 +23,10 @@ type tcpConn struct {
 	broken bool
 }
 
-func (t *tcpConn) Wire() protocol.Wire         { return protocol.WireLine }
-func (t *tcpConn) Write(frames [][]byte) error { return writeFrames(t.c, frames) }
-func (t *tcpConn) RemoteAddr() string          { return t.c.RemoteAddr().String() }
+func (t *tcpConn) Wire() protocol.Wire                { return protocol.WireLine }
+func (t *tcpConn) Write(frames [][]byte) (int, error) { return t.w.Write(frames) }
+func (t *tcpConn) RemoteAddr() string                 { return t.c.RemoteAddr().String() }
+func (t *tcpConn) Abort()                             { _ = t.c.Close() }
 func (t *tcpConn) Close(protocol.Disconnect) error {
 	closeGracefully(t.c)
 	return nil

@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/heraldpush/herald/internal/protocol"
@@ -20,7 +18,7 @@ import (
 // loop: a maintained TLS stack matters more than the memory of an idle
 // connection, and a TLS session's own buffers (tens of kilobytes) dwarf a
 // goroutine's. Each TLS connection has a reader goroutine and a writer
-// goroutine; plaintext listeners keep the event loop.
+// goroutine; plaintext connections live on the event loop.
 
 func (s *Server) tlsConfig() (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
@@ -28,35 +26,6 @@ func (s *Server) tlsConfig() (*tls.Config, error) {
 		return nil, fmt.Errorf("load TLS certificate: %w", err)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
-}
-
-// startTLS serves HTTP (WebSocket and the API) and raw TCP over TLS.
-func (s *Server) startTLS(handler http.Handler, ln, tln net.Listener) error {
-	cfg, err := s.tlsConfig()
-	if err != nil {
-		_ = ln.(*drainListener).Listener.Close()
-		if tln != nil {
-			_ = tln.(*drainListener).Listener.Close()
-		}
-		return err
-	}
-	s.std = &http.Server{
-		Handler:           handler,
-		TLSConfig:         cfg,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
-	s.goroutines.Go(func() {
-		if err := s.std.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-			s.log.Error("https listener stopped", "err", err)
-		}
-	})
-	s.log.Info("TLS is on for every listener", "cert", s.cfg.TLSCertFile)
-	if tln == nil {
-		return nil
-	}
-	s.goroutines.Go(func() { s.acceptTLS(tls.NewListener(tln, cfg)) })
-	return nil
 }
 
 func (s *Server) acceptTLS(ln net.Listener) {
@@ -87,9 +56,13 @@ type tlsLineConn struct {
 	w *asyncWriter
 }
 
-func (t *tlsLineConn) Wire() protocol.Wire         { return protocol.WireLine }
-func (t *tlsLineConn) Write(frames [][]byte) error { return t.w.Write(frames) }
-func (t *tlsLineConn) RemoteAddr() string          { return t.c.RemoteAddr().String() }
+func (t *tlsLineConn) Wire() protocol.Wire                { return protocol.WireLine }
+func (t *tlsLineConn) Write(frames [][]byte) (int, error) { return t.w.Write(frames) }
+func (t *tlsLineConn) RemoteAddr() string                 { return t.c.RemoteAddr().String() }
+func (t *tlsLineConn) Abort() {
+	t.w.stop()
+	_ = t.c.Close()
+}
 func (t *tlsLineConn) Close(protocol.Disconnect) error {
 	t.w.CloseAfterFlush()
 	return nil
