@@ -105,6 +105,7 @@ func (a *API) Register(mux *http.ServeMux) {
 func (a *API) Guard(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := a.authenticate(r); err != nil {
+			refuseUnread(w, r)
 			a.render(w, r, nil, err)
 			return
 		}
@@ -137,13 +138,28 @@ type handlerFunc func(r *http.Request) (any, error)
 func (a *API) handle(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := a.authenticate(r); err != nil {
+			refuseUnread(w, r)
 			a.render(w, r, nil, err)
+			return
+		}
+		if r.ContentLength > a.cfg.MaxBody {
+			refuseUnread(w, r)
+			a.render(w, r, nil, errorf(http.StatusRequestEntityTooLarge, "too_large", "request body is %d bytes; at most %d are accepted", r.ContentLength, a.cfg.MaxBody))
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, a.cfg.MaxBody)
 		result, err := h(r)
 		a.render(w, r, result, err)
 	})
+}
+
+// refuseUnread marks a response to a request whose body is refused
+// unread: the connection closes after the answer, so that the server
+// neither waits for nor reads a body it will not use.
+func refuseUnread(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 {
+		w.Header().Set("Connection", "close")
+	}
 }
 
 func (a *API) authenticate(r *http.Request) error {

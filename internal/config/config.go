@@ -45,11 +45,12 @@ type Config struct {
 	MaxStrikes       int     `koanf:"max-strikes"`
 	Writers          int     `koanf:"writers"`
 
-	PublishPerSecond float64 `koanf:"publish-per-second"`
-	PublishBurst     int     `koanf:"publish-burst"`
-	ConnectsPerIP    float64 `koanf:"connects-per-ip"`
-	ConnectsBurst    int     `koanf:"connects-burst"`
-	HTTPConnsPerIP   int     `koanf:"http-connections-per-ip"`
+	PublishPerSecond float64       `koanf:"publish-per-second"`
+	PublishBurst     int           `koanf:"publish-burst"`
+	ConnectsPerIP    float64       `koanf:"connects-per-ip"`
+	ConnectsBurst    int           `koanf:"connects-burst"`
+	HTTPConnsPerIP   int           `koanf:"http-connections-per-ip"`
+	HTTPIdleTimeout  time.Duration `koanf:"http-idle-timeout"`
 
 	DataDir        string   `koanf:"data-dir"`
 	TokenSecret    string   `koanf:"token-secret"`
@@ -119,6 +120,7 @@ func Default() Config {
 		ConnectsPerIP:    50,
 		ConnectsBurst:    100,
 		HTTPConnsPerIP:   256,
+		HTTPIdleTimeout:  30 * time.Second,
 		DataDir:          "herald-data",
 		APIMaxBody:       4 << 20,
 		ClientSend:       true,
@@ -151,6 +153,7 @@ func RegisterFlags(fs *pflag.FlagSet) {
 	fs.Float64("connects-per-ip", d.ConnectsPerIP, "new connections per second from one source IP (0: no limit)")
 	fs.Int("connects-burst", d.ConnectsBurst, "new connections one source IP may open in a burst")
 	fs.Int("http-connections-per-ip", d.HTTPConnsPerIP, "HTTP connections one source IP may hold open at once, WebSockets until upgraded (0: no limit)")
+	fs.Duration("http-idle-timeout", d.HTTPIdleTimeout, "how long an idle keep-alive HTTP connection is kept open")
 	fs.String("data-dir", d.DataDir, "directory for the generated token secret and stored data")
 	fs.String("token-secret", d.TokenSecret, "HS256 secret for connection tokens (default: generated in --data-dir)")
 	fs.String("token-public-key", d.TokenPublicKey, "PEM public key file for RS256 or ES256 connection tokens")
@@ -263,6 +266,7 @@ func (c Config) Validate() error {
 	check(c.ConnectsPerIP >= 0, "connects-per-ip: must not be negative")
 	check(c.ConnectsBurst >= 1, "connects-burst: must be at least 1")
 	check(c.HTTPConnsPerIP >= 0, "http-connections-per-ip: must not be negative")
+	check(c.HTTPIdleTimeout >= time.Second, "http-idle-timeout: must be at least 1s")
 	check(c.APIMaxBody >= 1024, "api-max-body-bytes: must be at least 1024")
 	check((c.TLSCert == "") == (c.TLSKey == ""), "tls-cert and tls-key: give both or neither")
 	check(c.TokenSecret == "" || len(c.TokenSecret) >= 32, "token-secret: must be at least 32 bytes")

@@ -80,9 +80,12 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		AdmitTCP:         s.admitTCP,
 		MaxOutboundBytes: cfg.MaxOutboundBytes,
 		HTTPConnsPerIP:   cfg.HTTPConnsPerIP,
-		TLSCertFile:      cfg.TLSCert,
-		TLSKeyFile:       cfg.TLSKey,
-		ErrorLog:         slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		// A client has as long to send its request headers as to connect.
+		ReadHeaderTimeout: cfg.HandshakeTimeout,
+		IdleTimeout:       cfg.HTTPIdleTimeout,
+		TLSCertFile:       cfg.TLSCert,
+		TLSKeyFile:        cfg.TLSKey,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}, s.mgr, log)
 	return s, nil
 }

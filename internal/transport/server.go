@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -24,10 +25,11 @@ import (
 
 var errOverflow = session.ErrOverflow
 
-// HTTP server bounds. A request's headers are bounded like most servers
-// bound them (larger ones get 431); a client has ReadHeaderTimeout to send
-// them and ReadTimeout for the whole request, body included; an idle
-// keep-alive connection is closed after IdleTimeout.
+// HTTP server bounds, unless Config sets them. A request's headers are
+// bounded like most servers bound them (larger ones get 431); a client has
+// ReadHeaderTimeout to send them and ReadTimeout for the whole request,
+// body included; an idle keep-alive connection is closed after
+// IdleTimeout.
 const (
 	MaxHeaderBytes    = 16 << 10
 	ReadHeaderTimeout = 10 * time.Second
@@ -59,6 +61,8 @@ type Config struct {
 	// ErrorLog receives net/http's own messages (malformed requests, TLS
 	// handshake failures).
 	ErrorLog *log.Logger
+	// ReadHeaderTimeout and IdleTimeout override the defaults above.
+	ReadHeaderTimeout, IdleTimeout time.Duration
 }
 
 // Server runs the HTTP and TCP listeners. HTTP (the server API and the
@@ -195,9 +199,9 @@ func (s *Server) Start() error {
 		Handler:           mux,
 		TLSConfig:         tlsCfg,
 		MaxHeaderBytes:    MaxHeaderBytes,
-		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadHeaderTimeout: cmp.Or(s.cfg.ReadHeaderTimeout, ReadHeaderTimeout),
 		ReadTimeout:       ReadTimeout,
-		IdleTimeout:       IdleTimeout,
+		IdleTimeout:       cmp.Or(s.cfg.IdleTimeout, IdleTimeout),
 		ConnState:         newHTTPConns(s.cfg.HTTPConnsPerIP).state,
 		ErrorLog:          s.cfg.ErrorLog,
 	}
