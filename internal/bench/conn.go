@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -46,6 +47,7 @@ type dialer struct {
 	target  target
 	sources []netip.Addr
 	ws      websocket.Dialer
+	rcvBuf  int // SO_RCVBUF set before connecting; 0 leaves the kernel's
 }
 
 func newDialer(t target, sources []netip.Addr) *dialer {
@@ -65,9 +67,23 @@ func newDialer(t target, sources []netip.Addr) *dialer {
 // address.
 func (d *dialer) netDialer(n int) *net.Dialer {
 	nd := &net.Dialer{KeepAlive: -1}
+	var controls []func(network, address string, c syscall.RawConn) error
 	if len(d.sources) > 0 {
 		nd.LocalAddr = &net.TCPAddr{IP: d.sources[n%len(d.sources)].AsSlice()}
-		nd.Control = bindNoPort
+		controls = append(controls, bindNoPort)
+	}
+	if d.rcvBuf > 0 {
+		controls = append(controls, receiveBuffer(d.rcvBuf))
+	}
+	if len(controls) > 0 {
+		nd.Control = func(network, address string, c syscall.RawConn) error {
+			for _, f := range controls {
+				if err := f(network, address, c); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 	}
 	return nd
 }

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"sync/atomic"
+	"time"
 )
 
 // runFanout subscribes the clients to one channel, then publishes Messages
@@ -19,6 +20,14 @@ func (r *runner) runFanout(ctx context.Context) {
 	if subscribers == 0 || ctx.Err() != nil {
 		return
 	}
+	var stalled []*client
+	if o.Stalled > 0 {
+		stalled = r.openStalled(ctx, o.Stalled)
+		r.res.Stalled = &Stalled{Connections: int64(len(stalled))}
+		if s, ok := r.sampleProc(); ok {
+			r.res.Stalled.RSSBeforeBytes = s.RSSBytes
+		}
+	}
 	pub, err := r.newPublisher(ctx)
 	if err != nil {
 		r.res.fail("%v", err)
@@ -26,10 +35,21 @@ func (r *runner) runFanout(ctx context.Context) {
 	}
 	expected := subscribers * int64(o.Messages)
 	r.sink.expect(expected)
+	stopSampling := make(chan struct{})
+	peak := r.sampleRSSPeak(stopSampling)
 	sendStart := r.deliveryPhase(ctx, expected, func() { pub.publish(ctx, o.Messages, o.Rate, nil) }, func() int64 {
 		sent, _, _ := pub.counts()
 		return sent
 	})
+	close(stopSampling)
+	if st := r.res.Stalled; st != nil {
+		st.RSSPeakBytes = <-peak
+		st.Dropped = reapStalled(stalled)
+		time.Sleep(memorySettle)
+		if s, ok := r.sampleProc(); ok {
+			st.RSSAfterBytes = s.RSSBytes
+		}
+	}
 	sent, failed, calls := pub.counts()
 	r.res.Sent, r.res.APICalls = sent, calls
 	r.res.SendErrors = max(failed, int64(o.Messages)-sent)

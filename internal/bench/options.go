@@ -107,6 +107,11 @@ type Options struct {
 	Window int
 	// Cycles is the number of churn cycles.
 	Cycles int
+	// Stalled adds, in the fanout scenario, this many subscribers that
+	// never read (with small receive buffers): the server must drop them
+	// as slow consumers without dropping, or delaying out of their bound,
+	// any subscriber that reads.
+	Stalled int
 
 	// Drain is how long to wait for outstanding deliveries when none
 	// arrive, before giving up on the rest.
@@ -227,6 +232,8 @@ func (o Options) Validate() error {
 	check(o.APIConcurrency >= 1, "api-concurrency: must be at least 1")
 	check(o.Window >= 1, "window: must be at least 1")
 	check(o.Cycles >= 1 || o.Scenario != ScenarioChurn, "cycles: must be at least 1")
+	check(o.Stalled >= 0, "stalled: must not be negative")
+	check(o.Stalled == 0 || o.Scenario == ScenarioFanout, "stalled: only the fanout scenario has stalled subscribers")
 	check(o.Drain > 0, "drain: must be positive")
 	check(o.Timeout > 0, "timeout: must be positive")
 	check(o.ServerPID >= 0, "server-pid: must not be negative")
@@ -250,7 +257,7 @@ func (o Options) peakConnections() int {
 	if o.Scenario == ScenarioChurn {
 		return o.Concurrency + 1
 	}
-	return o.Clients + 1
+	return o.Clients + o.Stalled + 1
 }
 
 // user returns the id of the n-th generated user.

@@ -53,6 +53,12 @@ func reportRows(r Result) [][2]string {
 	if c := r.Churn; c != nil {
 		add("churn", "%s of %s cycles in %.2fs (%s cycles/s), %s failed", count(c.Completed), count(int64(c.Cycles)), c.Seconds, perSec(c.CyclesPerSecond), count(c.Failed))
 	}
+	if st := r.Stalled; st != nil {
+		add("stalled", "%s subscribers that never read, %s dropped by the server", count(st.Connections), count(st.Dropped))
+		if st.RSSPeakBytes > 0 {
+			add("stalled rss", "%s before, %s at peak, %s after they were gone", bytesIEC(float64(st.RSSBeforeBytes)), bytesIEC(float64(st.RSSPeakBytes)), bytesIEC(float64(st.RSSAfterBytes)))
+		}
+	}
 	if r.Sent > 0 || r.SendErrors > 0 {
 		msg := fmt.Sprintf("%s sent, %s failed", count(r.Sent), count(r.SendErrors))
 		if r.APICalls > 0 {

@@ -54,6 +54,7 @@ type Result struct {
 
 	Latency *Latency       `json:"latency,omitempty"`
 	Churn   *Churn         `json:"churn,omitempty"`
+	Stalled *Stalled       `json:"stalled,omitempty"`
 	Process *ServerProcess `json:"server_process,omitempty"`
 
 	// StatsBefore and StatsAfter are GET /v1/stats around a churn run.
@@ -67,6 +68,21 @@ type Result struct {
 	// OK is the verdict; Failures says why it is false.
 	OK       bool     `json:"ok"`
 	Failures []string `json:"failures,omitempty"`
+}
+
+// Stalled is what became of the subscribers that never read (fanout
+// --stalled), and what they cost the server's memory.
+type Stalled struct {
+	Connections int64 `json:"connections"` // subscribed
+	// Dropped counts the ones the server closed by the end of the
+	// delivery phase.
+	Dropped int64 `json:"dropped"`
+	// Server memory: resident size before the delivery phase, its peak
+	// during it, and after the stalled connections were gone and
+	// memory had a few seconds to come back.
+	RSSBeforeBytes int64 `json:"rss_before_bytes,omitempty"`
+	RSSPeakBytes   int64 `json:"rss_peak_bytes,omitempty"`
+	RSSAfterBytes  int64 `json:"rss_after_bytes,omitempty"`
 }
 
 // Settings are the options that shaped the run.

@@ -27,3 +27,20 @@ func bindNoPort(_, _ string, c syscall.RawConn) error {
 	}
 	return nil
 }
+
+// receiveBuffer is a net.Dialer Control that sets SO_RCVBUF before the
+// connection is made, when it still bounds the window the peer sees.
+func receiveBuffer(bytes int) func(_, _ string, c syscall.RawConn) error {
+	return func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, bytes)
+		}); err != nil {
+			return fmt.Errorf("set SO_RCVBUF: %w", err)
+		}
+		if serr != nil {
+			return fmt.Errorf("set SO_RCVBUF: %w", serr)
+		}
+		return nil
+	}
+}

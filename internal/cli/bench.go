@@ -61,6 +61,7 @@ Memory per connection is meaningful on a freshly started server only.`,
 		Example: `  herald bench idle --clients 2000 --server-pid $(pgrep -n herald)
   herald bench fanout --clients 1000 --messages 100 --html fanout.html
   herald bench fanout --server tcp://127.0.0.1:7601 --via api --rate 500
+  herald bench fanout --clients 100 --stalled 3000 --messages 100 --rate 10 --size 60000
   herald bench direct --clients 5000 --messages 10 --batch 1000 --json
   herald bench churn --cycles 20000 --concurrency 200`,
 		Args:      cobra.ExactArgs(1),
@@ -115,6 +116,7 @@ Memory per connection is meaningful on a freshly started server only.`,
 	f.IntVar(&o.APIConcurrency, "api-concurrency", o.APIConcurrency, "server API calls in flight")
 	f.IntVar(&o.Window, "window", o.Window, "publishes in flight awaiting their reply on the publisher connection")
 	f.IntVar(&o.Cycles, "cycles", o.Cycles, "churn: connect/subscribe/disconnect cycles")
+	f.IntVar(&o.Stalled, "stalled", o.Stalled, "fanout: also subscribe this many connections that never read")
 	f.DurationVar(&o.Drain, "drain", o.Drain, "give up on outstanding deliveries after this long without one")
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "bound on the whole run")
 	f.BoolVar(&asJSON, "json", false, "print one JSON result object instead of the text report")
