@@ -5,16 +5,23 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"unicode/utf8"
 
 	"github.com/heraldpush/herald/internal/protocol"
 )
 
 var errEOF = io.EOF
 
-// data validates and compacts a message body's data field.
+// data validates and compacts a message body's data field. Data reaches
+// clients as it is, so it must be what a client frame may carry: JSON in
+// valid UTF-8. A browser fails a WebSocket on the first text frame that is
+// not UTF-8, so one such message would disconnect every subscriber.
 func (a *API) data(raw json.RawMessage) (json.RawMessage, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, errorf(http.StatusBadRequest, "missing_field", "field \"data\" is required")
+	}
+	if !utf8.Valid(raw) {
+		return nil, errorf(http.StatusBadRequest, "invalid_field", "field \"data\" is not valid UTF-8, as JSON text must be; encode binary content (base64, say)")
 	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, raw); err != nil {

@@ -238,3 +238,33 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// Data that is not valid UTF-8 is refused: relayed to a browser it would
+// fail the WebSocket of every subscriber. The subscriber sees nothing of it
+// and keeps receiving.
+func TestAPIRefusesInvalidUTF8(t *testing.T) {
+	srv := startServer(t, secureConfig(t))
+	api := apiClient{t, "http://" + srv.HTTPAddr().String(), "new-key"}
+	alice := dialWS(t, srv)
+	alice.connectToken(hmacToken(t, "alice", nil, time.Hour))
+	alice.subscribe("room:utf")
+
+	bad := "\"\xff\xfe\""
+	for _, tc := range []struct{ path, body string }{
+		{"/v1/publish", `{"channel":"room:utf","data":` + bad + `}`},
+		{"/v1/publish", `{"channel":"room:utf","data":{"text":"ok","note":` + bad + `}}`},
+		{"/v1/send", `{"to":"alice","data":` + bad + `}`},
+		{"/v1/send", `{"users":["alice"],"data":[` + bad + `]}`},
+		{"/v1/broadcast", `{"data":` + bad + `}`},
+	} {
+		status, out := api.do("POST", tc.path, tc.body)
+		if status != 400 || errCode(out) != "invalid_field" {
+			t.Errorf("POST %s %q: got %d %v, want 400 invalid_field", tc.path, tc.body, status, out)
+		}
+	}
+	// Escaped, the same characters are valid and pass.
+	api.ok("POST", "/v1/publish", `{"channel":"room:utf","data":"\u00ff\u00fe"}`)
+	if m := alice.expect("message"); string(m.Data) != `"\u00ff\u00fe"` {
+		t.Fatalf("subscriber got %s", m.raw)
+	}
+}
