@@ -164,10 +164,18 @@ func TestTokenErrors(t *testing.T) {
 }
 
 func TestServeRefusesBadConfig(t *testing.T) {
-	var stderr bytes.Buffer
-	code := Run(context.Background(), []string{"serve", "--ping-interval", "1ms"}, nil, &bytes.Buffer{}, &stderr)
-	if code == 0 || !strings.Contains(stderr.String(), "ping-interval") {
-		t.Fatalf("exit %d: %s", code, stderr.String())
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--ping-interval", "1ms"}, "ping-interval"},
+		{[]string{"--insecure", "--api-keys", "a"}, "api-keys: key 1 of 1 is too short"},
+	} {
+		var stderr bytes.Buffer
+		code := Run(context.Background(), append([]string{"serve"}, tc.args...), nil, &bytes.Buffer{}, &stderr)
+		if code == 0 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%v: exit %d: %s", tc.args, code, stderr.String())
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/env/v2"
@@ -21,6 +22,11 @@ import (
 
 // EnvPrefix starts every environment variable the server reads.
 const EnvPrefix = "HERALD_"
+
+// MinAPIKeyLen is the shortest API key accepted, in characters. A key is a
+// bearer secret like the token secret (at least 32 bytes); 16 random
+// characters are beyond guessing, and a one-word key is not.
+const MinAPIKeyLen = 16
 
 // Config is the server configuration. Each field's key is the name of its
 // flag, in the config file too; its environment variable is the key in
@@ -151,7 +157,7 @@ func RegisterFlags(fs *pflag.FlagSet) {
 	fs.String("data-dir", d.DataDir, "directory for the generated token secret and stored data")
 	fs.String("token-secret", d.TokenSecret, "HS256 secret for connection tokens (default: generated in --data-dir)")
 	fs.String("token-public-key", d.TokenPublicKey, "PEM public key file for RS256 or ES256 connection tokens")
-	fs.StringSlice("api-keys", d.APIKeys, "server API keys (Authorization: Bearer KEY); several allow rotation")
+	fs.StringSlice("api-keys", d.APIKeys, "server API keys (Authorization: Bearer KEY), at least 16 characters each; several allow rotation")
 	fs.Int("api-max-body-bytes", d.APIMaxBody, "largest server API request body")
 	fs.StringSlice("allowed-origins", d.AllowedOrigins, "origins allowed to open WebSockets (scheme://host[:port], or *); default: same host only")
 	fs.String("tls-cert", d.TLSCert, "TLS certificate file (PEM); with --tls-key serves https/wss and TLS on TCP")
@@ -263,6 +269,11 @@ func (c Config) Validate() error {
 	check((c.TLSCert == "") == (c.TLSKey == ""), "tls-cert and tls-key: give both or neither")
 	check(c.TokenSecret == "" || len(c.TokenSecret) >= 32, "token-secret: must be at least 32 bytes")
 	check(c.TokenSecret == "" || c.TokenPublicKey == "", "token-secret and token-public-key: give one, not both")
+	for i, k := range c.APIKeys {
+		// Name the key by position: the error goes to logs, the key must not.
+		n := utf8.RuneCountInString(k)
+		check(n >= MinAPIKeyLen, "api-keys: key %d of %d is too short (%d characters); each key needs at least %d (make one with: openssl rand -hex 32)", i+1, len(c.APIKeys), n, MinAPIKeyLen)
+	}
 	seen := map[string]bool{}
 	for _, ns := range c.Namespaces {
 		check(!seen[ns.Name], "namespaces: %q listed twice", ns.Name)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,14 +40,14 @@ http: 127.0.0.1:1000
 tcp: 127.0.0.1:1001
 ping-interval: 7s
 max-frame-bytes: 1000
-api-keys: [k1, k2]
+api-keys: [file-key-0123456789-1, file-key-0123456789-2]
 namespaces:
   - {name: news, subscribe: any, publish: server}
 `), 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := []string{"HERALD_CONFIG=" + file, "HERALD_TCP=127.0.0.1:2001", "HERALD_PING_INTERVAL=8s", "HERALD_API_KEYS=e1,e2", "OTHER=1"}
+	env := []string{"HERALD_CONFIG=" + file, "HERALD_TCP=127.0.0.1:2001", "HERALD_PING_INTERVAL=8s", "HERALD_API_KEYS=env-key-0123456789-1,env-key-0123456789-2", "OTHER=1"}
 	c, err := load(t, []string{"--ping-interval", "9s"}, env)
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +64,7 @@ namespaces:
 	if c.MaxFrameBytes != 1000 {
 		t.Errorf("max-frame-bytes from file: %d", c.MaxFrameBytes)
 	}
-	if len(c.APIKeys) != 2 || c.APIKeys[0] != "e1" || c.APIKeys[1] != "e2" {
+	if len(c.APIKeys) != 2 || c.APIKeys[0] != "env-key-0123456789-1" || c.APIKeys[1] != "env-key-0123456789-2" {
 		t.Errorf("api-keys from env: %q, want two keys", c.APIKeys)
 	}
 	if len(c.Namespaces) != 1 || c.Namespaces[0] != (Namespace{Name: "news", Subscribe: "any", Publish: "server"}) {
@@ -88,5 +89,30 @@ func TestInvalid(t *testing.T) {
 	}
 	if _, err := load(t, nil, []string{"HERALD_MAX_FRAME_BYTE=5"}); err == nil || !strings.Contains(err.Error(), "HERALD_MAX_FRAME_BYTE") {
 		t.Errorf("a misspelt variable: %v", err)
+	}
+}
+
+// A short API key is refused, naming the setting and which key, without
+// echoing any key into the log.
+func TestShortAPIKey(t *testing.T) {
+	long := strings.Repeat("k", MinAPIKeyLen)
+	for _, keys := range []string{"Q", long + ",ZZshortZZ", long + ",," + long} {
+		_, err := load(t, []string{"--api-keys", keys}, nil)
+		if err == nil || !strings.Contains(err.Error(), "api-keys") || !strings.Contains(err.Error(), fmt.Sprint(MinAPIKeyLen)) {
+			t.Errorf("--api-keys %q: want an error naming api-keys and the minimum, got %v", keys, err)
+			continue
+		}
+		for _, k := range strings.Split(keys, ",") {
+			if k != "" && strings.Contains(err.Error(), k) {
+				t.Errorf("--api-keys %q: the error echoes a key: %v", keys, err)
+			}
+		}
+	}
+	if _, err := load(t, nil, []string{"HERALD_API_KEYS=tinyQ"}); err == nil || !strings.Contains(err.Error(), "api-keys") {
+		t.Errorf("a short key from the environment: %v", err)
+	}
+	c, err := load(t, []string{"--api-keys", long + "," + long + "x"}, nil)
+	if err != nil || len(c.APIKeys) != 2 {
+		t.Errorf("keys of the minimum length: %v %q", err, c.APIKeys)
 	}
 }

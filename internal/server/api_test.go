@@ -55,7 +55,7 @@ func errCode(out map[string]any) string {
 // WebSocket and TCP clients authenticated with tokens receive it all.
 func TestAPIPush(t *testing.T) {
 	srv := startServer(t, secureConfig(t))
-	api := apiClient{t, "http://" + srv.HTTPAddr().String(), "new-key"}
+	api := apiClient{t, "http://" + srv.HTTPAddr().String(), testNewKey}
 	alice := dialWS(t, srv)
 	alice.connectToken(hmacToken(t, "alice", nil, time.Hour))
 	bob := dialTCP(t, srv)
@@ -102,7 +102,7 @@ func TestAPIPush(t *testing.T) {
 
 func TestAPIPresenceAndControl(t *testing.T) {
 	srv := startServer(t, secureConfig(t))
-	api := apiClient{t, "http://" + srv.HTTPAddr().String(), "old-key"}
+	api := apiClient{t, "http://" + srv.HTTPAddr().String(), testOldKey}
 	tok, _ := mintWithInfo(t, "alice", `{"name":"Alice"}`)
 	a1 := dialWS(t, srv)
 	a1.connectToken(tok)
@@ -167,7 +167,7 @@ func TestAPIPresenceAndControl(t *testing.T) {
 
 func TestAPIBadRequests(t *testing.T) {
 	srv := startServer(t, secureConfig(t))
-	api := apiClient{t, "http://" + srv.HTTPAddr().String(), "new-key"}
+	api := apiClient{t, "http://" + srv.HTTPAddr().String(), testNewKey}
 	cases := []struct {
 		method, path, body string
 		status             int
@@ -244,7 +244,7 @@ func TestMetrics(t *testing.T) {
 // and keeps receiving.
 func TestAPIRefusesInvalidUTF8(t *testing.T) {
 	srv := startServer(t, secureConfig(t))
-	api := apiClient{t, "http://" + srv.HTTPAddr().String(), "new-key"}
+	api := apiClient{t, "http://" + srv.HTTPAddr().String(), testNewKey}
 	alice := dialWS(t, srv)
 	alice.connectToken(hmacToken(t, "alice", nil, time.Hour))
 	alice.subscribe("room:utf")

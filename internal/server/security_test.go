@@ -28,6 +28,12 @@ import (
 
 const testSecret = "0123456789abcdef0123456789abcdef-test"
 
+// API keys of the test servers; two, as in a rotation.
+const (
+	testOldKey = "old-key-0123456789abcdef"
+	testNewKey = "new-key-0123456789abcdef"
+)
+
 // secureConfig is a production-like configuration: tokens required, API
 // keys required.
 func secureConfig(t *testing.T) config.Config {
@@ -35,7 +41,7 @@ func secureConfig(t *testing.T) config.Config {
 	cfg.Insecure = false
 	cfg.DataDir = t.TempDir()
 	cfg.TokenSecret = testSecret
-	cfg.APIKeys = []string{"old-key", "new-key"}
+	cfg.APIKeys = []string{testOldKey, testNewKey}
 	cfg.ClientBroadcast = false
 	cfg.Namespaces = []config.Namespace{
 		{Name: "vip", Subscribe: config.SubscribeGrant, Publish: config.PublishClients},
@@ -377,7 +383,7 @@ func TestAPIAuthAndLimits(t *testing.T) {
 	if resp, code := call("wrong-key", ok); resp.StatusCode != 401 || code != "unauthorized" {
 		t.Fatalf("wrong key: %d %s", resp.StatusCode, code)
 	}
-	for _, key := range []string{"old-key", "new-key"} {
+	for _, key := range []string{testOldKey, testNewKey} {
 		if resp, _ := call(key, ok); resp.StatusCode != 200 {
 			t.Fatalf("key %s refused: %d", key, resp.StatusCode)
 		}
@@ -387,7 +393,7 @@ func TestAPIAuthAndLimits(t *testing.T) {
 		t.Fatalf("metrics without a key: %v %v", err, resp)
 	}
 	big := `{"channel":"room:1","data":"` + strings.Repeat("x", 4096) + `"}`
-	if resp, code := call("new-key", big); resp.StatusCode != 413 || code != "too_large" {
+	if resp, code := call(testNewKey, big); resp.StatusCode != 413 || code != "too_large" {
 		t.Fatalf("oversized body: %d %s", resp.StatusCode, code)
 	}
 
