@@ -6,14 +6,9 @@
 package auth
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -126,44 +121,4 @@ func Mint(k SigningKey, extra Claims, user string, ttl time.Duration) (string, e
 		return "", fmt.Errorf("sign token: %w", err)
 	}
 	return tok, nil
-}
-
-// SecretFile is the name of the generated secret in the data directory.
-const SecretFile = "token-secret"
-
-// LoadOrCreateSecret reads the HS256 secret from dataDir, creating a random
-// one (file mode 0600) when there is none. created reports which happened.
-func LoadOrCreateSecret(dataDir string) (secret []byte, path string, created bool, err error) {
-	path = filepath.Join(dataDir, SecretFile)
-	b, err := os.ReadFile(path)
-	if err == nil {
-		s := strings.TrimSpace(string(b))
-		if len(s) < 32 {
-			return nil, path, false, fmt.Errorf("%s: secret too short (%d bytes)", path, len(s))
-		}
-		return []byte(s), path, false, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, path, false, fmt.Errorf("read token secret: %w", err)
-	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, path, false, fmt.Errorf("create data directory: %w", err)
-	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return nil, path, false, fmt.Errorf("generate token secret: %w", err)
-	}
-	s := hex.EncodeToString(raw)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, path, false, fmt.Errorf("create token secret: %w", err)
-	}
-	if _, err := f.WriteString(s + "\n"); err != nil {
-		f.Close()
-		return nil, path, false, fmt.Errorf("write token secret: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, path, false, fmt.Errorf("write token secret: %w", err)
-	}
-	return []byte(s), path, true, nil
 }

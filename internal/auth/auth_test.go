@@ -2,8 +2,6 @@ package auth
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -60,26 +58,5 @@ func TestVerify(t *testing.T) {
 	noSub, _ := Mint(HMACKey(secret), Claims{}, "", time.Hour)
 	if _, err := v.Verify(noSub); !errors.Is(err, ErrInvalid) {
 		t.Errorf("no subject: %v", err)
-	}
-}
-
-func TestLoadOrCreateSecret(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "data")
-	s1, path, created, err := LoadOrCreateSecret(dir)
-	if err != nil || !created || len(s1) < 32 {
-		t.Fatalf("create: %v %v %d", err, created, len(s1))
-	}
-	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
-		t.Fatalf("mode %v", st.Mode().Perm())
-	}
-	s2, _, created, err := LoadOrCreateSecret(dir)
-	if err != nil || created || string(s1) != string(s2) {
-		t.Fatalf("reload: %v %v", err, created)
-	}
-	if err := os.WriteFile(path, []byte("short\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, _, err := LoadOrCreateSecret(dir); err == nil {
-		t.Fatal("a short secret file was accepted")
 	}
 }

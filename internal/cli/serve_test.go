@@ -126,11 +126,11 @@ func TestServeWithMintedToken(t *testing.T) {
 	}
 	tok := strings.TrimSpace(out.String())
 
-	secret, _, created, err := auth.LoadOrCreateSecret(dir)
-	if err != nil || created {
-		t.Fatalf("secret: %v created=%v", err, created)
+	secret, err := auth.LoadOrCreateSecret(dir)
+	if err != nil || secret.Created {
+		t.Fatalf("secret: %v created=%v", err, secret.Created)
 	}
-	v, _ := auth.NewHMAC(secret)
+	v, _ := auth.NewHMAC(secret.Key)
 	claims, err := v.Verify(tok)
 	if err != nil || claims.Subject != "alice" || len(claims.Channels) != 1 || claims.Channels[0] != "vip:*" {
 		t.Fatalf("minted token: %v %+v", err, claims)

@@ -103,14 +103,17 @@ func signingKey(cmd *cobra.Command, privateKey string) (auth.SigningKey, error) 
 	if cfg.TokenSecret != "" {
 		return auth.HMACKey([]byte(cfg.TokenSecret)), nil
 	}
-	secret, path, created, err := auth.LoadOrCreateSecret(cfg.DataDir)
+	secret, err := auth.LoadOrCreateSecret(cfg.DataDir)
 	if err != nil {
 		return auth.SigningKey{}, err
 	}
-	if created {
-		fmt.Fprintf(cmd.ErrOrStderr(), "created a new token secret at %s; the server uses it when started with --data-dir %s\n", path, cfg.DataDir)
+	if secret.Warning != "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s: %s\n", secret.Path, secret.Warning)
 	}
-	return auth.HMACKey(secret), nil
+	if secret.Created {
+		fmt.Fprintf(cmd.ErrOrStderr(), "created a new token secret at %s; the server uses it when started with --data-dir %s\n", secret.Path, cfg.DataDir)
+	}
+	return auth.HMACKey(secret.Key), nil
 }
 
 // validPattern reports whether p is a channel name in which * and ? may

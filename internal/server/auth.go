@@ -37,14 +37,17 @@ func newVerifier(cfg config.Config, log *slog.Logger) (*auth.Verifier, error) {
 			return nil, nil
 		}
 	}
-	secret, path, created, err := auth.LoadOrCreateSecret(cfg.DataDir)
+	secret, err := auth.LoadOrCreateSecret(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	if created {
-		log.Info("created a token secret; mint a connection token with `herald token --user USER`", "path", path)
+	if secret.Warning != "" {
+		log.Warn(secret.Warning, "path", secret.Path)
 	}
-	return auth.NewHMAC(secret)
+	if secret.Created {
+		log.Info("created a token secret; mint a connection token with `herald token --user USER`", "path", secret.Path)
+	}
+	return auth.NewHMAC(secret.Key)
 }
 
 // Authenticate implements session.Node: a valid token, or in insecure mode

@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -421,13 +422,40 @@ func TestGeneratedSecret(t *testing.T) {
 	if st.Mode().Perm() != 0o600 {
 		t.Fatalf("secret file mode %v", st.Mode().Perm())
 	}
-	secret, _, created, err := auth.LoadOrCreateSecret(cfg.DataDir)
-	if err != nil || created {
-		t.Fatalf("reload: %v created=%v", err, created)
+	secret, err := auth.LoadOrCreateSecret(cfg.DataDir)
+	if err != nil || secret.Created {
+		t.Fatalf("reload: %v created=%v", err, secret.Created)
 	}
-	tok, _ := auth.Mint(auth.HMACKey(bytes.TrimSpace(secret)), auth.Claims{}, "alice", time.Hour)
+	tok, _ := auth.Mint(auth.HMACKey(bytes.TrimSpace(secret.Key)), auth.Claims{}, "alice", time.Hour)
 	c := dialWS(t, srv)
 	if f := c.connectToken(tok); f.Error != nil {
 		t.Fatalf("token from the generated secret refused: %s", f.raw)
+	}
+}
+
+// A secret file that other users can read is used, and the log says so.
+func TestExposedSecretWarning(t *testing.T) {
+	cfg := secureConfig(t)
+	cfg.TokenSecret = ""
+	path := filepath.Join(cfg.DataDir, auth.SecretFile)
+	if err := os.WriteFile(path, []byte(testSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil { // past the umask
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	// The secret is read when the server is built.
+	if _, err := New(cfg, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+		t.Fatal(err)
+	}
+	line := ""
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "level=WARN") && strings.Contains(l, "token secret") {
+			line = l
+		}
+	}
+	if line == "" || !strings.Contains(line, path) || !strings.Contains(line, "0644") {
+		t.Fatalf("no warning naming the file and its mode; log:\n%s", logs.String())
 	}
 }
