@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 func TestMatchChannel(t *testing.T) {
@@ -58,5 +60,61 @@ func TestVerify(t *testing.T) {
 	noSub, _ := Mint(HMACKey(secret), Claims{}, "", time.Hour)
 	if _, err := v.Verify(noSub); !errors.Is(err, ErrInvalid) {
 		t.Errorf("no subject: %v", err)
+	}
+}
+
+// A verifier with an audience or an issuer refuses tokens that do not
+// carry it; one without accepts tokens with or without.
+func TestAudienceAndIssuer(t *testing.T) {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	key := HMACKey(secret)
+	mint := func(aud []string, iss string) string {
+		t.Helper()
+		tok, err := Mint(key, Claims{RegisteredClaims: jwt.RegisteredClaims{Audience: aud, Issuer: iss}}, "alice", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	cases := []struct {
+		name       string
+		opts       []Option
+		aud        []string
+		iss        string
+		wantErr    error // nil: accepted
+		wantClaims func(*Claims) bool
+	}{
+		{"no checks, no claims", nil, nil, "", nil, nil},
+		{"no checks, any claims", nil, []string{"elsewhere"}, "someone", nil, nil},
+		{"right audience", []Option{WithAudience("herald")}, []string{"herald"}, "", nil,
+			func(c *Claims) bool { return len(c.Audience) == 1 && c.Audience[0] == "herald" }},
+		{"audience among several", []Option{WithAudience("herald")}, []string{"billing", "herald"}, "", nil, nil},
+		{"wrong audience", []Option{WithAudience("herald")}, []string{"billing"}, "", ErrAudience, nil},
+		{"missing audience", []Option{WithAudience("herald")}, nil, "", ErrAudience, nil},
+		{"audience differs in case", []Option{WithAudience("herald")}, []string{"Herald"}, "", ErrAudience, nil},
+		{"right issuer", []Option{WithIssuer("https://auth.example")}, nil, "https://auth.example", nil,
+			func(c *Claims) bool { return c.Issuer == "https://auth.example" }},
+		{"wrong issuer", []Option{WithIssuer("https://auth.example")}, nil, "https://evil.example", ErrIssuer, nil},
+		{"missing issuer", []Option{WithIssuer("https://auth.example")}, nil, "", ErrIssuer, nil},
+		{"both right", []Option{WithAudience("herald"), WithIssuer("auth")}, []string{"herald"}, "auth", nil, nil},
+		{"right audience, wrong issuer", []Option{WithAudience("herald"), WithIssuer("auth")}, []string{"herald"}, "other", ErrIssuer, nil},
+		{"empty settings check nothing", []Option{WithAudience(""), WithIssuer("")}, nil, "", nil, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := NewHMAC(secret, tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := v.Verify(mint(tc.aud, tc.iss))
+			switch {
+			case tc.wantErr == nil && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.wantErr != nil && !errors.Is(err, tc.wantErr):
+				t.Fatalf("got %v, want %v", err, tc.wantErr)
+			case tc.wantClaims != nil && !tc.wantClaims(c):
+				t.Fatalf("claims %+v", c)
+			}
+		})
 	}
 }

@@ -148,6 +148,46 @@ func TestServeWithMintedToken(t *testing.T) {
 	}
 }
 
+// herald token sets "aud" and "iss" from its flags, or else from the
+// server's settings, read as the server reads them.
+func TestTokenAudienceAndIssuer(t *testing.T) {
+	dir := t.TempDir()
+	mint := func(env []string, args ...string) *auth.Claims {
+		t.Helper()
+		for _, kv := range env {
+			k, v, _ := strings.Cut(kv, "=")
+			t.Setenv(k, v)
+		}
+		var out, stderr bytes.Buffer
+		if code := Run(context.Background(), append([]string{"token", "--user", "alice", "--data-dir", dir}, args...), nil, &out, &stderr); code != 0 {
+			t.Fatalf("token %v exited %d: %s", args, code, stderr.String())
+		}
+		secret, err := auth.LoadOrCreateSecret(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, _ := auth.NewHMAC(secret.Key)
+		c, err := v.Verify(strings.TrimSpace(out.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if c := mint(nil); len(c.Audience) != 0 || c.Issuer != "" {
+		t.Errorf("no settings: aud %q iss %q", c.Audience, c.Issuer)
+	}
+	if c := mint(nil, "--audience", "herald-prod", "--issuer", "https://auth.example"); len(c.Audience) != 1 || c.Audience[0] != "herald-prod" || c.Issuer != "https://auth.example" {
+		t.Errorf("flags: aud %q iss %q", c.Audience, c.Issuer)
+	}
+	c := mint([]string{"HERALD_TOKEN_AUDIENCE=from-env", "HERALD_TOKEN_ISSUER=env-issuer"})
+	if len(c.Audience) != 1 || c.Audience[0] != "from-env" || c.Issuer != "env-issuer" {
+		t.Errorf("server settings: aud %q iss %q", c.Audience, c.Issuer)
+	}
+	if c := mint(nil, "--audience", "flag-wins"); len(c.Audience) != 1 || c.Audience[0] != "flag-wins" || c.Issuer != "env-issuer" {
+		t.Errorf("flag over setting: aud %q iss %q", c.Audience, c.Issuer)
+	}
+}
+
 func TestTokenErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"token"},

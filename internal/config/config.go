@@ -59,6 +59,8 @@ type Config struct {
 	DataDir        string   `koanf:"data-dir"`
 	TokenSecret    string   `koanf:"token-secret"`
 	TokenPublicKey string   `koanf:"token-public-key"`
+	TokenAudience  string   `koanf:"token-audience"`
+	TokenIssuer    string   `koanf:"token-issuer"`
 	APIKeys        []string `koanf:"api-keys"`
 	APIMaxBody     int      `koanf:"api-max-body-bytes"`
 	AllowedOrigins []string `koanf:"allowed-origins"`
@@ -157,6 +159,8 @@ func RegisterFlags(fs *pflag.FlagSet) {
 	fs.String("data-dir", d.DataDir, "directory for the generated token secret and stored data")
 	fs.String("token-secret", d.TokenSecret, "HS256 secret for connection tokens (default: generated in --data-dir)")
 	fs.String("token-public-key", d.TokenPublicKey, "PEM public key file for RS256 or ES256 connection tokens")
+	fs.String("token-audience", d.TokenAudience, `refuse connection tokens whose "aud" claim does not contain this value (empty: not checked)`)
+	fs.String("token-issuer", d.TokenIssuer, `refuse connection tokens whose "iss" claim is not this value (empty: not checked)`)
 	fs.StringSlice("api-keys", d.APIKeys, "server API keys (Authorization: Bearer KEY), at least 16 characters each; several allow rotation")
 	fs.Int("api-max-body-bytes", d.APIMaxBody, "largest server API request body")
 	fs.StringSlice("allowed-origins", d.AllowedOrigins, "origins allowed to open WebSockets (scheme://host[:port], or *); default: same host only")

@@ -116,3 +116,21 @@ func TestShortAPIKey(t *testing.T) {
 		t.Errorf("keys of the minimum length: %v %q", err, c.APIKeys)
 	}
 }
+
+func TestTokenAudienceAndIssuer(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "herald.yaml")
+	if err := os.WriteFile(file, []byte("token-audience: from-file\ntoken-issuer: https://auth.example\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := load(t, []string{"--config", file}, nil)
+	if err != nil || c.TokenAudience != "from-file" || c.TokenIssuer != "https://auth.example" {
+		t.Fatalf("from the file: %v %q %q", err, c.TokenAudience, c.TokenIssuer)
+	}
+	c, err = load(t, []string{"--config", file, "--token-issuer", "flag-issuer"}, []string{"HERALD_TOKEN_AUDIENCE=env-audience"})
+	if err != nil || c.TokenAudience != "env-audience" || c.TokenIssuer != "flag-issuer" {
+		t.Fatalf("from env and flag: %v %q %q", err, c.TokenAudience, c.TokenIssuer)
+	}
+	if c, err := load(t, nil, nil); err != nil || c.TokenAudience != "" || c.TokenIssuer != "" {
+		t.Fatalf("defaults: %v %q %q", err, c.TokenAudience, c.TokenIssuer)
+	}
+}

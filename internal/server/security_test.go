@@ -459,3 +459,48 @@ func TestExposedSecretWarning(t *testing.T) {
 		t.Fatalf("no warning naming the file and its mode; log:\n%s", logs.String())
 	}
 }
+
+// With token-audience and token-issuer set, only tokens that carry both
+// connect; any other is refused as unauthorized and the connection closed.
+func TestTokenAudienceAndIssuer(t *testing.T) {
+	cfg := secureConfig(t)
+	cfg.TokenAudience, cfg.TokenIssuer = "herald-prod", "https://auth.example"
+	srv := startServer(t, cfg)
+	tokenFor := func(aud []string, iss string) string {
+		t.Helper()
+		tok, err := auth.Mint(auth.HMACKey([]byte(testSecret)),
+			auth.Claims{RegisteredClaims: jwt.RegisteredClaims{Audience: aud, Issuer: iss}}, "alice", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			c := tr.dial(t, srv)
+			if f := c.connectToken(tokenFor([]string{"herald-prod"}, "https://auth.example")); f.Error != nil {
+				t.Fatalf("right audience and issuer refused: %s", f.raw)
+			}
+			for _, tc := range []struct {
+				name, want string
+				aud        []string
+				iss        string
+			}{
+				{"wrong audience", "aud", []string{"herald-staging"}, "https://auth.example"},
+				{"no audience", "aud", nil, "https://auth.example"},
+				{"audience in another case", "aud", []string{"Herald-Prod"}, "https://auth.example"},
+				{"wrong issuer", "iss", []string{"herald-prod"}, "https://evil.example"},
+				{"no issuer", "iss", []string{"herald-prod"}, ""},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					c := tr.dial(t, srv)
+					f := c.connectToken(tokenFor(tc.aud, tc.iss))
+					refused(t, c, f)
+					if !strings.Contains(f.Error.Message, `"`+tc.want+`"`) {
+						t.Errorf("the message does not name the %s claim: %s", tc.want, f.raw)
+					}
+				})
+			}
+		})
+	}
+}
