@@ -504,3 +504,45 @@ func TestTokenAudienceAndIssuer(t *testing.T) {
 		})
 	}
 }
+
+// Channels that differ only in case are different channels: a subscriber
+// to VIP:gold-1, which any user may join (namespace VIP is not listed),
+// sees nothing of vip:gold-1, which needs a grant; Room:1 is not room:1.
+func TestChannelNamesAreCaseSensitive(t *testing.T) {
+	srv := startServer(t, secureConfig(t))
+	api := apiClient{t, "http://" + srv.HTTPAddr().String(), testNewKey}
+	alice := dialWS(t, srv)
+	alice.connectToken(hmacToken(t, "alice", []string{"vip:gold*"}, time.Hour))
+	bob := dialTCP(t, srv)
+	bob.connectToken(hmacToken(t, "bob", nil, time.Hour))
+
+	if f := bob.replyTo(bob.send(map[string]any{"op": "subscribe", "channel": "vip:gold-1"})); f.Error == nil || f.Error.Code != "forbidden" {
+		t.Fatalf("bob subscribed to vip:gold-1 without a grant: %s", f.raw)
+	}
+	bob.subscribe("VIP:gold-1")
+	bob.subscribe("Room:1")
+	alice.subscribe("vip:gold-1")
+	alice.subscribe("room:1")
+
+	alice.reply(alice.send(map[string]any{"op": "publish", "channel": "vip:gold-1", "data": "client secret"}))
+	api.ok("POST", "/v1/publish", `{"channel":"vip:gold-1","data":"api secret"}`)
+	alice.reply(alice.send(map[string]any{"op": "publish", "channel": "room:1", "data": "lower"}))
+	bob.reply(bob.send(map[string]any{"op": "publish", "channel": "VIP:gold-1", "data": "upper"}))
+	bob.reply(bob.send(map[string]any{"op": "publish", "channel": "Room:1", "data": "upper room"}))
+
+	// Delivery is synchronous and each connection's frames keep their
+	// order, so a last message on a channel of each case closes the list:
+	// a message that crossed cases would come before it.
+	api.ok("POST", "/v1/publish", `{"channel":"room:1","data":"end"}`)
+	api.ok("POST", "/v1/publish", `{"channel":"Room:1","data":"end"}`)
+	for _, want := range []string{`"client secret"`, `"api secret"`, `"lower"`, `"end"`} {
+		if m := alice.expect("message"); string(m.Data) != want {
+			t.Fatalf("alice: want %s, got %s", want, m.raw)
+		}
+	}
+	for _, want := range []struct{ channel, data string }{{"VIP:gold-1", `"upper"`}, {"Room:1", `"upper room"`}, {"Room:1", `"end"`}} {
+		if m := bob.expect("message"); m.Channel != want.channel || string(m.Data) != want.data {
+			t.Fatalf("bob: want %s on %s, got %s", want.data, want.channel, m.raw)
+		}
+	}
+}
