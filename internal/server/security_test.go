@@ -129,6 +129,16 @@ func TestTokenAuthentication(t *testing.T) {
 		c := dialWS(t, srv)
 		refused(t, c, c.connectToken(tok))
 	})
+	t.Run("empty user beside a token", func(t *testing.T) {
+		// A present user must be a valid id, as in insecure mode; the
+		// malformed frame is refused and the connection may try again.
+		c := dialWS(t, srv)
+		c.send(map[string]any{"op": "connect", "token": hmacToken(t, "alice", nil, time.Hour), "user": ""})
+		c.wantError("invalid_user")
+		if f := c.connectToken(hmacToken(t, "alice", nil, time.Hour)); f.Error != nil {
+			t.Fatalf("connect after the refused frame: %s", f.raw)
+		}
+	})
 	t.Run("claiming another user", func(t *testing.T) {
 		c := dialWS(t, srv)
 		refused(t, c, c.replyTo(c.send(map[string]any{"op": "connect", "token": hmacToken(t, "alice", nil, time.Hour), "user": "bob"})))
