@@ -276,3 +276,70 @@ func TestAPIRefusesInvalidUTF8(t *testing.T) {
 		t.Fatalf("subscriber got %s", m.raw)
 	}
 }
+
+// Outside /v1 too, every error is JSON in the API's shape: 404 for an
+// unknown path, 405 with Allow for a known one with another method. None
+// needs a key.
+func TestErrorsOutsideAPIAreJSON(t *testing.T) {
+	cfg := secureConfig(t)
+	cfg.Pprof = true
+	srv := startServer(t, cfg)
+	base := "http://" + srv.HTTPAddr().String()
+	cases := []struct {
+		method, path string
+		status       int
+		code, allow  string
+	}{
+		{"GET", "/", 404, "not_found", ""},
+		{"GET", "/nope", 404, "not_found", ""},
+		{"POST", "/v2/publish", 404, "not_found", ""},
+		{"GET", "/healthz/extra", 404, "not_found", ""},
+		{"POST", "/healthz", 405, "method_not_allowed", "GET"},
+		{"DELETE", "/healthz", 405, "method_not_allowed", "GET"},
+		{"POST", "/metrics", 405, "method_not_allowed", "GET"},
+		{"POST", "/ws", 405, "method_not_allowed", "GET"},
+	}
+	for _, tc := range cases {
+		req, _ := http.NewRequest(tc.method, base+tc.path, strings.NewReader("{}"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var out struct {
+			Error struct{ Code, Message string }
+		}
+		if err := json.Unmarshal(b, &out); err != nil {
+			t.Errorf("%s %s: body is not JSON: %q", tc.method, tc.path, b)
+			continue
+		}
+		if resp.StatusCode != tc.status || out.Error.Code != tc.code || out.Error.Message == "" {
+			t.Errorf("%s %s: got %d %s, want %d %s", tc.method, tc.path, resp.StatusCode, b, tc.status, tc.code)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("%s %s: content type %q", tc.method, tc.path, ct)
+		}
+		if got := resp.Header.Get("Allow"); got != tc.allow {
+			t.Errorf("%s %s: Allow %q, want %q", tc.method, tc.path, got, tc.allow)
+		}
+	}
+	// The endpoints themselves are unchanged.
+	if resp, err := http.Get(base + "/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz: %v %v", err, resp)
+	}
+	api := apiClient{t, base, testNewKey}
+	if status, out := api.do("GET", "/v1/nothing", ""); status != 404 || errCode(out) != "not_found" {
+		t.Fatalf("404 under /v1: %d %v", status, out)
+	}
+	req, _ := http.NewRequest("GET", base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+testNewKey)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("metrics with the key: %v %v", err, resp)
+	}
+	req, _ = http.NewRequest("GET", base+"/debug/pprof/", nil)
+	req.Header.Set("Authorization", "Bearer "+testNewKey)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("pprof with the key: %v %v", err, resp)
+	}
+}
