@@ -140,8 +140,8 @@ func RegisterFlags(fs *pflag.FlagSet) {
 	fs.String("tcp", d.TCP, "raw TCP listen address (newline-delimited JSON); empty disables it")
 	fs.Bool("insecure", d.Insecure, "development only: accept the user id a client declares, without a token")
 	fs.String("log-level", d.LogLevel, "log level: debug, info, warn or error")
-	fs.Duration("ping-interval", d.PingInterval, "how often the server pings each client")
-	fs.Duration("pong-timeout", d.PongTimeout, "how long past a ping interval a silent client is kept")
+	fs.Duration("ping-interval", d.PingInterval, "how often the server pings each client (whole seconds, at least 1s)")
+	fs.Duration("pong-timeout", d.PongTimeout, "how long past a ping interval a silent client is kept (whole seconds, at least 1s)")
 	fs.Duration("handshake-timeout", d.HandshakeTimeout, "time a new connection has to send a successful connect")
 	fs.Duration("shutdown-timeout", d.ShutdownTimeout, "how long a graceful shutdown may take")
 	fs.Int("max-frame-bytes", d.MaxFrameBytes, "largest frame or line a client may send")
@@ -253,8 +253,10 @@ func (c Config) Validate() error {
 		}
 	}
 	check(c.HTTP != "", "http: a listen address is required")
-	check(c.PingInterval >= time.Second, "ping-interval: must be at least 1s, got %s", c.PingInterval)
-	check(c.PongTimeout >= time.Second, "pong-timeout: must be at least 1s, got %s", c.PongTimeout)
+	// Clients are told both in whole seconds (ping_interval, pong_timeout)
+	// and judge the connection dead by them, so they are whole seconds.
+	check(c.PingInterval >= time.Second && c.PingInterval%time.Second == 0, "ping-interval: must be whole seconds, at least 1s, got %s", c.PingInterval)
+	check(c.PongTimeout >= time.Second && c.PongTimeout%time.Second == 0, "pong-timeout: must be whole seconds, at least 1s, got %s", c.PongTimeout)
 	check(c.HandshakeTimeout > 0, "handshake-timeout: must be positive")
 	check(c.ShutdownTimeout > 0, "shutdown-timeout: must be positive")
 	check(c.MaxFrameBytes >= 256, "max-frame-bytes: must be at least 256, got %d", c.MaxFrameBytes)

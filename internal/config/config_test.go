@@ -134,3 +134,24 @@ func TestTokenAudienceAndIssuer(t *testing.T) {
 		t.Fatalf("defaults: %v %q %q", err, c.TokenAudience, c.TokenIssuer)
 	}
 }
+
+// Heartbeat settings are at least 1 s and whole seconds: clients are told
+// them in whole seconds, and a value rounded down would have a client
+// give up on a live connection.
+func TestHeartbeatSettings(t *testing.T) {
+	for _, args := range [][]string{
+		{"--ping-interval", "999ms"},
+		{"--pong-timeout", "999ms"},
+		{"--ping-interval", "0s"},
+		{"--ping-interval", "1500ms"},
+		{"--pong-timeout", "2.5s"},
+	} {
+		if _, err := load(t, args, nil); err == nil || !strings.Contains(err.Error(), args[0][2:]) {
+			t.Errorf("%v: want an error naming %s, got %v", args, args[0][2:], err)
+		}
+	}
+	c, err := load(t, []string{"--ping-interval", "1s", "--pong-timeout", "1m"}, nil)
+	if err != nil || c.PingInterval != time.Second || c.PongTimeout != time.Minute {
+		t.Fatalf("1s and 1m: %v %+v", err, c)
+	}
+}
