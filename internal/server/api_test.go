@@ -128,6 +128,14 @@ func TestAPIPresenceAndControl(t *testing.T) {
 	if out := api.ok("GET", "/v1/presence/channels/news%2Fsport", ""); out["channel"] != "news/sport" {
 		t.Fatalf("escaped slash in a channel: %v", out)
 	}
+	// A channel nobody is on: zeros and an empty list, not null.
+	out = api.ok("GET", "/v1/presence/channels/room:empty", "")
+	if members, ok := out["members"].([]any); !ok || len(members) != 0 || out["users"] != 0.0 || out["connections"] != 0.0 {
+		t.Fatalf("empty channel presence: %v", out)
+	}
+	if _, ok := api.ok("GET", "/v1/presence/users/nobody", "")["info"]; ok {
+		t.Fatal("offline presence has an info field")
+	}
 	if out := api.ok("GET", "/v1/stats", ""); out["connections"] != 3.0 || out["users"] != 2.0 || out["channels"] != 1.0 {
 		t.Fatalf("stats: %v", out)
 	}
