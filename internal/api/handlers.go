@@ -5,16 +5,23 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"unicode/utf8"
 
 	"github.com/heraldpush/herald/internal/protocol"
 )
 
 var errEOF = io.EOF
 
-// data validates and compacts a message body's data field.
+// data validates and compacts a message body's data field. Data reaches
+// clients as it is, so it must be what a client frame may carry: JSON in
+// valid UTF-8. A browser fails a WebSocket on the first text frame that is
+// not UTF-8, so one such message would disconnect every subscriber.
 func (a *API) data(raw json.RawMessage) (json.RawMessage, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, errorf(http.StatusBadRequest, "missing_field", "field \"data\" is required")
+	}
+	if !utf8.Valid(raw) {
+		return nil, errorf(http.StatusBadRequest, "invalid_field", "field \"data\" is not valid UTF-8, as JSON text must be; encode binary content (base64, say)")
 	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, raw); err != nil {
@@ -32,20 +39,21 @@ type idResult struct {
 
 func (a *API) publish(r *http.Request) (any, error) {
 	var body struct {
-		Channel string          `json:"channel"`
+		Channel *string         `json:"channel"`
 		Data    json.RawMessage `json:"data"`
 	}
 	if err := decode(r, &body); err != nil {
 		return nil, err
 	}
-	if err := checkChannel(body.Channel); err != nil {
+	ch, err := checkChannel(body.Channel)
+	if err != nil {
 		return nil, err
 	}
 	d, err := a.data(body.Data)
 	if err != nil {
 		return nil, err
 	}
-	m := &protocol.Message{Kind: protocol.KindChannel, Channel: body.Channel, Data: d}
+	m := &protocol.Message{Kind: protocol.KindChannel, Channel: ch, Data: d}
 	if err := a.b.Deliver(r.Context(), m); err != nil {
 		return nil, err
 	}
@@ -54,24 +62,28 @@ func (a *API) publish(r *http.Request) (any, error) {
 
 func (a *API) send(r *http.Request) (any, error) {
 	var body struct {
-		To    string          `json:"to"`
+		To    *string         `json:"to"`
 		Users []string        `json:"users"`
 		Data  json.RawMessage `json:"data"`
 	}
 	if err := decode(r, &body); err != nil {
 		return nil, err
 	}
+	// As in the protocol: absent (or null) is missing, present but empty
+	// is invalid.
 	switch {
-	case body.To == "" && len(body.Users) == 0:
+	case body.To == nil && body.Users == nil:
 		return nil, errorf(http.StatusBadRequest, "missing_field", "give \"to\" (one user) or \"users\" (a batch)")
-	case body.To != "" && body.Users != nil:
+	case body.To != nil && body.Users != nil:
 		return nil, errorf(http.StatusBadRequest, "invalid_field", "give \"to\" or \"users\", not both")
+	case body.Users != nil && len(body.Users) == 0:
+		return nil, errorf(http.StatusBadRequest, "invalid_field", "field \"users\" is empty; name at least one user")
 	case len(body.Users) > a.cfg.MaxBatch:
 		return nil, errorf(http.StatusBadRequest, "too_large", "a batch may name at most %d users, got %d", a.cfg.MaxBatch, len(body.Users))
 	}
 	users := body.Users
-	if body.To != "" {
-		users = []string{body.To}
+	if body.To != nil {
+		users = []string{*body.To}
 	}
 	for _, u := range users {
 		if !protocol.ValidUser(u) {
@@ -90,7 +102,7 @@ func (a *API) send(r *http.Request) (any, error) {
 		}
 		ids[i] = m.ID
 	}
-	if body.To != "" {
+	if body.To != nil {
 		return idResult{ids[0]}, nil
 	}
 	return struct {
@@ -116,15 +128,17 @@ func (a *API) broadcast(r *http.Request) (any, error) {
 	return idResult{m.ID}, nil
 }
 
-// checkChannel checks a channel field: present and well formed.
-func checkChannel(ch string) error {
-	if ch == "" {
-		return errorf(http.StatusBadRequest, "missing_field", "field \"channel\" is required")
+// checkChannel checks a channel field: present (missing_field if not) and
+// well formed (invalid_channel if not, empty included), as the protocol
+// checks a client's.
+func checkChannel(ch *string) (string, error) {
+	if ch == nil {
+		return "", errorf(http.StatusBadRequest, "missing_field", "field \"channel\" is required")
 	}
-	if !protocol.ValidChannel(ch) {
-		return fromProtocol(protocol.InvalidChannel(ch))
+	if !protocol.ValidChannel(*ch) {
+		return "", fromProtocol(protocol.InvalidChannel(*ch))
 	}
-	return nil
+	return *ch, nil
 }
 
 func invalidUser(u string) error {
@@ -208,15 +222,16 @@ func (a *API) unsubscribe(r *http.Request) (any, error) {
 		return nil, err
 	}
 	var body struct {
-		Channel string `json:"channel"`
+		Channel *string `json:"channel"`
 	}
 	if err := decode(r, &body); err != nil {
 		return nil, err
 	}
-	if err := checkChannel(body.Channel); err != nil {
+	ch, err := checkChannel(body.Channel)
+	if err != nil {
 		return nil, err
 	}
 	return struct {
 		Unsubscribed int `json:"unsubscribed"`
-	}{a.b.UnsubscribeUser(u, body.Channel)}, nil
+	}{a.b.UnsubscribeUser(u, ch)}, nil
 }

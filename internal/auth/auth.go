@@ -2,18 +2,15 @@
 // prove a client's identity: HS256 with a shared secret, or RS256 / ES256
 // with a key pair. A token's "sub" is the user id, "exp" is required, the
 // optional "channels" claim lists channel patterns the user may subscribe
-// to, and the optional "info" claim is attached to the user's presence.
+// to, and the optional "info" claim is attached to the user's presence. A
+// verifier may also require an audience ("aud") and an issuer ("iss").
 package auth
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -21,9 +18,11 @@ import (
 
 // Errors returned by Verify; each wraps the library's detail.
 var (
-	ErrMissing = errors.New("token is missing")
-	ErrInvalid = errors.New("token is invalid")
-	ErrExpired = errors.New("token has expired")
+	ErrMissing  = errors.New("token is missing")
+	ErrInvalid  = errors.New("token is invalid")
+	ErrExpired  = errors.New("token has expired")
+	ErrAudience = errors.New("token is not for this audience")
+	ErrIssuer   = errors.New("token is not from this issuer")
 )
 
 // Claims are the claims Herald reads.
@@ -40,27 +39,48 @@ type Claims struct {
 // key is accepted: an HS256 token is refused by an RS256 verifier (and the
 // reverse), and "none" never passes.
 type Verifier struct {
-	key     any
-	methods []string
-	leeway  time.Duration
+	key      any
+	methods  []string
+	leeway   time.Duration
+	audience string // "": not checked
+	issuer   string // "": not checked
+}
+
+// Option adds a check to a Verifier.
+type Option func(*Verifier)
+
+// WithAudience refuses tokens whose "aud" claim does not contain audience
+// (compared exactly, case included); "" checks nothing.
+func WithAudience(audience string) Option { return func(v *Verifier) { v.audience = audience } }
+
+// WithIssuer refuses tokens whose "iss" claim is not issuer (compared
+// exactly); "" checks nothing.
+func WithIssuer(issuer string) Option { return func(v *Verifier) { v.issuer = issuer } }
+
+func newVerifier(key any, method string, opts []Option) *Verifier {
+	v := &Verifier{key: key, methods: []string{method}, leeway: 5 * time.Second}
+	for _, o := range opts {
+		o(v)
+	}
+	return v
 }
 
 // NewHMAC returns a verifier for HS256 tokens signed with secret.
-func NewHMAC(secret []byte) (*Verifier, error) {
+func NewHMAC(secret []byte, opts ...Option) (*Verifier, error) {
 	if len(secret) < 32 {
 		return nil, fmt.Errorf("token secret is %d bytes; use at least 32", len(secret))
 	}
-	return &Verifier{key: secret, methods: []string{"HS256"}, leeway: 5 * time.Second}, nil
+	return newVerifier(secret, "HS256", opts), nil
 }
 
 // NewPublicKey returns a verifier for RS256 or ES256 tokens, from a PEM
 // public key file; the key type picks the algorithm.
-func NewPublicKey(pemBytes []byte) (*Verifier, error) {
+func NewPublicKey(pemBytes []byte, opts ...Option) (*Verifier, error) {
 	if k, err := jwt.ParseRSAPublicKeyFromPEM(pemBytes); err == nil {
-		return &Verifier{key: k, methods: []string{"RS256"}, leeway: 5 * time.Second}, nil
+		return newVerifier(k, "RS256", opts), nil
 	}
 	if k, err := jwt.ParseECPublicKeyFromPEM(pemBytes); err == nil {
-		return &Verifier{key: k, methods: []string{"ES256"}, leeway: 5 * time.Second}, nil
+		return newVerifier(k, "ES256", opts), nil
 	}
 	return nil, errors.New("public key is neither an RSA nor an ECDSA PEM public key")
 }
@@ -70,13 +90,29 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	if token == "" {
 		return nil, ErrMissing
 	}
-	var c Claims
-	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return v.key, nil },
+	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(v.methods),
 		jwt.WithExpirationRequired(),
 		jwt.WithLeeway(v.leeway),
-	)
+	}
+	if v.audience != "" {
+		opts = append(opts, jwt.WithAudience(v.audience))
+	}
+	if v.issuer != "" {
+		opts = append(opts, jwt.WithIssuer(v.issuer))
+	}
+	var c Claims
+	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return v.key, nil }, opts...)
+	// The library checks the signature before the claims, so when the
+	// claims are what failed they can be read to say which. A token for
+	// another audience or issuer is reported as such before expiry: a
+	// fresh one would fail the same way.
+	claimsFailed := errors.Is(err, jwt.ErrTokenInvalidClaims)
 	switch {
+	case claimsFailed && v.audience != "" && !slices.Contains(c.Audience, v.audience):
+		return nil, fmt.Errorf("%w: %v", ErrAudience, err)
+	case claimsFailed && v.issuer != "" && c.Issuer != v.issuer:
+		return nil, fmt.Errorf("%w: %v", ErrIssuer, err)
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return nil, fmt.Errorf("%w: %v", ErrExpired, err)
 	case err != nil:
@@ -108,13 +144,15 @@ func ParsePrivateKey(pemBytes []byte) (SigningKey, error) {
 	return SigningKey{}, errors.New("private key is neither an RSA nor an ECDSA PEM private key")
 }
 
-// Mint signs a token for user, valid for ttl, with the channels and info of
-// extra.
+// Mint signs a token for user, valid for ttl, with the channels, info,
+// audience and issuer of extra.
 func Mint(k SigningKey, extra Claims, user string, ttl time.Duration) (string, error) {
 	now := time.Now()
 	c := Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Subject:   user,
+			Audience:  extra.Audience,
+			Issuer:    extra.Issuer,
 			IssuedAt:  jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 		},
@@ -126,44 +164,4 @@ func Mint(k SigningKey, extra Claims, user string, ttl time.Duration) (string, e
 		return "", fmt.Errorf("sign token: %w", err)
 	}
 	return tok, nil
-}
-
-// SecretFile is the name of the generated secret in the data directory.
-const SecretFile = "token-secret"
-
-// LoadOrCreateSecret reads the HS256 secret from dataDir, creating a random
-// one (file mode 0600) when there is none. created reports which happened.
-func LoadOrCreateSecret(dataDir string) (secret []byte, path string, created bool, err error) {
-	path = filepath.Join(dataDir, SecretFile)
-	b, err := os.ReadFile(path)
-	if err == nil {
-		s := strings.TrimSpace(string(b))
-		if len(s) < 32 {
-			return nil, path, false, fmt.Errorf("%s: secret too short (%d bytes)", path, len(s))
-		}
-		return []byte(s), path, false, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, path, false, fmt.Errorf("read token secret: %w", err)
-	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, path, false, fmt.Errorf("create data directory: %w", err)
-	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return nil, path, false, fmt.Errorf("generate token secret: %w", err)
-	}
-	s := hex.EncodeToString(raw)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, path, false, fmt.Errorf("create token secret: %w", err)
-	}
-	if _, err := f.WriteString(s + "\n"); err != nil {
-		f.Close()
-		return nil, path, false, fmt.Errorf("write token secret: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, path, false, fmt.Errorf("write token secret: %w", err)
-	}
-	return []byte(s), path, true, nil
 }

@@ -2,10 +2,10 @@ package auth
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 func TestMatchChannel(t *testing.T) {
@@ -63,23 +63,58 @@ func TestVerify(t *testing.T) {
 	}
 }
 
-func TestLoadOrCreateSecret(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "data")
-	s1, path, created, err := LoadOrCreateSecret(dir)
-	if err != nil || !created || len(s1) < 32 {
-		t.Fatalf("create: %v %v %d", err, created, len(s1))
+// A verifier with an audience or an issuer refuses tokens that do not
+// carry it; one without accepts tokens with or without.
+func TestAudienceAndIssuer(t *testing.T) {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	key := HMACKey(secret)
+	mint := func(aud []string, iss string) string {
+		t.Helper()
+		tok, err := Mint(key, Claims{RegisteredClaims: jwt.RegisteredClaims{Audience: aud, Issuer: iss}}, "alice", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
 	}
-	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
-		t.Fatalf("mode %v", st.Mode().Perm())
+	cases := []struct {
+		name       string
+		opts       []Option
+		aud        []string
+		iss        string
+		wantErr    error // nil: accepted
+		wantClaims func(*Claims) bool
+	}{
+		{"no checks, no claims", nil, nil, "", nil, nil},
+		{"no checks, any claims", nil, []string{"elsewhere"}, "someone", nil, nil},
+		{"right audience", []Option{WithAudience("herald")}, []string{"herald"}, "", nil,
+			func(c *Claims) bool { return len(c.Audience) == 1 && c.Audience[0] == "herald" }},
+		{"audience among several", []Option{WithAudience("herald")}, []string{"billing", "herald"}, "", nil, nil},
+		{"wrong audience", []Option{WithAudience("herald")}, []string{"billing"}, "", ErrAudience, nil},
+		{"missing audience", []Option{WithAudience("herald")}, nil, "", ErrAudience, nil},
+		{"audience differs in case", []Option{WithAudience("herald")}, []string{"Herald"}, "", ErrAudience, nil},
+		{"right issuer", []Option{WithIssuer("https://auth.example")}, nil, "https://auth.example", nil,
+			func(c *Claims) bool { return c.Issuer == "https://auth.example" }},
+		{"wrong issuer", []Option{WithIssuer("https://auth.example")}, nil, "https://evil.example", ErrIssuer, nil},
+		{"missing issuer", []Option{WithIssuer("https://auth.example")}, nil, "", ErrIssuer, nil},
+		{"both right", []Option{WithAudience("herald"), WithIssuer("auth")}, []string{"herald"}, "auth", nil, nil},
+		{"right audience, wrong issuer", []Option{WithAudience("herald"), WithIssuer("auth")}, []string{"herald"}, "other", ErrIssuer, nil},
+		{"empty settings check nothing", []Option{WithAudience(""), WithIssuer("")}, nil, "", nil, nil},
 	}
-	s2, _, created, err := LoadOrCreateSecret(dir)
-	if err != nil || created || string(s1) != string(s2) {
-		t.Fatalf("reload: %v %v", err, created)
-	}
-	if err := os.WriteFile(path, []byte("short\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, _, err := LoadOrCreateSecret(dir); err == nil {
-		t.Fatal("a short secret file was accepted")
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := NewHMAC(secret, tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := v.Verify(mint(tc.aud, tc.iss))
+			switch {
+			case tc.wantErr == nil && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.wantErr != nil && !errors.Is(err, tc.wantErr):
+				t.Fatalf("got %v, want %v", err, tc.wantErr)
+			case tc.wantClaims != nil && !tc.wantClaims(c):
+				t.Fatalf("claims %+v", c)
+			}
+		})
 	}
 }

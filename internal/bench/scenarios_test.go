@@ -228,10 +228,10 @@ func TestMismatchFails(t *testing.T) {
 // of waiting out the drain, and says so.
 func TestNothingSent(t *testing.T) {
 	cfg := benchConfig(t)
-	cfg.APIKeys = []string{"right-key"}
+	cfg.APIKeys = []string{"right-key-0123456789"}
 	ts := startServer(t, cfg)
 	o := testOptions(ts, ScenarioDirect, "ws")
-	o.Clients, o.Messages, o.APIKey = 10, 2, "wrong-key"
+	o.Clients, o.Messages, o.APIKey = 10, 2, "wrong-key-0123456789"
 	o.Drain, o.Timeout = time.Hour, 30*time.Second
 	res := run(t, o)
 	if res.OK || res.TimedOut || res.Sent != 0 {

@@ -126,11 +126,11 @@ func TestServeWithMintedToken(t *testing.T) {
 	}
 	tok := strings.TrimSpace(out.String())
 
-	secret, _, created, err := auth.LoadOrCreateSecret(dir)
-	if err != nil || created {
-		t.Fatalf("secret: %v created=%v", err, created)
+	secret, err := auth.LoadOrCreateSecret(dir)
+	if err != nil || secret.Created {
+		t.Fatalf("secret: %v created=%v", err, secret.Created)
 	}
-	v, _ := auth.NewHMAC(secret)
+	v, _ := auth.NewHMAC(secret.Key)
 	claims, err := v.Verify(tok)
 	if err != nil || claims.Subject != "alice" || len(claims.Channels) != 1 || claims.Channels[0] != "vip:*" {
 		t.Fatalf("minted token: %v %+v", err, claims)
@@ -145,6 +145,46 @@ func TestServeWithMintedToken(t *testing.T) {
 	_, msg, err := ws.ReadMessage()
 	if err != nil || !strings.Contains(string(msg), `"user":"alice"`) {
 		t.Fatalf("connect with minted token: %s %v", msg, err)
+	}
+}
+
+// herald token sets "aud" and "iss" from its flags, or else from the
+// server's settings, read as the server reads them.
+func TestTokenAudienceAndIssuer(t *testing.T) {
+	dir := t.TempDir()
+	mint := func(env []string, args ...string) *auth.Claims {
+		t.Helper()
+		for _, kv := range env {
+			k, v, _ := strings.Cut(kv, "=")
+			t.Setenv(k, v)
+		}
+		var out, stderr bytes.Buffer
+		if code := Run(context.Background(), append([]string{"token", "--user", "alice", "--data-dir", dir}, args...), nil, &out, &stderr); code != 0 {
+			t.Fatalf("token %v exited %d: %s", args, code, stderr.String())
+		}
+		secret, err := auth.LoadOrCreateSecret(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, _ := auth.NewHMAC(secret.Key)
+		c, err := v.Verify(strings.TrimSpace(out.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if c := mint(nil); len(c.Audience) != 0 || c.Issuer != "" {
+		t.Errorf("no settings: aud %q iss %q", c.Audience, c.Issuer)
+	}
+	if c := mint(nil, "--audience", "herald-prod", "--issuer", "https://auth.example"); len(c.Audience) != 1 || c.Audience[0] != "herald-prod" || c.Issuer != "https://auth.example" {
+		t.Errorf("flags: aud %q iss %q", c.Audience, c.Issuer)
+	}
+	c := mint([]string{"HERALD_TOKEN_AUDIENCE=from-env", "HERALD_TOKEN_ISSUER=env-issuer"})
+	if len(c.Audience) != 1 || c.Audience[0] != "from-env" || c.Issuer != "env-issuer" {
+		t.Errorf("server settings: aud %q iss %q", c.Audience, c.Issuer)
+	}
+	if c := mint(nil, "--audience", "flag-wins"); len(c.Audience) != 1 || c.Audience[0] != "flag-wins" || c.Issuer != "env-issuer" {
+		t.Errorf("flag over setting: aud %q iss %q", c.Audience, c.Issuer)
 	}
 }
 
@@ -164,10 +204,18 @@ func TestTokenErrors(t *testing.T) {
 }
 
 func TestServeRefusesBadConfig(t *testing.T) {
-	var stderr bytes.Buffer
-	code := Run(context.Background(), []string{"serve", "--ping-interval", "1ms"}, nil, &bytes.Buffer{}, &stderr)
-	if code == 0 || !strings.Contains(stderr.String(), "ping-interval") {
-		t.Fatalf("exit %d: %s", code, stderr.String())
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--ping-interval", "1ms"}, "ping-interval"},
+		{[]string{"--insecure", "--api-keys", "a"}, "api-keys: key 1 of 1 is too short"},
+	} {
+		var stderr bytes.Buffer
+		code := Run(context.Background(), append([]string{"serve"}, tc.args...), nil, &bytes.Buffer{}, &stderr)
+		if code == 0 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%v: exit %d: %s", tc.args, code, stderr.String())
+		}
 	}
 }
 

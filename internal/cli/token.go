@@ -21,11 +21,12 @@ import (
 func newToken(stdout io.Writer) *cobra.Command {
 	var (
 		user, info, privateKey string
+		audience, issuer       string
 		channels               []string
 		ttl                    time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "token --user USER [--channels PATTERN,...] [--ttl 24h]",
+		Use:   "token --user USER [--channels PATTERN,...] [--ttl 24h] [--audience AUD] [--issuer ISS]",
 		Short: "Mint a connection token for a user",
 		Long: `Mint a signed connection token (JWT) for a user and print it.
 
@@ -33,7 +34,11 @@ By default the token is HS256, signed with the server's secret: the same
 --token-secret, HERALD_TOKEN_SECRET or config file the server reads, or the
 secret the server generated in its --data-dir. With --private-key it is
 RS256 or ES256 (by the key's type), for servers started with
---token-public-key.`,
+--token-public-key.
+
+--audience and --issuer set the token's "aud" and "iss" claims; by default
+they are the server's token-audience and token-issuer settings, read the
+same way, so the token passes the server's checks.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !protocol.ValidUser(user) {
@@ -54,11 +59,26 @@ RS256 or ES256 (by the key's type), for servers started with
 				}
 				rawInfo = json.RawMessage(info)
 			}
-			key, err := signingKey(cmd, privateKey)
+			cfg, err := config.Load(cmd.Flags(), os.Environ)
 			if err != nil {
 				return err
 			}
-			tok, err := auth.Mint(key, auth.Claims{Channels: channels, Info: rawInfo}, user, ttl)
+			key, err := signingKey(cmd, cfg, privateKey)
+			if err != nil {
+				return err
+			}
+			claims := auth.Claims{Channels: channels, Info: rawInfo}
+			if !cmd.Flags().Changed("audience") {
+				audience = cfg.TokenAudience
+			}
+			if !cmd.Flags().Changed("issuer") {
+				issuer = cfg.TokenIssuer
+			}
+			if audience != "" {
+				claims.Audience = []string{audience}
+			}
+			claims.Issuer = issuer
+			tok, err := auth.Mint(key, claims, user, ttl)
 			if err != nil {
 				return err
 			}
@@ -72,13 +92,15 @@ RS256 or ES256 (by the key's type), for servers started with
 	f.DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token is valid")
 	f.StringVar(&info, "info", "", "JSON user info shown in presence")
 	f.StringVar(&privateKey, "private-key", "", "PEM private key file: mint RS256 or ES256 instead of HS256")
+	f.StringVar(&audience, "audience", "", `the token's "aud" claim (default: the server's token-audience)`)
+	f.StringVar(&issuer, "issuer", "", `the token's "iss" claim (default: the server's token-issuer)`)
 	_ = cmd.MarkFlagRequired("user")
 	// The server's settings are read so that the secret is found the way
 	// the server finds it; only the ones that locate it are worth showing.
 	config.RegisterFlags(f)
 	f.VisitAll(func(fl *pflag.Flag) {
 		switch fl.Name {
-		case "user", "channels", "ttl", "info", "private-key", "config", "data-dir", "token-secret":
+		case "user", "channels", "ttl", "info", "private-key", "audience", "issuer", "config", "data-dir", "token-secret":
 		default:
 			_ = f.MarkHidden(fl.Name)
 		}
@@ -88,7 +110,7 @@ RS256 or ES256 (by the key's type), for servers started with
 
 // signingKey returns the key to sign with: a private key file, or the
 // server's HS256 secret found the way the server finds it.
-func signingKey(cmd *cobra.Command, privateKey string) (auth.SigningKey, error) {
+func signingKey(cmd *cobra.Command, cfg config.Config, privateKey string) (auth.SigningKey, error) {
 	if privateKey != "" {
 		pem, err := os.ReadFile(privateKey)
 		if err != nil {
@@ -96,21 +118,20 @@ func signingKey(cmd *cobra.Command, privateKey string) (auth.SigningKey, error) 
 		}
 		return auth.ParsePrivateKey(pem)
 	}
-	cfg, err := config.Load(cmd.Flags(), os.Environ)
-	if err != nil {
-		return auth.SigningKey{}, err
-	}
 	if cfg.TokenSecret != "" {
 		return auth.HMACKey([]byte(cfg.TokenSecret)), nil
 	}
-	secret, path, created, err := auth.LoadOrCreateSecret(cfg.DataDir)
+	secret, err := auth.LoadOrCreateSecret(cfg.DataDir)
 	if err != nil {
 		return auth.SigningKey{}, err
 	}
-	if created {
-		fmt.Fprintf(cmd.ErrOrStderr(), "created a new token secret at %s; the server uses it when started with --data-dir %s\n", path, cfg.DataDir)
+	if secret.Warning != "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s: %s\n", secret.Path, secret.Warning)
 	}
-	return auth.HMACKey(secret), nil
+	if secret.Created {
+		fmt.Fprintf(cmd.ErrOrStderr(), "created a new token secret at %s; the server uses it when started with --data-dir %s\n", secret.Path, cfg.DataDir)
+	}
+	return auth.HMACKey(secret.Key), nil
 }
 
 // validPattern reports whether p is a channel name in which * and ? may

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/env/v2"
@@ -21,6 +22,11 @@ import (
 
 // EnvPrefix starts every environment variable the server reads.
 const EnvPrefix = "HERALD_"
+
+// MinAPIKeyLen is the shortest API key accepted, in characters. A key is a
+// bearer secret like the token secret (at least 32 bytes); 16 random
+// characters are beyond guessing, and a one-word key is not.
+const MinAPIKeyLen = 16
 
 // Config is the server configuration. Each field's key is the name of its
 // flag, in the config file too; its environment variable is the key in
@@ -55,6 +61,8 @@ type Config struct {
 	DataDir        string   `koanf:"data-dir"`
 	TokenSecret    string   `koanf:"token-secret"`
 	TokenPublicKey string   `koanf:"token-public-key"`
+	TokenAudience  string   `koanf:"token-audience"`
+	TokenIssuer    string   `koanf:"token-issuer"`
 	APIKeys        []string `koanf:"api-keys"`
 	APIMaxBody     int      `koanf:"api-max-body-bytes"`
 	AllowedOrigins []string `koanf:"allowed-origins"`
@@ -136,8 +144,8 @@ func RegisterFlags(fs *pflag.FlagSet) {
 	fs.String("tcp", d.TCP, "raw TCP listen address (newline-delimited JSON); empty disables it")
 	fs.Bool("insecure", d.Insecure, "development only: accept the user id a client declares, without a token")
 	fs.String("log-level", d.LogLevel, "log level: debug, info, warn or error")
-	fs.Duration("ping-interval", d.PingInterval, "how often the server pings each client")
-	fs.Duration("pong-timeout", d.PongTimeout, "how long past a ping interval a silent client is kept")
+	fs.Duration("ping-interval", d.PingInterval, "how often the server pings each client (whole seconds, at least 1s)")
+	fs.Duration("pong-timeout", d.PongTimeout, "how long past a ping interval a silent client is kept (whole seconds, at least 1s)")
 	fs.Duration("handshake-timeout", d.HandshakeTimeout, "time a new connection has to send a successful connect")
 	fs.Duration("shutdown-timeout", d.ShutdownTimeout, "how long a graceful shutdown may take")
 	fs.Int("max-frame-bytes", d.MaxFrameBytes, "largest frame or line a client may send")
@@ -157,7 +165,9 @@ func RegisterFlags(fs *pflag.FlagSet) {
 	fs.String("data-dir", d.DataDir, "directory for the generated token secret and stored data")
 	fs.String("token-secret", d.TokenSecret, "HS256 secret for connection tokens (default: generated in --data-dir)")
 	fs.String("token-public-key", d.TokenPublicKey, "PEM public key file for RS256 or ES256 connection tokens")
-	fs.StringSlice("api-keys", d.APIKeys, "server API keys (Authorization: Bearer KEY); several allow rotation")
+	fs.String("token-audience", d.TokenAudience, `refuse connection tokens whose "aud" claim does not contain this value (empty: not checked)`)
+	fs.String("token-issuer", d.TokenIssuer, `refuse connection tokens whose "iss" claim is not this value (empty: not checked)`)
+	fs.StringSlice("api-keys", d.APIKeys, "server API keys (Authorization: Bearer KEY), at least 16 characters each; several allow rotation")
 	fs.Int("api-max-body-bytes", d.APIMaxBody, "largest server API request body")
 	fs.StringSlice("allowed-origins", d.AllowedOrigins, "origins allowed to open WebSockets (scheme://host[:port], or *); default: same host only")
 	fs.String("tls-cert", d.TLSCert, "TLS certificate file (PEM); with --tls-key serves https/wss and TLS on TCP")
@@ -249,8 +259,10 @@ func (c Config) Validate() error {
 		}
 	}
 	check(c.HTTP != "", "http: a listen address is required")
-	check(c.PingInterval >= time.Second, "ping-interval: must be at least 1s, got %s", c.PingInterval)
-	check(c.PongTimeout >= time.Second, "pong-timeout: must be at least 1s, got %s", c.PongTimeout)
+	// Clients are told both in whole seconds (ping_interval, pong_timeout)
+	// and judge the connection dead by them, so they are whole seconds.
+	check(c.PingInterval >= time.Second && c.PingInterval%time.Second == 0, "ping-interval: must be whole seconds, at least 1s, got %s", c.PingInterval)
+	check(c.PongTimeout >= time.Second && c.PongTimeout%time.Second == 0, "pong-timeout: must be whole seconds, at least 1s, got %s", c.PongTimeout)
 	check(c.HandshakeTimeout > 0, "handshake-timeout: must be positive")
 	check(c.ShutdownTimeout > 0, "shutdown-timeout: must be positive")
 	check(c.MaxFrameBytes >= 256, "max-frame-bytes: must be at least 256, got %d", c.MaxFrameBytes)
@@ -271,6 +283,11 @@ func (c Config) Validate() error {
 	check((c.TLSCert == "") == (c.TLSKey == ""), "tls-cert and tls-key: give both or neither")
 	check(c.TokenSecret == "" || len(c.TokenSecret) >= 32, "token-secret: must be at least 32 bytes")
 	check(c.TokenSecret == "" || c.TokenPublicKey == "", "token-secret and token-public-key: give one, not both")
+	for i, k := range c.APIKeys {
+		// Name the key by position: the error goes to logs, the key must not.
+		n := utf8.RuneCountInString(k)
+		check(n >= MinAPIKeyLen, "api-keys: key %d of %d is too short (%d characters); each key needs at least %d (make one with: openssl rand -hex 32)", i+1, len(c.APIKeys), n, MinAPIKeyLen)
+	}
 	seen := map[string]bool{}
 	for _, ns := range c.Namespaces {
 		check(!seen[ns.Name], "namespaces: %q listed twice", ns.Name)

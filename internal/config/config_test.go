@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,14 +40,14 @@ http: 127.0.0.1:1000
 tcp: 127.0.0.1:1001
 ping-interval: 7s
 max-frame-bytes: 1000
-api-keys: [k1, k2]
+api-keys: [file-key-0123456789-1, file-key-0123456789-2]
 namespaces:
   - {name: news, subscribe: any, publish: server}
 `), 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := []string{"HERALD_CONFIG=" + file, "HERALD_TCP=127.0.0.1:2001", "HERALD_PING_INTERVAL=8s", "HERALD_API_KEYS=e1,e2", "OTHER=1"}
+	env := []string{"HERALD_CONFIG=" + file, "HERALD_TCP=127.0.0.1:2001", "HERALD_PING_INTERVAL=8s", "HERALD_API_KEYS=env-key-0123456789-1,env-key-0123456789-2", "OTHER=1"}
 	c, err := load(t, []string{"--ping-interval", "9s"}, env)
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +64,7 @@ namespaces:
 	if c.MaxFrameBytes != 1000 {
 		t.Errorf("max-frame-bytes from file: %d", c.MaxFrameBytes)
 	}
-	if len(c.APIKeys) != 2 || c.APIKeys[0] != "e1" || c.APIKeys[1] != "e2" {
+	if len(c.APIKeys) != 2 || c.APIKeys[0] != "env-key-0123456789-1" || c.APIKeys[1] != "env-key-0123456789-2" {
 		t.Errorf("api-keys from env: %q, want two keys", c.APIKeys)
 	}
 	if len(c.Namespaces) != 1 || c.Namespaces[0] != (Namespace{Name: "news", Subscribe: "any", Publish: "server"}) {
@@ -88,5 +89,69 @@ func TestInvalid(t *testing.T) {
 	}
 	if _, err := load(t, nil, []string{"HERALD_MAX_FRAME_BYTE=5"}); err == nil || !strings.Contains(err.Error(), "HERALD_MAX_FRAME_BYTE") {
 		t.Errorf("a misspelt variable: %v", err)
+	}
+}
+
+// A short API key is refused, naming the setting and which key, without
+// echoing any key into the log.
+func TestShortAPIKey(t *testing.T) {
+	long := strings.Repeat("k", MinAPIKeyLen)
+	for _, keys := range []string{"Q", long + ",ZZshortZZ", long + ",," + long} {
+		_, err := load(t, []string{"--api-keys", keys}, nil)
+		if err == nil || !strings.Contains(err.Error(), "api-keys") || !strings.Contains(err.Error(), fmt.Sprint(MinAPIKeyLen)) {
+			t.Errorf("--api-keys %q: want an error naming api-keys and the minimum, got %v", keys, err)
+			continue
+		}
+		for _, k := range strings.Split(keys, ",") {
+			if k != "" && strings.Contains(err.Error(), k) {
+				t.Errorf("--api-keys %q: the error echoes a key: %v", keys, err)
+			}
+		}
+	}
+	if _, err := load(t, nil, []string{"HERALD_API_KEYS=tinyQ"}); err == nil || !strings.Contains(err.Error(), "api-keys") {
+		t.Errorf("a short key from the environment: %v", err)
+	}
+	c, err := load(t, []string{"--api-keys", long + "," + long + "x"}, nil)
+	if err != nil || len(c.APIKeys) != 2 {
+		t.Errorf("keys of the minimum length: %v %q", err, c.APIKeys)
+	}
+}
+
+func TestTokenAudienceAndIssuer(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "herald.yaml")
+	if err := os.WriteFile(file, []byte("token-audience: from-file\ntoken-issuer: https://auth.example\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := load(t, []string{"--config", file}, nil)
+	if err != nil || c.TokenAudience != "from-file" || c.TokenIssuer != "https://auth.example" {
+		t.Fatalf("from the file: %v %q %q", err, c.TokenAudience, c.TokenIssuer)
+	}
+	c, err = load(t, []string{"--config", file, "--token-issuer", "flag-issuer"}, []string{"HERALD_TOKEN_AUDIENCE=env-audience"})
+	if err != nil || c.TokenAudience != "env-audience" || c.TokenIssuer != "flag-issuer" {
+		t.Fatalf("from env and flag: %v %q %q", err, c.TokenAudience, c.TokenIssuer)
+	}
+	if c, err := load(t, nil, nil); err != nil || c.TokenAudience != "" || c.TokenIssuer != "" {
+		t.Fatalf("defaults: %v %q %q", err, c.TokenAudience, c.TokenIssuer)
+	}
+}
+
+// Heartbeat settings are at least 1 s and whole seconds: clients are told
+// them in whole seconds, and a value rounded down would have a client
+// give up on a live connection.
+func TestHeartbeatSettings(t *testing.T) {
+	for _, args := range [][]string{
+		{"--ping-interval", "999ms"},
+		{"--pong-timeout", "999ms"},
+		{"--ping-interval", "0s"},
+		{"--ping-interval", "1500ms"},
+		{"--pong-timeout", "2.5s"},
+	} {
+		if _, err := load(t, args, nil); err == nil || !strings.Contains(err.Error(), args[0][2:]) {
+			t.Errorf("%v: want an error naming %s, got %v", args, args[0][2:], err)
+		}
+	}
+	c, err := load(t, []string{"--ping-interval", "1s", "--pong-timeout", "1m"}, nil)
+	if err != nil || c.PingInterval != time.Second || c.PongTimeout != time.Minute {
+		t.Fatalf("1s and 1m: %v %+v", err, c)
 	}
 }

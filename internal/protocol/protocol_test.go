@@ -30,7 +30,12 @@ func TestDecode(t *testing.T) {
 		{frame: `null`, code: CodeInvalidFrame},
 		{frame: `{"op":"ping"`, code: CodeInvalidFrame},
 		{frame: "{\"op\":\"ping\",\"x\":\"\xc3\x28\"}", code: CodeInvalidFrame},
-		{frame: `{"op":""}`, code: CodeMissingField},
+		// An absent (or null) field is missing; a present one that is
+		// empty is invalid, like any other malformed value.
+		{frame: `{"id":1}`, code: CodeMissingField},
+		{frame: `{"op":null}`, code: CodeMissingField},
+		{frame: `{"op":""}`, code: CodeUnknownOp},
+		{frame: `{"op":"ping","OP":""}`, code: CodeUnknownOp}, // keys match as encoding/json matches them
 		{frame: `{"op":"fly"}`, code: CodeUnknownOp},
 		{frame: `{"id":3,"op":true}`, code: CodeInvalidField, check: func(t *testing.T, r Request) {
 			if r.ID != 3 {
@@ -38,7 +43,19 @@ func TestDecode(t *testing.T) {
 			}
 		}},
 		{frame: `{"id":1.5,"op":"ping"}`, code: CodeInvalidField},
-		{frame: `{"op":"subscribe","channel":""}`, code: CodeMissingField},
+		{frame: `{"op":"subscribe"}`, code: CodeMissingField},
+		{frame: `{"op":"subscribe","channel":null}`, code: CodeMissingField},
+		{frame: `{"op":"subscribe","channel":""}`, code: CodeInvalidChannel},
+		{frame: `{"op":"unsubscribe","channel" : ""}`, code: CodeInvalidChannel},
+		{frame: `{"op":"publish","channel":"","data":1}`, code: CodeInvalidChannel},
+		{frame: `{"op":"publish","data":1,"note":""}`, code: CodeMissingField}, // an empty string elsewhere
+		{frame: `{"op":"send","data":1}`, code: CodeMissingField},
+		{frame: `{"op":"send","to":"","data":1}`, code: CodeInvalidUser},
+		{frame: `{"op":"connect","token":"t"}`},
+		{frame: `{"op":"connect","token":"t","user":null}`},
+		{frame: `{"op":"connect","token":"t","user":""}`, code: CodeInvalidUser},
+		{frame: `{"op":"connect","user":""}`, code: CodeInvalidUser},
+		{frame: `{"op":"connect"}`}, // whether a user is needed is the server's to say
 		{frame: `{"op":"subscribe","channel":"a b"}`, code: CodeInvalidChannel},
 		{frame: `{"op":"publish","channel":"a","data":null}`, code: CodeMissingField},
 		{frame: `{"op":"send","to":"x y","data":1}`, code: CodeInvalidUser},
@@ -140,6 +157,8 @@ func FuzzDecode(f *testing.F) {
 		`{"op":"broadcast","data":1e308}`,
 		`{"id":18446744073709551615,"op":"ping"}`,
 		`{"op":"subscribe","channel":"` + strings.Repeat("a", 200) + `"}`,
+		`{"op":"send","to":"","data":""}`,
+		`{"op":"","channel":""}`,
 		`[{"op":"ping"}]`,
 		"{\"op\":\"ping\"}\xff",
 	} {

@@ -60,7 +60,7 @@ func Decode(frame []byte) (Request, *Error) {
 		}
 		return Request{}, Errorf(CodeInvalidFrame, "malformed JSON: %v", err)
 	}
-	if e := req.validate(); e != nil {
+	if e := req.validate(trimmed); e != nil {
 		return req, e
 	}
 	// Data was validated by Unmarshal; JSON's only insignificant whitespace
@@ -76,46 +76,94 @@ func Decode(frame []byte) (Request, *Error) {
 	return req, nil
 }
 
-func (r *Request) validate() *Error {
+// validate checks the fields op needs. An absent or null field is
+// missing_field; a present one of the wrong form, the empty string
+// included, is unknown_op, invalid_channel or invalid_user. frame is the
+// decoded frame, read again only to tell an empty name from an absent one.
+func (r *Request) validate(frame []byte) *Error {
 	switch r.Op {
 	case "":
-		return Errorf(CodeMissingField, "field \"op\" is required")
-	case OpConnect:
-		if r.User != "" && !ValidUser(r.User) {
-			return Errorf(CodeInvalidUser, "user id %q is not valid: use 1-%d characters from A-Z a-z 0-9 _ - . @", r.User, MaxUserLen)
+		if !emptyString(frame, "op") {
+			return Errorf(CodeMissingField, "field \"op\" is required")
 		}
+	case OpConnect:
+		if r.User != "" || emptyString(frame, "user") {
+			return checkUser(r.User)
+		}
+		return nil
 	case OpSubscribe, OpUnsubscribe:
-		return r.needChannel()
+		return r.needChannel(frame)
 	case OpPublish:
-		if e := r.needChannel(); e != nil {
+		if e := r.needChannel(frame); e != nil {
 			return e
 		}
 		return r.needData()
 	case OpSend:
-		if r.To == "" {
+		if r.To == "" && !emptyString(frame, "to") {
 			return Errorf(CodeMissingField, "field \"to\" is required for %s", r.Op)
 		}
-		if !ValidUser(r.To) {
-			return Errorf(CodeInvalidUser, "user id %q is not valid: use 1-%d characters from A-Z a-z 0-9 _ - . @", r.To, MaxUserLen)
+		if e := checkUser(r.To); e != nil {
+			return e
 		}
 		return r.needData()
 	case OpBroadcast:
 		return r.needData()
 	case OpPing, OpPong:
-	default:
-		return Errorf(CodeUnknownOp, "unknown op %q", r.Op)
+		return nil
+	}
+	return Errorf(CodeUnknownOp, "unknown op %q: use connect, subscribe, unsubscribe, publish, send, broadcast, ping or pong", r.Op)
+}
+
+func checkUser(id string) *Error {
+	if !ValidUser(id) {
+		return Errorf(CodeInvalidUser, "user id %q is not valid: use 1-%d characters from A-Z a-z 0-9 _ - . @", id, MaxUserLen)
 	}
 	return nil
 }
 
-func (r *Request) needChannel() *Error {
-	if r.Channel == "" {
+func (r *Request) needChannel(frame []byte) *Error {
+	if r.Channel == "" && !emptyString(frame, "channel") {
 		return Errorf(CodeMissingField, "field \"channel\" is required for %s", r.Op)
 	}
 	if !ValidChannel(r.Channel) {
 		return InvalidChannel(r.Channel)
 	}
 	return nil
+}
+
+// emptyString reports whether frame, a JSON object that decoded into a
+// Request, has the string field name ("op", "user", "channel" or "to")
+// present and empty. A string field decodes the same whether it is
+// absent, null or "", so this is how the two are told apart. It costs a
+// second decode only for frames that hold an empty string at all: "" is
+// the one way to write one.
+func emptyString(frame []byte, name string) bool {
+	if !bytes.Contains(frame, []byte(`""`)) {
+		return false
+	}
+	// The same field names as Request, so that keys match as they did
+	// there (encoding/json ignores case).
+	var f struct {
+		Op      json.RawMessage `json:"op"`
+		User    json.RawMessage `json:"user"`
+		Channel json.RawMessage `json:"channel"`
+		To      json.RawMessage `json:"to"`
+	}
+	if json.Unmarshal(frame, &f) != nil {
+		return false
+	}
+	var v json.RawMessage
+	switch name {
+	case "op":
+		v = f.Op
+	case "user":
+		v = f.User
+	case "channel":
+		v = f.Channel
+	case "to":
+		v = f.To
+	}
+	return string(v) == `""`
 }
 
 func (r *Request) needData() *Error {

@@ -55,7 +55,7 @@ func errCode(out map[string]any) string {
 // WebSocket and TCP clients authenticated with tokens receive it all.
 func TestAPIPush(t *testing.T) {
 	srv := startServer(t, secureConfig(t))
-	api := apiClient{t, "http://" + srv.HTTPAddr().String(), "new-key"}
+	api := apiClient{t, "http://" + srv.HTTPAddr().String(), testNewKey}
 	alice := dialWS(t, srv)
 	alice.connectToken(hmacToken(t, "alice", nil, time.Hour))
 	bob := dialTCP(t, srv)
@@ -102,7 +102,7 @@ func TestAPIPush(t *testing.T) {
 
 func TestAPIPresenceAndControl(t *testing.T) {
 	srv := startServer(t, secureConfig(t))
-	api := apiClient{t, "http://" + srv.HTTPAddr().String(), "old-key"}
+	api := apiClient{t, "http://" + srv.HTTPAddr().String(), testOldKey}
 	tok, _ := mintWithInfo(t, "alice", `{"name":"Alice"}`)
 	a1 := dialWS(t, srv)
 	a1.connectToken(tok)
@@ -127,6 +127,14 @@ func TestAPIPresenceAndControl(t *testing.T) {
 	}
 	if out := api.ok("GET", "/v1/presence/channels/news%2Fsport", ""); out["channel"] != "news/sport" {
 		t.Fatalf("escaped slash in a channel: %v", out)
+	}
+	// A channel nobody is on: zeros and an empty list, not null.
+	out = api.ok("GET", "/v1/presence/channels/room:empty", "")
+	if members, ok := out["members"].([]any); !ok || len(members) != 0 || out["users"] != 0.0 || out["connections"] != 0.0 {
+		t.Fatalf("empty channel presence: %v", out)
+	}
+	if _, ok := api.ok("GET", "/v1/presence/users/nobody", "")["info"]; ok {
+		t.Fatal("offline presence has an info field")
 	}
 	if out := api.ok("GET", "/v1/stats", ""); out["connections"] != 3.0 || out["users"] != 2.0 || out["channels"] != 1.0 {
 		t.Fatalf("stats: %v", out)
@@ -167,7 +175,7 @@ func TestAPIPresenceAndControl(t *testing.T) {
 
 func TestAPIBadRequests(t *testing.T) {
 	srv := startServer(t, secureConfig(t))
-	api := apiClient{t, "http://" + srv.HTTPAddr().String(), "new-key"}
+	api := apiClient{t, "http://" + srv.HTTPAddr().String(), testNewKey}
 	cases := []struct {
 		method, path, body string
 		status             int
@@ -179,18 +187,26 @@ func TestAPIBadRequests(t *testing.T) {
 		{"POST", "/v1/publish", `{"channel":"room:1"}`, 400, "missing_field"},
 		{"POST", "/v1/publish", `{"channel":"room:1","data":null}`, 400, "missing_field"},
 		{"POST", "/v1/publish", `{"data":1}`, 400, "missing_field"},
+		{"POST", "/v1/publish", `{"channel":null,"data":1}`, 400, "missing_field"},
+		{"POST", "/v1/publish", `{"channel":"","data":1}`, 400, "invalid_channel"},
 		{"POST", "/v1/publish", `{"channel":"bad channel","data":1}`, 400, "invalid_channel"},
 		{"POST", "/v1/publish", `{"channel":7,"data":1}`, 400, "invalid_field"},
 		{"POST", "/v1/publish", `{"channel":"room:1","data":1,"extra":true}`, 400, "invalid_body"},
 		{"POST", "/v1/send", `{"data":1}`, 400, "missing_field"},
+		{"POST", "/v1/send", `{"to":null,"data":1}`, 400, "missing_field"},
+		{"POST", "/v1/send", `{"to":"","data":1}`, 400, "invalid_user"},
+		{"POST", "/v1/send", `{"users":["alice",""],"data":1}`, 400, "invalid_user"},
+		{"POST", "/v1/send", `{"to":"","users":["b"],"data":1}`, 400, "invalid_field"},
 		{"POST", "/v1/send", `{"to":"a","users":["b"],"data":1}`, 400, "invalid_field"},
 		{"POST", "/v1/send", `{"to":"not valid","data":1}`, 400, "invalid_user"},
 		{"POST", "/v1/send", `{"users":["ok","no way"],"data":1}`, 400, "invalid_user"},
 		{"GET", "/v1/presence/users/a%20b", ``, 400, "invalid_user"},
 		{"GET", "/v1/nothing", ``, 404, "not_found"},
 		{"POST", "/v1/users/alice/unsubscribe", `{}`, 400, "missing_field"},
+		{"POST", "/v1/users/alice/unsubscribe", `{"channel":""}`, 400, "invalid_channel"},
 		{"POST", "/v1/users/alice/unsubscribe", `{"channel":"a b"}`, 400, "invalid_channel"},
-		{"POST", "/v1/send", `{"users":[],"data":1}`, 400, "missing_field"},
+		{"POST", "/v1/send", `{"users":[],"data":1}`, 400, "invalid_field"},
+		{"POST", "/v1/send", `{"users":null,"data":1}`, 400, "missing_field"},
 		{"GET", "/v1/publish", ``, 405, "method_not_allowed"},
 		{"POST", "/v1/stats", ``, 405, "method_not_allowed"},
 		{"GET", "/v1/users/alice/disconnect", ``, 405, "method_not_allowed"},
@@ -236,5 +252,102 @@ func TestMetrics(t *testing.T) {
 		if !strings.Contains(string(b), want+"\n") && !strings.Contains(string(b), want+" ") {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+}
+
+// Data that is not valid UTF-8 is refused: relayed to a browser it would
+// fail the WebSocket of every subscriber. The subscriber sees nothing of it
+// and keeps receiving.
+func TestAPIRefusesInvalidUTF8(t *testing.T) {
+	srv := startServer(t, secureConfig(t))
+	api := apiClient{t, "http://" + srv.HTTPAddr().String(), testNewKey}
+	alice := dialWS(t, srv)
+	alice.connectToken(hmacToken(t, "alice", nil, time.Hour))
+	alice.subscribe("room:utf")
+
+	bad := "\"\xff\xfe\""
+	for _, tc := range []struct{ path, body string }{
+		{"/v1/publish", `{"channel":"room:utf","data":` + bad + `}`},
+		{"/v1/publish", `{"channel":"room:utf","data":{"text":"ok","note":` + bad + `}}`},
+		{"/v1/send", `{"to":"alice","data":` + bad + `}`},
+		{"/v1/send", `{"users":["alice"],"data":[` + bad + `]}`},
+		{"/v1/broadcast", `{"data":` + bad + `}`},
+	} {
+		status, out := api.do("POST", tc.path, tc.body)
+		if status != 400 || errCode(out) != "invalid_field" {
+			t.Errorf("POST %s %q: got %d %v, want 400 invalid_field", tc.path, tc.body, status, out)
+		}
+	}
+	// Escaped, the same characters are valid and pass.
+	api.ok("POST", "/v1/publish", `{"channel":"room:utf","data":"\u00ff\u00fe"}`)
+	if m := alice.expect("message"); string(m.Data) != `"\u00ff\u00fe"` {
+		t.Fatalf("subscriber got %s", m.raw)
+	}
+}
+
+// Outside /v1 too, every error is JSON in the API's shape: 404 for an
+// unknown path, 405 with Allow for a known one with another method. None
+// needs a key.
+func TestErrorsOutsideAPIAreJSON(t *testing.T) {
+	cfg := secureConfig(t)
+	cfg.Pprof = true
+	srv := startServer(t, cfg)
+	base := "http://" + srv.HTTPAddr().String()
+	cases := []struct {
+		method, path string
+		status       int
+		code, allow  string
+	}{
+		{"GET", "/", 404, "not_found", ""},
+		{"GET", "/nope", 404, "not_found", ""},
+		{"POST", "/v2/publish", 404, "not_found", ""},
+		{"GET", "/healthz/extra", 404, "not_found", ""},
+		{"POST", "/healthz", 405, "method_not_allowed", "GET"},
+		{"DELETE", "/healthz", 405, "method_not_allowed", "GET"},
+		{"POST", "/metrics", 405, "method_not_allowed", "GET"},
+		{"POST", "/ws", 405, "method_not_allowed", "GET"},
+	}
+	for _, tc := range cases {
+		req, _ := http.NewRequest(tc.method, base+tc.path, strings.NewReader("{}"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var out struct {
+			Error struct{ Code, Message string }
+		}
+		if err := json.Unmarshal(b, &out); err != nil {
+			t.Errorf("%s %s: body is not JSON: %q", tc.method, tc.path, b)
+			continue
+		}
+		if resp.StatusCode != tc.status || out.Error.Code != tc.code || out.Error.Message == "" {
+			t.Errorf("%s %s: got %d %s, want %d %s", tc.method, tc.path, resp.StatusCode, b, tc.status, tc.code)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("%s %s: content type %q", tc.method, tc.path, ct)
+		}
+		if got := resp.Header.Get("Allow"); got != tc.allow {
+			t.Errorf("%s %s: Allow %q, want %q", tc.method, tc.path, got, tc.allow)
+		}
+	}
+	// The endpoints themselves are unchanged.
+	if resp, err := http.Get(base + "/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz: %v %v", err, resp)
+	}
+	api := apiClient{t, base, testNewKey}
+	if status, out := api.do("GET", "/v1/nothing", ""); status != 404 || errCode(out) != "not_found" {
+		t.Fatalf("404 under /v1: %d %v", status, out)
+	}
+	req, _ := http.NewRequest("GET", base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+testNewKey)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("metrics with the key: %v %v", err, resp)
+	}
+	req, _ = http.NewRequest("GET", base+"/debug/pprof/", nil)
+	req.Header.Set("Authorization", "Bearer "+testNewKey)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("pprof with the key: %v %v", err, resp)
 	}
 }

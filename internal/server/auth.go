@@ -19,32 +19,36 @@ import (
 // directory on first start; an insecure one uses that secret only if it
 // already exists.
 func newVerifier(cfg config.Config, log *slog.Logger) (*auth.Verifier, error) {
+	checks := []auth.Option{auth.WithAudience(cfg.TokenAudience), auth.WithIssuer(cfg.TokenIssuer)}
 	switch {
 	case cfg.TokenPublicKey != "":
 		pem, err := os.ReadFile(cfg.TokenPublicKey)
 		if err != nil {
 			return nil, fmt.Errorf("token public key: %w", err)
 		}
-		v, err := auth.NewPublicKey(pem)
+		v, err := auth.NewPublicKey(pem, checks...)
 		if err != nil {
 			return nil, fmt.Errorf("token public key %s: %w", cfg.TokenPublicKey, err)
 		}
 		return v, nil
 	case cfg.TokenSecret != "":
-		return auth.NewHMAC([]byte(cfg.TokenSecret))
+		return auth.NewHMAC([]byte(cfg.TokenSecret), checks...)
 	case cfg.Insecure:
 		if _, err := os.Stat(filepath.Join(cfg.DataDir, auth.SecretFile)); err != nil {
 			return nil, nil
 		}
 	}
-	secret, path, created, err := auth.LoadOrCreateSecret(cfg.DataDir)
+	secret, err := auth.LoadOrCreateSecret(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	if created {
-		log.Info("created a token secret; mint a connection token with `herald token --user USER`", "path", path)
+	if secret.Warning != "" {
+		log.Warn(secret.Warning, "path", secret.Path)
 	}
-	return auth.NewHMAC(secret)
+	if secret.Created {
+		log.Info("created a token secret; mint a connection token with `herald token --user USER`", "path", secret.Path)
+	}
+	return auth.NewHMAC(secret.Key, checks...)
 }
 
 // Authenticate implements session.Node: a valid token, or in insecure mode
@@ -63,6 +67,10 @@ func (n node) Authenticate(_ context.Context, req *protocol.Request) (session.Id
 				msg = "a token is required: connect with {\"op\":\"connect\",\"token\":...}"
 			case errors.Is(err, auth.ErrExpired):
 				msg = "token has expired"
+			case errors.Is(err, auth.ErrAudience):
+				msg = "token is not for this server: its \"aud\" claim lacks the server's token-audience"
+			case errors.Is(err, auth.ErrIssuer):
+				msg = "token is not from this server's issuer: its \"iss\" claim is not the server's token-issuer"
 			}
 			s.log.Debug("connect refused", "err", err)
 			return session.Identity{}, protocol.Errorf(protocol.CodeUnauthorized, "%s", msg)

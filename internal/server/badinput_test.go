@@ -26,17 +26,22 @@ func TestBadInput(t *testing.T) {
 		{"plain text", `hello`, "invalid_frame"},
 		{"unknown op", `{"id":1,"op":"launch"}`, "unknown_op"},
 		{"missing op", `{"id":1}`, "missing_field"},
+		{"empty op", `{"id":1,"op":""}`, "unknown_op"},
 		{"op wrong type", `{"id":1,"op":7}`, "invalid_field"},
 		{"id wrong type", `{"id":"one","op":"ping"}`, "invalid_field"},
 		{"negative id", `{"id":-1,"op":"ping"}`, "invalid_field"},
 		{"channel wrong type", `{"id":1,"op":"subscribe","channel":["a"]}`, "invalid_field"},
 		{"missing channel", `{"id":1,"op":"subscribe"}`, "missing_field"},
+		{"null channel", `{"id":1,"op":"subscribe","channel":null}`, "missing_field"},
+		{"empty channel", `{"id":1,"op":"subscribe","channel":""}`, "invalid_channel"},
+		{"empty channel to publish", `{"id":1,"op":"publish","channel":"","data":1}`, "invalid_channel"},
 		{"invalid channel", `{"id":1,"op":"subscribe","channel":"has space"}`, "invalid_channel"},
 		{"channel too long", `{"id":1,"op":"subscribe","channel":"` + strings.Repeat("c", 129) + `"}`, "invalid_channel"},
 		{"missing data", `{"id":1,"op":"publish","channel":"room:calm"}`, "missing_field"},
 		{"null data", `{"id":1,"op":"publish","channel":"room:calm","data":null}`, "missing_field"},
 		{"missing to", `{"id":1,"op":"send","data":1}`, "missing_field"},
 		{"invalid to", `{"id":1,"op":"send","to":"a/b","data":1}`, "invalid_user"},
+		{"empty to", `{"id":1,"op":"send","to":"","data":1}`, "invalid_user"},
 		{"unsubscribe unknown", `{"id":1,"op":"unsubscribe","channel":"room:never"}`, "not_subscribed"},
 		{"connect twice", `{"id":1,"op":"connect","user":"again"}`, "already_connected"},
 	}
@@ -58,6 +63,10 @@ func TestBadInput(t *testing.T) {
 				c.writeRaw(`{"id":1,"op":"subscribe","channel":"room:calm"}`)
 				c.wantError("not_connected")
 				c.writeRaw(`{"id":2,"op":"connect","user":"bad user"}`)
+				c.wantError("invalid_user")
+				// An empty user id is malformed like any other: the
+				// frame is refused, the connection may try again.
+				c.writeRaw(`{"id":3,"op":"connect","user":""}`)
 				c.wantError("invalid_user")
 				c.connect("late")
 			})

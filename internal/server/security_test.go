@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -28,6 +29,12 @@ import (
 
 const testSecret = "0123456789abcdef0123456789abcdef-test"
 
+// API keys of the test servers; two, as in a rotation.
+const (
+	testOldKey = "old-key-0123456789abcdef"
+	testNewKey = "new-key-0123456789abcdef"
+)
+
 // secureConfig is a production-like configuration: tokens required, API
 // keys required.
 func secureConfig(t *testing.T) config.Config {
@@ -35,7 +42,7 @@ func secureConfig(t *testing.T) config.Config {
 	cfg.Insecure = false
 	cfg.DataDir = t.TempDir()
 	cfg.TokenSecret = testSecret
-	cfg.APIKeys = []string{"old-key", "new-key"}
+	cfg.APIKeys = []string{testOldKey, testNewKey}
 	cfg.ClientBroadcast = false
 	cfg.Namespaces = []config.Namespace{
 		{Name: "vip", Subscribe: config.SubscribeGrant, Publish: config.PublishClients},
@@ -121,6 +128,16 @@ func TestTokenAuthentication(t *testing.T) {
 		tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "alice"}).SignedString([]byte(testSecret))
 		c := dialWS(t, srv)
 		refused(t, c, c.connectToken(tok))
+	})
+	t.Run("empty user beside a token", func(t *testing.T) {
+		// A present user must be a valid id, as in insecure mode; the
+		// malformed frame is refused and the connection may try again.
+		c := dialWS(t, srv)
+		c.send(map[string]any{"op": "connect", "token": hmacToken(t, "alice", nil, time.Hour), "user": ""})
+		c.wantError("invalid_user")
+		if f := c.connectToken(hmacToken(t, "alice", nil, time.Hour)); f.Error != nil {
+			t.Fatalf("connect after the refused frame: %s", f.raw)
+		}
 	})
 	t.Run("claiming another user", func(t *testing.T) {
 		c := dialWS(t, srv)
@@ -377,7 +394,7 @@ func TestAPIAuthAndLimits(t *testing.T) {
 	if resp, code := call("wrong-key", ok); resp.StatusCode != 401 || code != "unauthorized" {
 		t.Fatalf("wrong key: %d %s", resp.StatusCode, code)
 	}
-	for _, key := range []string{"old-key", "new-key"} {
+	for _, key := range []string{testOldKey, testNewKey} {
 		if resp, _ := call(key, ok); resp.StatusCode != 200 {
 			t.Fatalf("key %s refused: %d", key, resp.StatusCode)
 		}
@@ -387,7 +404,7 @@ func TestAPIAuthAndLimits(t *testing.T) {
 		t.Fatalf("metrics without a key: %v %v", err, resp)
 	}
 	big := `{"channel":"room:1","data":"` + strings.Repeat("x", 4096) + `"}`
-	if resp, code := call("new-key", big); resp.StatusCode != 413 || code != "too_large" {
+	if resp, code := call(testNewKey, big); resp.StatusCode != 413 || code != "too_large" {
 		t.Fatalf("oversized body: %d %s", resp.StatusCode, code)
 	}
 
@@ -415,13 +432,127 @@ func TestGeneratedSecret(t *testing.T) {
 	if st.Mode().Perm() != 0o600 {
 		t.Fatalf("secret file mode %v", st.Mode().Perm())
 	}
-	secret, _, created, err := auth.LoadOrCreateSecret(cfg.DataDir)
-	if err != nil || created {
-		t.Fatalf("reload: %v created=%v", err, created)
+	secret, err := auth.LoadOrCreateSecret(cfg.DataDir)
+	if err != nil || secret.Created {
+		t.Fatalf("reload: %v created=%v", err, secret.Created)
 	}
-	tok, _ := auth.Mint(auth.HMACKey(bytes.TrimSpace(secret)), auth.Claims{}, "alice", time.Hour)
+	tok, _ := auth.Mint(auth.HMACKey(bytes.TrimSpace(secret.Key)), auth.Claims{}, "alice", time.Hour)
 	c := dialWS(t, srv)
 	if f := c.connectToken(tok); f.Error != nil {
 		t.Fatalf("token from the generated secret refused: %s", f.raw)
+	}
+}
+
+// A secret file that other users can read is used, and the log says so.
+func TestExposedSecretWarning(t *testing.T) {
+	cfg := secureConfig(t)
+	cfg.TokenSecret = ""
+	path := filepath.Join(cfg.DataDir, auth.SecretFile)
+	if err := os.WriteFile(path, []byte(testSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil { // past the umask
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	// The secret is read when the server is built.
+	if _, err := New(cfg, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+		t.Fatal(err)
+	}
+	line := ""
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "level=WARN") && strings.Contains(l, "token secret") {
+			line = l
+		}
+	}
+	if line == "" || !strings.Contains(line, path) || !strings.Contains(line, "0644") {
+		t.Fatalf("no warning naming the file and its mode; log:\n%s", logs.String())
+	}
+}
+
+// With token-audience and token-issuer set, only tokens that carry both
+// connect; any other is refused as unauthorized and the connection closed.
+func TestTokenAudienceAndIssuer(t *testing.T) {
+	cfg := secureConfig(t)
+	cfg.TokenAudience, cfg.TokenIssuer = "herald-prod", "https://auth.example"
+	srv := startServer(t, cfg)
+	tokenFor := func(aud []string, iss string) string {
+		t.Helper()
+		tok, err := auth.Mint(auth.HMACKey([]byte(testSecret)),
+			auth.Claims{RegisteredClaims: jwt.RegisteredClaims{Audience: aud, Issuer: iss}}, "alice", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			c := tr.dial(t, srv)
+			if f := c.connectToken(tokenFor([]string{"herald-prod"}, "https://auth.example")); f.Error != nil {
+				t.Fatalf("right audience and issuer refused: %s", f.raw)
+			}
+			for _, tc := range []struct {
+				name, want string
+				aud        []string
+				iss        string
+			}{
+				{"wrong audience", "aud", []string{"herald-staging"}, "https://auth.example"},
+				{"no audience", "aud", nil, "https://auth.example"},
+				{"audience in another case", "aud", []string{"Herald-Prod"}, "https://auth.example"},
+				{"wrong issuer", "iss", []string{"herald-prod"}, "https://evil.example"},
+				{"no issuer", "iss", []string{"herald-prod"}, ""},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					c := tr.dial(t, srv)
+					f := c.connectToken(tokenFor(tc.aud, tc.iss))
+					refused(t, c, f)
+					if !strings.Contains(f.Error.Message, `"`+tc.want+`"`) {
+						t.Errorf("the message does not name the %s claim: %s", tc.want, f.raw)
+					}
+				})
+			}
+		})
+	}
+}
+
+// Channels that differ only in case are different channels: a subscriber
+// to VIP:gold-1, which any user may join (namespace VIP is not listed),
+// sees nothing of vip:gold-1, which needs a grant; Room:1 is not room:1.
+func TestChannelNamesAreCaseSensitive(t *testing.T) {
+	srv := startServer(t, secureConfig(t))
+	api := apiClient{t, "http://" + srv.HTTPAddr().String(), testNewKey}
+	alice := dialWS(t, srv)
+	alice.connectToken(hmacToken(t, "alice", []string{"vip:gold*"}, time.Hour))
+	bob := dialTCP(t, srv)
+	bob.connectToken(hmacToken(t, "bob", nil, time.Hour))
+
+	if f := bob.replyTo(bob.send(map[string]any{"op": "subscribe", "channel": "vip:gold-1"})); f.Error == nil || f.Error.Code != "forbidden" {
+		t.Fatalf("bob subscribed to vip:gold-1 without a grant: %s", f.raw)
+	}
+	bob.subscribe("VIP:gold-1")
+	bob.subscribe("Room:1")
+	alice.subscribe("vip:gold-1")
+	alice.subscribe("room:1")
+
+	alice.reply(alice.send(map[string]any{"op": "publish", "channel": "vip:gold-1", "data": "client secret"}))
+	api.ok("POST", "/v1/publish", `{"channel":"vip:gold-1","data":"api secret"}`)
+	alice.reply(alice.send(map[string]any{"op": "publish", "channel": "room:1", "data": "lower"}))
+	bob.reply(bob.send(map[string]any{"op": "publish", "channel": "VIP:gold-1", "data": "upper"}))
+	bob.reply(bob.send(map[string]any{"op": "publish", "channel": "Room:1", "data": "upper room"}))
+
+	// Delivery is synchronous and each connection's frames keep their
+	// order, so a last message on a channel of each case closes the list:
+	// a message that crossed cases would come before it.
+	api.ok("POST", "/v1/publish", `{"channel":"room:1","data":"end"}`)
+	api.ok("POST", "/v1/publish", `{"channel":"Room:1","data":"end"}`)
+	for _, want := range []string{`"client secret"`, `"api secret"`, `"lower"`, `"end"`} {
+		if m := alice.expect("message"); string(m.Data) != want {
+			t.Fatalf("alice: want %s, got %s", want, m.raw)
+		}
+	}
+	for _, want := range []struct{ channel, data string }{{"VIP:gold-1", `"upper"`}, {"Room:1", `"upper room"`}, {"Room:1", `"end"`}} {
+		if m := bob.expect("message"); m.Channel != want.channel || string(m.Data) != want.data {
+			t.Fatalf("bob: want %s on %s, got %s", want.data, want.channel, m.raw)
+		}
 	}
 }

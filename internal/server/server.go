@@ -110,7 +110,26 @@ func (s *Server) routes() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
+	// Every error is JSON, outside /v1 as inside: a known path with
+	// another method is a 405 naming the method (the WebSocket endpoint's
+	// GET is served by the transport, which hands other methods here),
+	// anything else a 404. A pattern without a method takes the methods
+	// the one with a method does not.
+	for _, path := range []string{"/healthz", "/metrics", "/ws"} {
+		mux.Handle(path, methodNotAllowed("GET"))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		transport.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint: the server API is under /v1 (see /v1/openapi.json), WebSockets at /ws")
+	})
 	return mux
+}
+
+// methodNotAllowed answers a request whose method the path does not take.
+func methodNotAllowed(allow string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		transport.WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; use "+allow)
+	})
 }
 
 // Start opens the listeners and starts the background work. It returns once

@@ -46,7 +46,7 @@ func TestTLS(t *testing.T) {
 
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS}}
 	req, _ := http.NewRequest("POST", "https://"+srv.HTTPAddr().String()+"/v1/send", strings.NewReader(`{"to":"bob","data":"from the api"}`))
-	req.Header.Set("Authorization", "Bearer new-key")
+	req.Header.Set("Authorization", "Bearer "+testNewKey)
 	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatalf("https api: %v", err)
