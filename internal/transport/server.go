@@ -47,7 +47,7 @@ type Config struct {
 	// proceed; when it may not, it has written the HTTP error response.
 	AdmitWebSocket func(w http.ResponseWriter, r *http.Request) bool
 	// MaxOutboundBytes bounds the bytes queued for a TLS connection's
-	// writer goroutine.
+	// writer goroutine (and, outside Linux, in the event loop's buffers).
 	MaxOutboundBytes int
 	// HTTPConnsPerIP bounds the HTTP connections one address holds open
 	// at once (0: no bound).
@@ -169,6 +169,7 @@ func (s *Server) Start() error {
 	s.pool = newWorkerPool(4*runtime.GOMAXPROCS(0), 64<<10, s.log)
 	s.ws = nbhttp.NewEngine(nbhttp.Config{
 		Name:                    "herald-ws",
+		MaxWriteBufferSize:      s.cfg.MaxOutboundBytes,
 		ReleaseWebsocketPayload: true,
 		ReadBufferSize:          32 << 10,
 		ServerExecutor:          s.pool.Go,
@@ -261,11 +262,12 @@ func (s *Server) startTCP(ln *drainListener) error {
 		return nil
 	}
 	s.tcp = nbio.NewEngine(nbio.Config{
-		Name:           "herald-tcp",
-		Network:        "tcp",
-		Addrs:          []string{s.cfg.TCPAddr},
-		Listen:         preOpened(ln),
-		ReadBufferSize: 32 << 10,
+		Name:               "herald-tcp",
+		Network:            "tcp",
+		Addrs:              []string{s.cfg.TCPAddr},
+		Listen:             preOpened(ln),
+		ReadBufferSize:     32 << 10,
+		MaxWriteBufferSize: s.cfg.MaxOutboundBytes,
 	})
 	s.tcp.Execute = s.pool.Go
 	maxLine := s.mgr.Limits().MaxFrameBytes
