@@ -80,9 +80,10 @@ type Session struct {
 	lastPing atomic.Int64 // Unix nanoseconds of the last ping sent
 
 	// Fields below stateMu are changed only by the goroutine handling this
-	// session's frames and by the close path.
+	// session's frames and by the close path, under stateMu. state is also
+	// read without it, so that the sweeper never waits on a handler.
 	stateMu  sync.Mutex
-	state    state
+	state    atomic.Uint32 // a state
 	identity Identity
 	subs     []string
 	limiter  *rate.Limiter // all operations
@@ -234,10 +235,7 @@ func (s *Session) touch(now int64) { s.lastSeen.Store(now) }
 // tick runs the session's timers; the manager's sweeper calls it.
 func (s *Session) tick(now int64) {
 	l := &s.mgr.limits
-	s.stateMu.Lock()
-	st := s.state
-	s.stateMu.Unlock()
-	switch st {
+	switch s.loadState() {
 	case statePending:
 		if now-s.opened > int64(l.HandshakeTimeout) {
 			s.Close(protocol.DisconnectHandshakeTimeout)
@@ -257,12 +255,7 @@ func (s *Session) tick(now int64) {
 // Closed must be called by the transport exactly once when the connection
 // has ended, whatever the cause. It removes the session from the registry.
 func (s *Session) Closed(err error) {
-	s.stateMu.Lock()
-	was := s.state
-	s.state = stateClosed
-	subs := s.subs
-	s.subs = nil
-	s.stateMu.Unlock()
+	was, subs := s.markClosed()
 	if was == stateClosed {
 		return
 	}
