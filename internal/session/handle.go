@@ -136,21 +136,13 @@ func (s *Session) unsubscribe(req *protocol.Request) {
 	s.succeed(req.ID, nil)
 }
 
-// Unsubscribed records that the server removed the session from channel (on
-// the server API's request); it returns false if it was not subscribed.
-func (s *Session) Unsubscribed(channel string) bool {
-	s.stateMu.Lock()
-	defer s.stateMu.Unlock()
-	for i, ch := range s.subs {
-		if ch == channel {
-			last := len(s.subs) - 1
-			s.subs[i] = s.subs[last]
-			s.subs = s.subs[:last]
-			return true
-		}
-	}
-	return false
-}
+// Unsubscribe removes the session from channel on the server's initiative
+// (the server API's): from the registry and from the session's list in one
+// step, as a client's unsubscribe does, so that a subscribe from the client
+// at the same moment sees both changes or neither. It returns false if the
+// session was not subscribed. The caller then delivers the unsubscribed
+// push.
+func (s *Session) Unsubscribe(channel string) bool { return s.dropSubscription(channel) }
 
 func (s *Session) succeed(id uint64, result any) {
 	s.clearStrikes()
