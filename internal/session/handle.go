@@ -15,8 +15,18 @@ import (
 func (s *Session) HandleFrame(frame []byte) {
 	s.touch(time.Now().UnixNano())
 	s.mgr.metrics.FramesIn.Add(1)
+	st := s.loadState()
+	if st == stateRefused {
+		return
+	}
 	req, perr := protocol.Decode(frame)
 	if perr != nil {
+		if st == statePending && req.Op == protocol.OpConnect {
+			// A connect the server cannot even read (a malformed user id,
+			// a field of the wrong type) fails like any other connect.
+			s.refuse(req.ID, perr, protocol.DisconnectUnauthorized)
+			return
+		}
 		s.fail(req.ID, perr)
 		return
 	}
@@ -27,6 +37,9 @@ func (s *Session) HandleFrame(frame []byte) {
 // use.
 func (s *Session) HandleBinary() {
 	s.touch(time.Now().UnixNano())
+	if s.loadState() == stateRefused {
+		return
+	}
 	s.fail(0, protocol.Errorf(protocol.CodeBinaryNotSupported, "binary frames are not supported; send JSON in text frames"))
 }
 
@@ -88,14 +101,12 @@ func (s *Session) handle(req *protocol.Request) {
 func (s *Session) connect(req *protocol.Request) {
 	id, perr := s.mgr.node.Authenticate(s.mgr.ctx, req)
 	if perr != nil {
-		s.reply(req.ID, nil, perr)
-		s.Close(protocol.DisconnectUnauthorized)
+		s.refuse(req.ID, perr, protocol.DisconnectUnauthorized)
 		return
 	}
 	active, perr := s.activate(id)
 	if perr != nil {
-		s.reply(req.ID, nil, perr)
-		s.Close(protocol.DisconnectTooManyConns)
+		s.refuse(req.ID, perr, protocol.DisconnectTooManyConns)
 		return
 	}
 	if !active {
@@ -116,6 +127,16 @@ func (s *Session) connect(req *protocol.Request) {
 			MaxSubscriptions: l.MaxSubscriptions,
 		},
 	})
+}
+
+// refuse ends a connection whose connect failed: the error reply, then
+// disconnect d. A failed connect is final, so nothing the client sends after
+// it is handled, not even another connect.
+func (s *Session) refuse(id uint64, perr *protocol.Error, d protocol.Disconnect) {
+	s.mgr.metrics.Errors.Add(1)
+	s.markRefused()
+	s.reply(id, nil, perr)
+	s.Close(d)
 }
 
 func (s *Session) subscribe(req *protocol.Request) {
@@ -191,6 +212,15 @@ func (s *Session) activate(id Identity) (bool, *protocol.Error) {
 	s.lastPing.Store(time.Now().UnixNano())
 	s.state.Store(uint32(stateActive))
 	return true, nil
+}
+
+// markRefused moves a pending session to stateRefused.
+func (s *Session) markRefused() {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	if s.loadState() == statePending {
+		s.state.Store(uint32(stateRefused))
+	}
 }
 
 // addSubscription subscribes the active session to channel. The node's add

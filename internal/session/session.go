@@ -65,6 +65,7 @@ type state uint8
 const (
 	statePending state = iota // waiting for connect
 	stateActive
+	stateRefused // connect failed: its disconnect is on the way; frames are ignored
 	stateClosed
 )
 
