@@ -13,6 +13,7 @@ import (
 // message or one line). The transport calls it for one session at a time,
 // in arrival order.
 func (s *Session) HandleFrame(frame []byte) {
+	defer s.closeOnPanic()
 	s.touch(time.Now().UnixNano())
 	s.mgr.metrics.FramesIn.Add(1)
 	st := s.loadState()
@@ -31,6 +32,17 @@ func (s *Session) HandleFrame(frame []byte) {
 		return
 	}
 	s.handle(&req)
+}
+
+// closeOnPanic ends the connection as a server error if its handler
+// panics, then lets the panic go on to the transport, which logs it. After
+// a panic the session's view of its subscriptions and the registry's may
+// disagree; a client that reconnects starts both afresh.
+func (s *Session) closeOnPanic() {
+	if r := recover(); r != nil {
+		s.Close(protocol.DisconnectServerError)
+		panic(r)
+	}
 }
 
 // HandleBinary reports a binary WebSocket frame, which the protocol does not
@@ -239,15 +251,20 @@ func (s *Session) addSubscription(channel string) (bool, *protocol.Error) {
 	if max := s.mgr.limits.MaxSubscriptions; max > 0 && len(s.subs) >= max {
 		return true, protocol.Errorf(protocol.CodeTooManySubscription, "a connection may subscribe to at most %d channels", max)
 	}
+	// Listed before the node adds it, so that the close path unregisters
+	// the channel whatever the node did, even if it panicked halfway.
+	s.subs = append(s.subs, channel)
 	if perr := s.mgr.node.Subscribe(s.mgr.ctx, s, channel); perr != nil {
+		s.subs = s.subs[:len(s.subs)-1]
 		return true, perr
 	}
-	s.subs = append(s.subs, channel)
 	return true, nil
 }
 
 // dropSubscription removes channel from the node and from the list in one
 // step under stateMu; it returns false if the session was not subscribed.
+// The list keeps the channel until the node has removed it, so that the
+// close path unregisters it even if the node panicked.
 func (s *Session) dropSubscription(channel string) bool {
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()

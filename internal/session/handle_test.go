@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"slices"
@@ -122,17 +121,6 @@ func handleRecovered(s *Session, frame string) (panicked any) {
 	return nil
 }
 
-// isReplyTo matches the reply to id.
-func isReplyTo(id uint64) func(string) bool {
-	return func(raw string) bool {
-		var f struct {
-			Type string `json:"type"`
-			ID   uint64 `json:"id"`
-		}
-		return json.Unmarshal([]byte(raw), &f) == nil && f.Type == "reply" && f.ID == id
-	}
-}
-
 // within runs fn and fails the test if it has not returned after d: a
 // session lock left held would block it forever.
 func within(t *testing.T, d time.Duration, what string, fn func()) {
@@ -151,19 +139,22 @@ func within(t *testing.T, d time.Duration, what string, fn func()) {
 
 // A panic in any handler, recovered as the transport's worker pool does,
 // leaves no session lock held: the sweeper's tick, further frames and the
-// close path all proceed.
+// close path all proceed. The connection is ended as a server error, and
+// its close unregisters every channel the hub may hold it in.
 func TestHandlerPanicLeavesNoLockHeld(t *testing.T) {
+	connect := `{"id":1,"op":"connect","user":"u"}`
 	cases := []struct {
 		method string
 		setup  []string // frames before the one that panics
 		frame  string
+		subs   []string // channels the close must unregister
 	}{
-		{"Authenticate", nil, `{"id":1,"op":"connect","user":"u"}`},
-		{"Register", nil, `{"id":1,"op":"connect","user":"u"}`},
-		{"Subscribe", []string{`{"id":1,"op":"connect","user":"u"}`}, `{"id":2,"op":"subscribe","channel":"c"}`},
-		{"Unsubscribe", []string{`{"id":1,"op":"connect","user":"u"}`, `{"id":2,"op":"subscribe","channel":"c"}`},
-			`{"id":3,"op":"unsubscribe","channel":"c"}`},
-		{"Route", []string{`{"id":1,"op":"connect","user":"u"}`}, `{"id":2,"op":"publish","channel":"c","data":1}`},
+		{"Authenticate", nil, connect, nil},
+		{"Register", nil, connect, nil},
+		{"Subscribe", []string{connect}, `{"id":2,"op":"subscribe","channel":"c"}`, []string{"c", "d"}},
+		{"Unsubscribe", []string{connect, `{"id":2,"op":"subscribe","channel":"c"}`},
+			`{"id":3,"op":"unsubscribe","channel":"c"}`, []string{"c", "d"}},
+		{"Route", []string{connect}, `{"id":2,"op":"publish","channel":"c","data":1}`, []string{"d"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.method, func(t *testing.T) {
@@ -182,11 +173,31 @@ func TestHandlerPanicLeavesNoLockHeld(t *testing.T) {
 
 			within(t, 5*time.Second, "tick", func() { s.tick(time.Now().UnixNano()) })
 			within(t, 5*time.Second, "another frame", func() {
-				handleRecovered(s, `{"id":9,"op":"subscribe","channel":"d"}`)
-				handleRecovered(s, `{"id":10,"op":"ping"}`)
+				if p := handleRecovered(s, `{"id":9,"op":"subscribe","channel":"d"}`); p != nil {
+					t.Errorf("a frame after the panic panicked: %v", p)
+				}
 			})
-			waitFor(t, func() bool { return slices.ContainsFunc(tr.written(), isReplyTo(10)) })
 			within(t, 5*time.Second, "Closed", func() { s.Closed(nil) })
+
+			waitFor(t, func() bool { return tr.closed.Load() != nil })
+			if d := tr.closed.Load(); *d != protocol.DisconnectServerError {
+				t.Fatalf("closed with %+v, want server_error", d)
+			}
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			if tc.subs == nil {
+				if len(n.unregistered) != 0 {
+					t.Fatalf("a session never registered was unregistered")
+				}
+				return
+			}
+			if len(n.unregistered) != 1 {
+				t.Fatalf("a registered session was unregistered %d times", len(n.unregistered))
+			}
+			got := slices.Sorted(slices.Values(n.unregistered[0]))
+			if !slices.Equal(got, tc.subs) {
+				t.Fatalf("the close unregistered %q, want %q", got, tc.subs)
+			}
 		})
 	}
 }
