@@ -52,8 +52,12 @@ func (b backend) UnsubscribeUser(user, channel string) int {
 	f := protocol.UnsubscribedFrame(channel)
 	for _, sub := range b.hub.UserConnections(user) {
 		s := sub.(*session.Session)
-		if s.Unsubscribed(channel) {
-			b.hub.Unsubscribe(s, channel)
+		// The session leaves the hub and its own list under its state
+		// lock: removing the hub entry after that lock is released lets a
+		// concurrent subscribe from the client re-list the channel while
+		// its hub add is a no-op, and the connection would never receive
+		// the channel again.
+		if s.Unsubscribe(channel) {
 			s.Deliver(f)
 			n++
 		}

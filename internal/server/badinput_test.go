@@ -64,11 +64,10 @@ func TestBadInput(t *testing.T) {
 				c.wantError("not_connected")
 				c.writeRaw(`{"id":2,"op":"connect","user":"bad user"}`)
 				c.wantError("invalid_user")
-				// An empty user id is malformed like any other: the
-				// frame is refused, the connection may try again.
-				c.writeRaw(`{"id":3,"op":"connect","user":""}`)
-				c.wantError("invalid_user")
-				c.connect("late")
+				// A failed connect is final, even one the server cannot read.
+				if d := c.expectClosed(3 * time.Second); d == nil || d.Code != 3502 || d.Reconnect {
+					t.Fatalf("want disconnect 3502, got %+v", d)
+				}
 			})
 
 			t.Run("connect without user in insecure mode", func(t *testing.T) {

@@ -130,13 +130,13 @@ func TestTokenAuthentication(t *testing.T) {
 		refused(t, c, c.connectToken(tok))
 	})
 	t.Run("empty user beside a token", func(t *testing.T) {
-		// A present user must be a valid id, as in insecure mode; the
-		// malformed frame is refused and the connection may try again.
+		// A present user must be a valid id, as in insecure mode; like
+		// every failed connect, the refusal is final.
 		c := dialWS(t, srv)
 		c.send(map[string]any{"op": "connect", "token": hmacToken(t, "alice", nil, time.Hour), "user": ""})
 		c.wantError("invalid_user")
-		if f := c.connectToken(hmacToken(t, "alice", nil, time.Hour)); f.Error != nil {
-			t.Fatalf("connect after the refused frame: %s", f.raw)
+		if d := c.expectClosed(3 * time.Second); d == nil || d.Code != 3502 {
+			t.Fatalf("want disconnect 3502, got %+v", d)
 		}
 	})
 	t.Run("claiming another user", func(t *testing.T) {

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"slices"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -12,20 +13,45 @@ import (
 // message or one line). The transport calls it for one session at a time,
 // in arrival order.
 func (s *Session) HandleFrame(frame []byte) {
+	defer s.closeOnPanic()
 	s.touch(time.Now().UnixNano())
 	s.mgr.metrics.FramesIn.Add(1)
+	st := s.loadState()
+	if st == stateRefused {
+		return
+	}
 	req, perr := protocol.Decode(frame)
 	if perr != nil {
+		if st == statePending && req.Op == protocol.OpConnect {
+			// A connect the server cannot even read (a malformed user id,
+			// a field of the wrong type) fails like any other connect.
+			s.refuse(req.ID, perr, protocol.DisconnectUnauthorized)
+			return
+		}
 		s.fail(req.ID, perr)
 		return
 	}
 	s.handle(&req)
 }
 
+// closeOnPanic ends the connection as a server error if its handler
+// panics, then lets the panic go on to the transport, which logs it. After
+// a panic the session's view of its subscriptions and the registry's may
+// disagree; a client that reconnects starts both afresh.
+func (s *Session) closeOnPanic() {
+	if r := recover(); r != nil {
+		s.Close(protocol.DisconnectServerError)
+		panic(r)
+	}
+}
+
 // HandleBinary reports a binary WebSocket frame, which the protocol does not
 // use.
 func (s *Session) HandleBinary() {
 	s.touch(time.Now().UnixNano())
+	if s.loadState() == stateRefused {
+		return
+	}
 	s.fail(0, protocol.Errorf(protocol.CodeBinaryNotSupported, "binary frames are not supported; send JSON in text frames"))
 }
 
@@ -40,13 +66,10 @@ func (s *Session) HandleOversize() {
 }
 
 func (s *Session) handle(req *protocol.Request) {
-	s.stateMu.Lock()
-	st := s.state
-	s.stateMu.Unlock()
-
 	if req.Op == protocol.OpPong {
 		return
 	}
+	st := s.loadState()
 	if st == statePending {
 		if req.Op != protocol.OpConnect {
 			s.fail(req.ID, protocol.Errorf(protocol.CodeNotConnected, "send connect first"))
@@ -90,28 +113,18 @@ func (s *Session) handle(req *protocol.Request) {
 func (s *Session) connect(req *protocol.Request) {
 	id, perr := s.mgr.node.Authenticate(s.mgr.ctx, req)
 	if perr != nil {
-		s.reply(req.ID, nil, perr)
-		s.Close(protocol.DisconnectUnauthorized)
+		s.refuse(req.ID, perr, protocol.DisconnectUnauthorized)
 		return
 	}
-	s.stateMu.Lock()
-	if s.state != statePending {
-		s.stateMu.Unlock()
+	active, perr := s.activate(id)
+	if perr != nil {
+		s.refuse(req.ID, perr, protocol.DisconnectTooManyConns)
 		return
 	}
-	s.identity = id
-	if perr := s.mgr.node.Register(s); perr != nil {
-		s.stateMu.Unlock()
-		s.reply(req.ID, nil, perr)
-		s.Close(protocol.DisconnectTooManyConns)
+	if !active {
 		return
 	}
-	s.state = stateActive
 	l := &s.mgr.limits
-	s.limiter = rate.NewLimiter(rate.Limit(l.OpsPerSecond), l.OpsBurst)
-	s.pubRate = rate.NewLimiter(rate.Limit(l.PublishPerSecond), l.PublishBurst)
-	s.lastPing.Store(time.Now().UnixNano())
-	s.stateMu.Unlock()
 	s.succeed(req.ID, protocol.ConnectResult{
 		Client:       s.ClientID(),
 		User:         id.User,
@@ -128,81 +141,44 @@ func (s *Session) connect(req *protocol.Request) {
 	})
 }
 
+// refuse ends a connection whose connect failed: the error reply, then
+// disconnect d. A failed connect is final, so nothing the client sends after
+// it is handled, not even another connect.
+func (s *Session) refuse(id uint64, perr *protocol.Error, d protocol.Disconnect) {
+	s.mgr.metrics.Errors.Add(1)
+	s.markRefused()
+	s.reply(id, nil, perr)
+	s.Close(d)
+}
+
 func (s *Session) subscribe(req *protocol.Request) {
-	s.stateMu.Lock()
-	if s.state != stateActive {
-		s.stateMu.Unlock()
-		return
-	}
-	for _, ch := range s.subs {
-		if ch == req.Channel {
-			s.stateMu.Unlock()
-			s.succeed(req.ID, nil)
-			return
-		}
-	}
-	if max := s.mgr.limits.MaxSubscriptions; max > 0 && len(s.subs) >= max {
-		s.stateMu.Unlock()
-		s.fail(req.ID, protocol.Errorf(protocol.CodeTooManySubscription, "a connection may subscribe to at most %d channels", max))
-		return
-	}
-	// The hub add happens under stateMu so that a concurrent close cannot
-	// miss this subscription when it unregisters.
-	perr := s.mgr.node.Subscribe(s.mgr.ctx, s, req.Channel)
-	if perr == nil {
-		s.subs = append(s.subs, req.Channel)
-	}
-	s.stateMu.Unlock()
-	if perr != nil {
+	active, perr := s.addSubscription(req.Channel)
+	switch {
+	case perr != nil:
 		s.fail(req.ID, perr)
-		return
+	case active:
+		s.succeed(req.ID, nil)
 	}
-	s.succeed(req.ID, nil)
 }
 
 func (s *Session) unsubscribe(req *protocol.Request) {
-	s.stateMu.Lock()
-	found := -1
-	for i, ch := range s.subs {
-		if ch == req.Channel {
-			found = i
-			break
-		}
-	}
-	if found >= 0 {
-		s.mgr.node.Unsubscribe(s, req.Channel)
-		last := len(s.subs) - 1
-		s.subs[found] = s.subs[last]
-		s.subs = s.subs[:last]
-	}
-	s.stateMu.Unlock()
-	if found < 0 {
+	if !s.dropSubscription(req.Channel) {
 		s.fail(req.ID, protocol.Errorf(protocol.CodeNotSubscribed, "not subscribed to %q", req.Channel))
 		return
 	}
 	s.succeed(req.ID, nil)
 }
 
-// Unsubscribed records that the server removed the session from channel (on
-// the server API's request); it returns false if it was not subscribed.
-func (s *Session) Unsubscribed(channel string) bool {
-	s.stateMu.Lock()
-	defer s.stateMu.Unlock()
-	for i, ch := range s.subs {
-		if ch == channel {
-			last := len(s.subs) - 1
-			s.subs[i] = s.subs[last]
-			s.subs = s.subs[:last]
-			return true
-		}
-	}
-	return false
-}
+// Unsubscribe removes the session from channel on the server's initiative
+// (the server API's): from the registry and from the session's list in one
+// step, as a client's unsubscribe does, so that a subscribe from the client
+// at the same moment sees both changes or neither. It returns false if the
+// session was not subscribed. The caller then delivers the unsubscribed
+// push.
+func (s *Session) Unsubscribe(channel string) bool { return s.dropSubscription(channel) }
 
 func (s *Session) succeed(id uint64, result any) {
-	s.stateMu.Lock()
-	s.strikes, s.limited = 0, 0
-	s.stateMu.Unlock()
+	s.clearStrikes()
 	if id != 0 {
 		s.reply(id, result, nil)
 	}
@@ -213,26 +189,129 @@ func (s *Session) succeed(id uint64, result any) {
 func (s *Session) fail(id uint64, perr *protocol.Error) {
 	s.mgr.metrics.Errors.Add(1)
 	s.reply(id, nil, perr)
-	l := &s.mgr.limits
-	s.stateMu.Lock()
-	var over bool
-	if perr.Code == protocol.CodeRateLimited {
-		// Being slowed down is not a violation: a client resubscribing
-		// after a reconnect may well outrun the burst. A client that
-		// keeps going past a second burst without one success is
-		// flooding.
-		s.limited++
-		over = s.limited > l.OpsBurst
-	} else {
-		s.strikes++
-		over = l.MaxStrikes > 0 && s.strikes >= l.MaxStrikes
-	}
-	s.stateMu.Unlock()
-	if over {
+	if s.strike(perr.Code) {
 		s.Close(protocol.DisconnectProtocolViolation)
 	}
 }
 
 func (s *Session) reply(id uint64, result any, perr *protocol.Error) {
 	s.Deliver(protocol.ReplyFrame(id, result, perr))
+}
+
+// The methods below make the session's state changes under stateMu. Each
+// releases it by defer, so that a panic in a handler or in the node (which
+// the transport recovers) leaves it free for the sweeper and the close
+// path. Under stateMu they may call the node, which takes hub locks, as the
+// lock order allows.
+
+func (s *Session) loadState() state { return state(s.state.Load()) }
+
+// activate registers the pending session as id and makes it active. It
+// returns false and no error when the session is no longer pending.
+func (s *Session) activate(id Identity) (bool, *protocol.Error) {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	if s.loadState() != statePending {
+		return false, nil
+	}
+	s.identity = id
+	if perr := s.mgr.node.Register(s); perr != nil {
+		return false, perr
+	}
+	l := &s.mgr.limits
+	s.limiter = rate.NewLimiter(rate.Limit(l.OpsPerSecond), l.OpsBurst)
+	s.pubRate = rate.NewLimiter(rate.Limit(l.PublishPerSecond), l.PublishBurst)
+	s.lastPing.Store(time.Now().UnixNano())
+	s.state.Store(uint32(stateActive))
+	return true, nil
+}
+
+// markRefused moves a pending session to stateRefused.
+func (s *Session) markRefused() {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	if s.loadState() == statePending {
+		s.state.Store(uint32(stateRefused))
+	}
+}
+
+// addSubscription subscribes the active session to channel. The node's add
+// and the list's happen under stateMu, so that a concurrent close cannot
+// miss the subscription when it unregisters. It returns false and no error
+// when the session is not active.
+func (s *Session) addSubscription(channel string) (bool, *protocol.Error) {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	if s.loadState() != stateActive {
+		return false, nil
+	}
+	if slices.Contains(s.subs, channel) {
+		return true, nil
+	}
+	if max := s.mgr.limits.MaxSubscriptions; max > 0 && len(s.subs) >= max {
+		return true, protocol.Errorf(protocol.CodeTooManySubscription, "a connection may subscribe to at most %d channels", max)
+	}
+	// Listed before the node adds it, so that the close path unregisters
+	// the channel whatever the node did, even if it panicked halfway.
+	s.subs = append(s.subs, channel)
+	if perr := s.mgr.node.Subscribe(s.mgr.ctx, s, channel); perr != nil {
+		s.subs = s.subs[:len(s.subs)-1]
+		return true, perr
+	}
+	return true, nil
+}
+
+// dropSubscription removes channel from the node and from the list in one
+// step under stateMu; it returns false if the session was not subscribed.
+// The list keeps the channel until the node has removed it, so that the
+// close path unregisters it even if the node panicked.
+func (s *Session) dropSubscription(channel string) bool {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	i := slices.Index(s.subs, channel)
+	if i < 0 {
+		return false
+	}
+	s.mgr.node.Unsubscribe(s, channel)
+	last := len(s.subs) - 1
+	s.subs[i] = s.subs[last]
+	s.subs[last] = ""
+	s.subs = s.subs[:last]
+	return true
+}
+
+// markClosed moves the session to stateClosed and hands back the state it
+// was in and its subscriptions, for the close path to unregister.
+func (s *Session) markClosed() (state, []string) {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	was := s.loadState()
+	s.state.Store(uint32(stateClosed))
+	subs := s.subs
+	s.subs = nil
+	return was, subs
+}
+
+func (s *Session) clearStrikes() {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	s.strikes, s.limited = 0, 0
+}
+
+// strike counts a failed operation and reports whether the connection has
+// now failed too often.
+func (s *Session) strike(code protocol.Code) bool {
+	l := &s.mgr.limits
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	if code == protocol.CodeRateLimited {
+		// Being slowed down is not a violation: a client resubscribing
+		// after a reconnect may well outrun the burst. A client that
+		// keeps going past a second burst without one success is
+		// flooding.
+		s.limited++
+		return s.limited > l.OpsBurst
+	}
+	s.strikes++
+	return l.MaxStrikes > 0 && s.strikes >= l.MaxStrikes
 }

@@ -71,6 +71,7 @@ type state uint8
 const (
 	statePending state = iota // waiting for connect
 	stateActive
+	stateRefused // connect failed: its disconnect is on the way; frames are ignored
 	stateClosed
 )
 
@@ -86,9 +87,10 @@ type Session struct {
 	lastPing atomic.Int64 // Unix nanoseconds of the last ping sent
 
 	// Fields below stateMu are changed only by the goroutine handling this
-	// session's frames and by the close path.
+	// session's frames and by the close path, under stateMu. state is also
+	// read without it, so that the sweeper never waits on a handler.
 	stateMu  sync.Mutex
-	state    state
+	state    atomic.Uint32 // a state
 	identity Identity
 	subs     []string
 	limiter  *rate.Limiter // all operations
@@ -344,10 +346,7 @@ func (s *Session) tick(now int64) {
 		s.abort(protocol.DisconnectSlowConsumer)
 		return
 	}
-	s.stateMu.Lock()
-	st := s.state
-	s.stateMu.Unlock()
-	switch st {
+	switch s.loadState() {
 	case statePending:
 		if now-s.opened > int64(l.HandshakeTimeout) {
 			s.Close(protocol.DisconnectHandshakeTimeout)
@@ -367,12 +366,7 @@ func (s *Session) tick(now int64) {
 // Closed must be called by the transport exactly once when the connection
 // has ended, whatever the cause. It removes the session from the registry.
 func (s *Session) Closed(err error) {
-	s.stateMu.Lock()
-	was := s.state
-	s.state = stateClosed
-	subs := s.subs
-	s.subs = nil
-	s.stateMu.Unlock()
+	was, subs := s.markClosed()
 	if was == stateClosed {
 		return
 	}
