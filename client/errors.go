@@ -119,7 +119,7 @@ const (
 	DisconnectReconnect          = 3007 // the server asks the client to reconnect
 	DisconnectProtocolViolation  = 3500 // too many failed operations in a row
 	DisconnectFrameTooLarge      = 3501 // a frame or line over the size limit
-	DisconnectUnauthorized       = 3502 // connect failed: bad or missing credentials
+	DisconnectUnauthorized       = 3502 // connect failed: bad, missing or malformed credentials or connect frame
 	DisconnectTooManyConnections = 3503 // the user is at its connection limit
 	DisconnectForbidden          = 3504 // the connection lost a permission it needs
 	DisconnectKicked             = 3505 // the server (or its operator) disconnected this user
