@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/heraldpush/herald/internal/testcert"
 )
 
@@ -497,4 +499,75 @@ func TestReaderNotDroppedAmongNonReaders(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Connections that the server ends while new ones arrive never take a new
+// one down with them: every client of a stream of refused connects gets
+// its error reply. (A descriptor closed outside the event loop's poller
+// could be reused by the next connection while the poller still held an
+// event for the old one.)
+func TestRefusedConnectsAllAnswered(t *testing.T) {
+	cfg := testConfig()
+	cfg.Insecure = false
+	cfg.TokenSecret = strings.Repeat("s", 32)
+	srv := startServer(t, cfg)
+	const clients, rounds = 8, 300
+	var wg sync.WaitGroup
+	errs := make(chan error, clients*rounds)
+	refused := func(ws bool) error {
+		const connect = `{"id":1,"op":"connect","token":"not.a.token"}`
+		var reply []byte
+		if ws {
+			c, _, err := websocket.DefaultDialer.Dial("ws://"+srv.HTTPAddr().String()+"/ws", nil)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_ = c.WriteMessage(websocket.TextMessage, []byte(connect))
+			_, reply, err = c.ReadMessage()
+			if err != nil {
+				return err
+			}
+		} else {
+			c, err := net.Dial("tcp", srv.TCPAddr().String())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			_, _ = io.WriteString(c, connect+"\n")
+			line, err := bufio.NewReader(c).ReadBytes('\n')
+			if err != nil {
+				return err
+			}
+			reply = line
+		}
+		if !strings.Contains(string(reply), `"unauthorized"`) {
+			return fmt.Errorf("reply %s", reply)
+		}
+		return nil
+	}
+	for i := range clients {
+		wg.Go(func() {
+			for range rounds {
+				if err := refused(i%2 == 0); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	n := 0
+	var first error
+	for err := range errs {
+		if first == nil {
+			first = err
+		}
+		n++
+	}
+	if n > 0 {
+		t.Fatalf("%d of %d refused connects got no reply; first: %v", n, clients*rounds, first)
+	}
 }

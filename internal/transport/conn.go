@@ -38,17 +38,31 @@ func rawConn(c net.Conn) *nbio.Conn {
 // delivered and the client sees end-of-stream, then closes for good when the
 // client closes its side or lingerTimeout passes.
 func closeGracefully(c net.Conn) {
-	if nc := rawConn(c); nc != nil && shutdownWrite(nc) {
-		time.AfterFunc(lingerTimeout, func() { _ = c.Close() })
+	if nc := rawConn(c); nc != nil && shutdown(nc, syscall.SHUT_WR) {
+		time.AfterFunc(lingerTimeout, func() { closeConn(c) })
+		return
+	}
+	closeConn(c)
+}
+
+// closeConn closes c at once. An event-loop connection is hung up: its
+// socket is shut down both ways, and its poller, woken by that, closes the
+// descriptor itself. Closing the descriptor from another goroutine frees
+// its number while the poller may still hold an event for it, which the
+// poller would then apply to the next connection given that number.
+func closeConn(c net.Conn) {
+	if nc := rawConn(c); nc != nil {
+		shutdown(nc, syscall.SHUT_RDWR)
 		return
 	}
 	_ = c.Close()
 }
 
-// shutdownWrite half-closes nc. It holds the connection's lock while it
-// checks that nbio has not closed it: once closed, the descriptor number
-// may already belong to a newer connection, which must not be touched.
-func shutdownWrite(nc *nbio.Conn) bool {
+// shutdown shuts nc down in direction how. It holds the connection's lock
+// while it checks that nbio has not closed it: once closed, the descriptor
+// number may already belong to a newer connection, which must not be
+// touched.
+func shutdown(nc *nbio.Conn, how int) bool {
 	raw, err := nc.SyscallConn()
 	if err != nil {
 		return false
@@ -59,6 +73,6 @@ func shutdownWrite(nc *nbio.Conn) bool {
 		return false
 	}
 	var serr error
-	_ = raw.Control(func(fd uintptr) { serr = syscall.Shutdown(int(fd), syscall.SHUT_WR) })
+	_ = raw.Control(func(fd uintptr) { serr = syscall.Shutdown(int(fd), how) })
 	return serr == nil
 }

@@ -285,7 +285,7 @@ func (s *Server) startTCP(ln *drainListener) error {
 		t := &tcpConn{c: c}
 		sw, err := newSockWriter(c, s.writes, func() { t.session.Writable() })
 		if err != nil {
-			_ = c.Close()
+			closeConn(c)
 			return
 		}
 		t.w = sw

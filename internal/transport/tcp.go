@@ -26,7 +26,7 @@ type tcpConn struct {
 func (t *tcpConn) Wire() protocol.Wire                { return protocol.WireLine }
 func (t *tcpConn) Write(frames [][]byte) (int, error) { return t.w.Write(frames) }
 func (t *tcpConn) RemoteAddr() string                 { return t.c.RemoteAddr().String() }
-func (t *tcpConn) Abort()                             { _ = t.c.Close() }
+func (t *tcpConn) Abort()                             { closeConn(t.c) }
 func (t *tcpConn) Close(protocol.Disconnect) error {
 	closeGracefully(t.c)
 	return nil

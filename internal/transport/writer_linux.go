@@ -52,7 +52,7 @@ func newSockWriter(nc *nbio.Conn, poller *writePoller, writable func()) (*sockWr
 func (w *sockWriter) Write(frames [][]byte) (int, error) {
 	total, err := w.write(frames)
 	if err != nil {
-		_ = w.nc.CloseWithError(err)
+		closeConn(w.nc)
 	}
 	return total, err
 }

@@ -42,7 +42,7 @@ func (w *wsConn) Abort() {
 	if a, ok := w.w.(*asyncWriter); ok {
 		a.stop()
 	}
-	_ = w.c.Conn.Close()
+	closeConn(w.c.Conn)
 }
 
 func (w *wsConn) Close(d protocol.Disconnect) error {
@@ -66,7 +66,7 @@ func (w *wsConn) onData(data []byte) {
 	if n > 0 {
 		if err := w.c.Parse(data[:n]); err != nil {
 			w.broken = true
-			_ = w.c.Conn.Close()
+			closeConn(w.c.Conn)
 			return
 		}
 	}
