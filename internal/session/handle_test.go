@@ -180,12 +180,13 @@ func TestHandlerPanicLeavesNoLockHeld(t *testing.T) {
 					t.Errorf("a frame after the panic panicked: %v", p)
 				}
 			})
-			within(t, 5*time.Second, "Closed", func() { s.Closed(nil) })
-
+			// The session closes the connection as a server error; then
+			// the transport reports it closed.
 			waitFor(t, func() bool { return tr.closed.Load() != nil })
 			if d := tr.closed.Load(); *d != protocol.DisconnectServerError {
 				t.Fatalf("closed with %+v, want server_error", d)
 			}
+			within(t, 5*time.Second, "Closed", func() { s.Closed(nil) })
 			n.mu.Lock()
 			defer n.mu.Unlock()
 			if tc.subs == nil {
