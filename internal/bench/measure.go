@@ -183,7 +183,7 @@ func (r *runner) finish(ctx context.Context, start time.Time) {
 	case errors.Is(ctx.Err(), context.Canceled):
 		res.fail("interrupted")
 	}
-	if res.Scenario != ScenarioChurn {
+	if res.Scenario.hasClients() {
 		if res.Connections < int64(res.Clients) {
 			res.fail("%d of %d clients connected", res.Connections, res.Clients)
 		}
@@ -198,7 +198,7 @@ func (r *runner) finish(ctx context.Context, start time.Time) {
 		res.fail("%d messages not sent", res.SendErrors)
 	}
 	if res.DeliveriesReceived != res.DeliveriesExpected || res.Missing > 0 || res.Duplicates > 0 {
-		if res.Scenario != ScenarioChurn {
+		if res.Scenario.hasClients() {
 			res.fail("deliveries: expected %d, received %d (missing %d, duplicates %d)",
 				res.DeliveriesExpected, res.DeliveriesReceived, res.Missing, res.Duplicates)
 		}

@@ -26,10 +26,16 @@ const (
 	// ScenarioChurn runs Cycles connect/subscribe/disconnect cycles,
 	// Concurrency at a time, while a publisher publishes on the channel.
 	ScenarioChurn Scenario = "churn"
+	// ScenarioAbuse plays hostile and careless clients against the HTTP
+	// listener one after the other (oversized and unauthenticated
+	// uploads, endless headers, bad WebSocket frames, ping floods, idle
+	// connections, Connection: close requests) and reads the server's
+	// memory around each.
+	ScenarioAbuse Scenario = "abuse"
 )
 
 // Scenarios lists every scenario, in the order help text shows them.
-var Scenarios = []Scenario{ScenarioIdle, ScenarioFanout, ScenarioDirect, ScenarioChurn}
+var Scenarios = []Scenario{ScenarioIdle, ScenarioFanout, ScenarioDirect, ScenarioChurn, ScenarioAbuse}
 
 // How a fan-out publisher reaches the server.
 const (
@@ -217,14 +223,14 @@ func (o Options) Validate() error {
 	for _, s := range Scenarios {
 		known = known || o.Scenario == s
 	}
-	check(known, "scenario: want idle, fanout, direct or churn, got %q", o.Scenario)
-	check(o.Clients >= 1 || o.Scenario == ScenarioChurn, "clients: must be at least 1")
+	check(known, "scenario: want idle, fanout, direct, churn or abuse, got %q", o.Scenario)
+	check(o.Clients >= 1 || !o.Scenario.hasClients(), "clients: must be at least 1")
 	check(o.Concurrency >= 1, "concurrency: must be at least 1")
 	check(o.ConnectRate >= 0, "connect-rate: must not be negative")
 	check(o.ConnectTimeout > 0, "connect-timeout: must be positive")
 	check(o.InsecureUsers || o.HMACSecret != "", "either insecure users or an HMAC secret is needed to connect")
 	check(o.Hold >= 0, "hold: must not be negative")
-	check(o.Messages >= 1 || o.Scenario == ScenarioIdle || o.Scenario == ScenarioChurn, "messages: must be at least 1")
+	check(o.Messages >= 1 || (o.Scenario != ScenarioFanout && o.Scenario != ScenarioDirect), "messages: must be at least 1")
 	check(o.Size >= 0 && o.Size <= 1<<20, "size: must be between 0 and 1048576, got %d", o.Size)
 	check(o.Rate >= 0, "rate: must not be negative")
 	check(o.Via == ViaClient || o.Via == ViaAPI, "via: want %s or %s, got %q", ViaClient, ViaAPI, o.Via)
@@ -254,11 +260,17 @@ func (o Options) Validate() error {
 
 // peakConnections is the most client connections the run holds at once.
 func (o Options) peakConnections() int {
-	if o.Scenario == ScenarioChurn {
+	switch o.Scenario {
+	case ScenarioChurn:
 		return o.Concurrency + 1
+	case ScenarioAbuse:
+		return abuseIdleConns + abuseLengthUploads
 	}
 	return o.Clients + o.Stalled + 1
 }
+
+// hasClients reports whether a scenario holds --clients connections.
+func (s Scenario) hasClients() bool { return s != ScenarioChurn && s != ScenarioAbuse }
 
 // user returns the id of the n-th generated user.
 func (o Options) user(n int) string { return o.UserPrefix + strconv.Itoa(n) }

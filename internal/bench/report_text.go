@@ -44,7 +44,17 @@ func reportRows(r Result) [][2]string {
 	}
 	add("scenario", "%s", head)
 	add("duration", "%.2fs", r.Seconds)
-	if r.Scenario != ScenarioChurn {
+	for _, a := range r.Attacks {
+		verdict := "held"
+		if !a.Held {
+			verdict = "NOT HELD"
+		}
+		add("attack", "%s: %s (%s)", a.Name, a.Outcome, verdict)
+		if a.RSSPeakBytes > 0 {
+			add("", "server rss %s before, %s at peak, %s after", bytesIEC(float64(a.RSSBeforeBytes)), bytesIEC(float64(a.RSSPeakBytes)), bytesIEC(float64(a.RSSAfterBytes)))
+		}
+	}
+	if r.Scenario.hasClients() {
 		add("connections", "%s of %s in %.2fs (%s handshakes/s)", count(r.Connections), count(int64(r.Clients)), r.ConnectSeconds, perSec(r.ConnectRate))
 	}
 	if r.ConnectErrors > 0 || r.Dropped > 0 {
@@ -86,7 +96,7 @@ func reportRows(r Result) [][2]string {
 	if r.MeasuredSeconds > 0 {
 		add("load cpu", "%.2fs over a %.2fs measured phase (this process)", r.LoadCPUSeconds, r.MeasuredSeconds)
 	}
-	if p := r.Process; p != nil {
+	if p := r.Process; p != nil && r.Scenario != ScenarioAbuse {
 		add("server pid", "%d", p.PID)
 		cpu := fmt.Sprintf("%.2fs measured, %.2fs connecting", p.CPUSeconds, p.ConnectCPUSeconds)
 		if p.CPUSecondsPerMillionDeliveries > 0 {

@@ -55,6 +55,7 @@ type Result struct {
 	Latency *Latency       `json:"latency,omitempty"`
 	Churn   *Churn         `json:"churn,omitempty"`
 	Stalled *Stalled       `json:"stalled,omitempty"`
+	Attacks []Attack       `json:"attacks,omitempty"`
 	Process *ServerProcess `json:"server_process,omitempty"`
 
 	// StatsBefore and StatsAfter are GET /v1/stats around a churn run.

@@ -42,6 +42,8 @@ func Run(ctx context.Context, o Options, progress io.Writer) (Result, error) {
 		r.runDirect(runCtx)
 	case ScenarioChurn:
 		r.runChurn(runCtx)
+	case ScenarioAbuse:
+		r.runAbuse(runCtx)
 	}
 	r.finish(runCtx, start)
 	return r.res, nil
@@ -128,7 +130,7 @@ func newRunner(ctx context.Context, o Options, progress io.Writer) (*runner, err
 	r.res.Scenario = o.Scenario
 	r.res.Transport = t.transport()
 	r.res.Server = o.Server
-	if o.Scenario != ScenarioChurn {
+	if o.Scenario.hasClients() {
 		r.res.Clients = o.Clients
 	}
 	r.res.Settings = r.settings()

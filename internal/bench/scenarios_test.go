@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/heraldpush/herald/internal/testserver"
 )
 
 func TestIdle(t *testing.T) {
@@ -334,6 +336,29 @@ func TestProgressAndReports(t *testing.T) {
 	for _, want := range []string{"600 of 600 expected", "p99.9", "PASS"} {
 		if !bytes.Contains(text.Bytes(), []byte(want)) {
 			t.Errorf("text report lacks %q:\n%s", want, text.String())
+		}
+	}
+}
+
+// The abuse scenario against a server with production settings: every
+// attack is refused early, and the report says so.
+func TestAbuse(t *testing.T) {
+	const key = "bench-abuse-test-key-0123456789"
+	cfg := testserver.Config(t)
+	cfg.Insecure = false
+	cfg.APIKeys = []string{key}
+	ts := startServer(t, cfg)
+	o := testOptions(ts, ScenarioAbuse, "ws")
+	o.APIKey = key
+	o.ServerPID = os.Getpid()
+	res := run(t, o)
+	mustPass(t, res)
+	if len(res.Attacks) != 7 {
+		t.Fatalf("%d attacks reported, want 7", len(res.Attacks))
+	}
+	for _, a := range res.Attacks {
+		if !a.Held || a.RSSPeakBytes <= 0 {
+			t.Errorf("%s: %s (held %v, peak rss %d)", a.Name, a.Outcome, a.Held, a.RSSPeakBytes)
 		}
 	}
 }

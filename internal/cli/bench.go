@@ -20,7 +20,7 @@ func newBench(stdout, stderr io.Writer) *cobra.Command {
 		quiet    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "bench {idle|fanout|direct|churn}",
+		Use:   "bench {idle|fanout|direct|churn|abuse}",
 		Short: "Load-test a running server and report its performance",
 		Long: `Load-test a running Herald server with real client connections and report
 handshakes, deliveries (expected against received: they must match, or the
@@ -38,6 +38,11 @@ Scenarios:
           POST /v1/send, --batch recipients per call (1: one call a message)
   churn   --cycles connect/subscribe/disconnect cycles, --concurrency at a
           time, while a publisher publishes at --rate (default 10/s)
+  abuse   hostile and careless clients against the HTTP listener (--api),
+          one after the other, each bounded: unauthenticated and oversized
+          uploads, endless headers, WebSocket frames with a 64-bit length,
+          a ping flood, 1,000 idle connections, 1,500 Connection: close
+          requests; reports what the server did and its memory around each
 
 The server's default limits are for production, not for load: start the
 server under test with them lifted, for example
