@@ -19,8 +19,8 @@ import (
 
 // Backend is what the API drives; the server implements it.
 type Backend interface {
-	// Deliver stamps m (id, time) and publishes it to whom it addresses.
-	Deliver(ctx context.Context, m *protocol.Message) error
+	// Dispatch stamps m (id, time) and publishes it to whom it addresses.
+	Dispatch(ctx context.Context, m *protocol.Message) error
 	// UserPresence returns how many connections user has and its info.
 	UserPresence(user string) (connections int, info json.RawMessage)
 	// ChannelPresence lists the users subscribed to channel.

@@ -54,7 +54,7 @@ func (a *API) publish(r *http.Request) (any, error) {
 		return nil, err
 	}
 	m := &protocol.Message{Kind: protocol.KindChannel, Channel: ch, Data: d}
-	if err := a.b.Deliver(r.Context(), m); err != nil {
+	if err := a.b.Dispatch(r.Context(), m); err != nil {
 		return nil, err
 	}
 	return idResult{m.ID}, nil
@@ -97,7 +97,7 @@ func (a *API) send(r *http.Request) (any, error) {
 	ids := make([]string, len(users))
 	for i, u := range users {
 		m := &protocol.Message{Kind: protocol.KindDirect, To: u, Data: d}
-		if err := a.b.Deliver(r.Context(), m); err != nil {
+		if err := a.b.Dispatch(r.Context(), m); err != nil {
 			return nil, err
 		}
 		ids[i] = m.ID
@@ -122,7 +122,7 @@ func (a *API) broadcast(r *http.Request) (any, error) {
 		return nil, err
 	}
 	m := &protocol.Message{Kind: protocol.KindBroadcast, Data: d}
-	if err := a.b.Deliver(r.Context(), m); err != nil {
+	if err := a.b.Dispatch(r.Context(), m); err != nil {
 		return nil, err
 	}
 	return idResult{m.ID}, nil

@@ -13,8 +13,9 @@ import (
 	"github.com/heraldpush/herald/internal/protocol"
 )
 
-// Handler receives the messages a broker delivers to this node. It must not
-// block for long: it runs on the broker's receiving path.
+// Handler receives the messages a broker delivers to this node. It runs on
+// the goroutine that published (the single-node broker hands a message
+// straight back) or on a broker's receiving goroutine, so it must not block.
 type Handler func(m *protocol.Message)
 
 // Broker carries messages between nodes.

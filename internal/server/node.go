@@ -58,17 +58,18 @@ func (n node) Route(ctx context.Context, s *session.Session, req *protocol.Reque
 		}
 		m.Kind = protocol.KindBroadcast
 	}
-	if err := n.s.Deliver(ctx, m); err != nil {
+	if err := n.s.Dispatch(ctx, m); err != nil {
 		n.s.log.Error("publish failed", "err", err)
 		return "", protocol.Errorf(protocol.CodeInternal, "the message could not be published; retry")
 	}
 	return m.ID, nil
 }
 
-// Deliver stamps m with an id and the server time and publishes it through
-// the broker, which hands it to every node (this one included) for delivery
-// to the connections it addresses.
-func (s *Server) Deliver(ctx context.Context, m *protocol.Message) error {
+// Dispatch accepts a message from a client or the server API: it stamps m
+// with an id and the server time and publishes it through the broker,
+// which hands it to every node (this one included) for delivery to the
+// connections it addresses.
+func (s *Server) Dispatch(ctx context.Context, m *protocol.Message) error {
 	m.ID = xid.New().String()
 	m.Time = time.Now().UnixMilli()
 	s.counters.messages.Add(1)
