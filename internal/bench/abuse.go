@@ -278,7 +278,9 @@ func topBitFrame(ctx context.Context, host string, sent *atomic.Int64) (string, 
 	}
 	select {
 	case code := <-closed:
-		return fmt.Sprintf("closed with %d after %s", code, bytesIEC(float64(written))), code != 0
+		// frame_too_large; or a WebSocket close for a frame too big or
+		// malformed, which also refuses it.
+		return fmt.Sprintf("closed with %d after %s", code, bytesIEC(float64(written))), code == 3501 || code == 1009 || code == 1002
 	case <-time.After(abuseAnswerDeadline):
 		return fmt.Sprintf("still open after %s", bytesIEC(float64(written))), false
 	}
@@ -310,7 +312,8 @@ func pingFlood(ctx context.Context, host string, sent *atomic.Int64) (string, bo
 	}
 	select {
 	case code := <-closed:
-		return fmt.Sprintf("closed with %d after %s of pings", code, bytesIEC(float64(written))), code != 0
+		// protocol_violation: the pings, not some other limit, ended it.
+		return fmt.Sprintf("closed with %d after %s of pings", code, bytesIEC(float64(written))), code == 3500
 	case <-time.After(abuseAnswerDeadline):
 		return fmt.Sprintf("still open after %s of pings", bytesIEC(float64(written))), false
 	}
