@@ -183,8 +183,10 @@ func (s *Server) Start() error {
 	s.started = time.Now()
 	if tcpLn != nil {
 		dl := newDrainListener(tcpLn)
+		s.mu.Lock()
 		s.listeners = append(s.listeners, dl)
-		if err := s.startTCP(dl); err != nil {
+		s.mu.Unlock()
+		if err := s.startTCP(dl, tlsCfg); err != nil {
 			_ = httpLn.Close()
 			s.stopEngine("websocket", s.ws.Stop)
 			s.stopBackground()
@@ -252,13 +254,11 @@ func preOpened(ln net.Listener) func(network, addr string) (net.Listener, error)
 	return func(string, string) (net.Listener, error) { return ln, nil }
 }
 
-func (s *Server) startTCP(ln *drainListener) error {
-	if s.cfg.TLSCertFile != "" {
-		cfg, err := s.tlsConfig()
-		if err != nil {
-			return err
-		}
-		s.goroutines.Go(func() { s.acceptTLS(tls.NewListener(ln, cfg)) })
+// startTCP serves raw TCP on ln: on the event loop, or with tlsCfg over
+// TLS from a reader and a writer goroutine per connection.
+func (s *Server) startTCP(ln *drainListener, tlsCfg *tls.Config) error {
+	if tlsCfg != nil {
+		s.goroutines.Go(func() { s.acceptTLS(tls.NewListener(ln, tlsCfg)) })
 		return nil
 	}
 	s.tcp = nbio.NewEngine(nbio.Config{
