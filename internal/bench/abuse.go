@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -254,20 +255,23 @@ func wsEnd(br *bufio.Reader) int {
 	}
 }
 
-func topBitFrame(ctx context.Context, host string, sent *atomic.Int64) (string, bool) {
+// wsFlood opens a WebSocket, writes head and then fill until limit bytes
+// or an error, and reports how the server ended the connection: held when
+// its close code is one of want.
+func wsFlood(ctx context.Context, host string, head, fill []byte, limit int64, sent *atomic.Int64, want ...int) (string, bool) {
 	c, br, err := dialWebSocketRaw(ctx, host)
 	if err != nil {
 		return err.Error(), false
 	}
 	defer c.Close()
+	// What the server sends back is never read until the end: a client
+	// that does not read its pongs, or anything else.
 	closed := make(chan int, 1)
 	go func() { closed <- wsEnd(br) }()
-	head := []byte{0x81, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4}
-	fill := make([]byte, 64<<10)
 	_ = c.SetWriteDeadline(time.Now().Add(abuseAnswerDeadline))
-	written := int64(0)
+	var written int64
 	if _, err := c.Write(head); err == nil {
-		for written < abuseFrameBytes {
+		for written < limit && ctx.Err() == nil {
 			n, err := c.Write(fill)
 			written += int64(n)
 			sent.Add(int64(n))
@@ -278,45 +282,29 @@ func topBitFrame(ctx context.Context, host string, sent *atomic.Int64) (string, 
 	}
 	select {
 	case code := <-closed:
-		// frame_too_large; or a WebSocket close for a frame too big or
-		// malformed, which also refuses it.
-		return fmt.Sprintf("closed with %d after %s", code, bytesIEC(float64(written))), code == 3501 || code == 1009 || code == 1002
+		return fmt.Sprintf("closed with %d after %s", code, bytesIEC(float64(written))), slices.Contains(want, code)
 	case <-time.After(abuseAnswerDeadline):
 		return fmt.Sprintf("still open after %s", bytesIEC(float64(written))), false
 	}
 }
 
+// topBitFrame sends a frame header whose 64-bit length has its top bit set,
+// then payload: refused as frame_too_large (or by a WebSocket close for a
+// frame too big or malformed).
+func topBitFrame(ctx context.Context, host string, sent *atomic.Int64) (string, bool) {
+	head := []byte{0x81, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4}
+	return wsFlood(ctx, host, head, make([]byte, 64<<10), abuseFrameBytes, sent, 3501, 1009, 1002)
+}
+
+// pingFlood sends pings and never reads the pongs: refused as a
+// protocol_violation, not by some other limit.
 func pingFlood(ctx context.Context, host string, sent *atomic.Int64) (string, bool) {
-	c, br, err := dialWebSocketRaw(ctx, host)
-	if err != nil {
-		return err.Error(), false
-	}
-	defer c.Close()
-	// The pongs are never read: the reader waits for the end alone.
-	closed := make(chan int, 1)
-	go func() { closed <- wsEnd(br) }()
 	ping := []byte{0x89, 0x81, 1, 2, 3, 4, 'p' ^ 1}
 	batch := make([]byte, 0, 64<<10)
 	for len(batch)+len(ping) <= cap(batch) {
 		batch = append(batch, ping...)
 	}
-	_ = c.SetWriteDeadline(time.Now().Add(abuseAnswerDeadline))
-	var written int64
-	for written < abusePingBytes && ctx.Err() == nil {
-		n, err := c.Write(batch)
-		written += int64(n)
-		sent.Add(int64(n))
-		if err != nil {
-			break
-		}
-	}
-	select {
-	case code := <-closed:
-		// protocol_violation: the pings, not some other limit, ended it.
-		return fmt.Sprintf("closed with %d after %s of pings", code, bytesIEC(float64(written))), code == 3500
-	case <-time.After(abuseAnswerDeadline):
-		return fmt.Sprintf("still open after %s of pings", bytesIEC(float64(written))), false
-	}
+	return wsFlood(ctx, host, ping, batch, abusePingBytes, sent, 3500)
 }
 
 func idleConnections(ctx context.Context, api string) (string, bool) {
