@@ -53,6 +53,10 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	proxies, err := cfg.TrustedProxyPrefixes()
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{cfg: cfg, log: log, verifier: verifier, policy: newPolicy(cfg.Namespaces), hub: hub.New(), broker: memory.New(),
 		connects: newConnectLimiter(cfg.ConnectsPerIP, cfg.ConnectsBurst)}
 	writers := cfg.Writers
@@ -80,6 +84,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		AdmitTCP:         s.admitTCP,
 		MaxOutboundBytes: cfg.MaxOutboundBytes,
 		HTTPConnsPerIP:   cfg.HTTPConnsPerIP,
+		TrustedProxies:   proxies,
 		// A client has as long to send its request headers as to connect.
 		ReadHeaderTimeout: cfg.HandshakeTimeout,
 		IdleTimeout:       cfg.HTTPIdleTimeout,
