@@ -139,9 +139,11 @@ func methodNotAllowed(allow string) http.Handler {
 
 // Start opens the listeners and starts the background work. It returns once
 // the server accepts connections.
+//
+// Start changes nothing process-wide (the open-file and memory limits are
+// the concern of the command that runs the server), so one process may
+// run many servers, as tests do.
 func (s *Server) Start() error {
-	raiseFileLimit(s.log)
-	setMemoryLimit(s.log)
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := s.broker.Start(ctx, s.deliverLocal); err != nil {
 		cancel()
