@@ -91,6 +91,7 @@ built-in defaults shown below.`,
 				return err
 			}
 			log := newLogger(stderr, cfg.LogLevel)
+			tuneProcess(log)
 			srv, err := server.New(cfg, log)
 			if err != nil {
 				return err

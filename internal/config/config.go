@@ -8,6 +8,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -66,6 +67,7 @@ type Config struct {
 	APIKeys        []string `koanf:"api-keys"`
 	APIMaxBody     int      `koanf:"api-max-body-bytes"`
 	AllowedOrigins []string `koanf:"allowed-origins"`
+	TrustedProxies []string `koanf:"trusted-proxies"`
 	TLSCert        string   `koanf:"tls-cert"`
 	TLSKey         string   `koanf:"tls-key"`
 
@@ -158,9 +160,9 @@ func RegisterFlags(fs *pflag.FlagSet) {
 	fs.Int("writers", d.Writers, "goroutines writing to sockets (0: one per CPU)")
 	fs.Float64("publish-per-second", d.PublishPerSecond, "publish, send and broadcast operations per second one connection may sustain")
 	fs.Int("publish-burst", d.PublishBurst, "publish, send and broadcast operations one connection may send in a burst")
-	fs.Float64("connects-per-ip", d.ConnectsPerIP, "new connections per second from one source IP (0: no limit)")
+	fs.Float64("connects-per-ip", d.ConnectsPerIP, "new connections per second from one client IP, the forwarded one behind --trusted-proxies (0: no limit)")
 	fs.Int("connects-burst", d.ConnectsBurst, "new connections one source IP may open in a burst")
-	fs.Int("http-connections-per-ip", d.HTTPConnsPerIP, "HTTP connections one source IP may hold open at once, WebSockets until upgraded (0: no limit)")
+	fs.Int("http-connections-per-ip", d.HTTPConnsPerIP, "HTTP connections one source IP may hold open at once, WebSockets until upgraded; --trusted-proxies are exempt (0: no limit)")
 	fs.Duration("http-idle-timeout", d.HTTPIdleTimeout, "how long an idle keep-alive HTTP connection is kept open")
 	fs.String("data-dir", d.DataDir, "directory for the generated token secret and stored data")
 	fs.String("token-secret", d.TokenSecret, "HS256 secret for connection tokens (default: generated in --data-dir)")
@@ -170,6 +172,7 @@ func RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringSlice("api-keys", d.APIKeys, "server API keys (Authorization: Bearer KEY), at least 16 characters each; several allow rotation")
 	fs.Int("api-max-body-bytes", d.APIMaxBody, "largest server API request body")
 	fs.StringSlice("allowed-origins", d.AllowedOrigins, "origins allowed to open WebSockets (scheme://host[:port], or *); default: same host only")
+	fs.StringSlice("trusted-proxies", d.TrustedProxies, "reverse proxies (CIDR ranges or addresses) trusted to name the client in X-Forwarded-For or Forwarded; exempt from --http-connections-per-ip; raw TCP is not covered")
 	fs.String("tls-cert", d.TLSCert, "TLS certificate file (PEM); with --tls-key serves https/wss and TLS on TCP")
 	fs.String("tls-key", d.TLSKey, "TLS private key file (PEM)")
 	fs.Bool("client-broadcast", d.ClientBroadcast, "let clients broadcast to every connection")
@@ -241,6 +244,33 @@ func Load(fs *pflag.FlagSet, environ func() []string) (Config, error) {
 	return c, c.Validate()
 }
 
+// TrustedProxyPrefixes parses TrustedProxies: each entry is a CIDR range
+// or a single address (a range of one). Empty entries are skipped.
+func (c Config) TrustedProxyPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.TrustedProxies {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil || a.Zone() != "" {
+				return nil, fmt.Errorf("trusted-proxies: %q is neither a CIDR range (10.0.0.0/8, fd00::/8) nor an address", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			// Client addresses are compared unmapped: ::ffff:10.0.0.0/104
+			// is 10.0.0.0/8.
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
 func lookup(environ func() []string, name string) string {
 	for _, kv := range environ() {
 		if v, ok := strings.CutPrefix(kv, name+"="); ok {
@@ -287,6 +317,9 @@ func (c Config) Validate() error {
 		// Name the key by position: the error goes to logs, the key must not.
 		n := utf8.RuneCountInString(k)
 		check(n >= MinAPIKeyLen, "api-keys: key %d of %d is too short (%d characters); each key needs at least %d (make one with: openssl rand -hex 32)", i+1, len(c.APIKeys), n, MinAPIKeyLen)
+	}
+	if _, err := c.TrustedProxyPrefixes(); err != nil {
+		errs = append(errs, err)
 	}
 	seen := map[string]bool{}
 	for _, ns := range c.Namespaces {

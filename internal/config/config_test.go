@@ -155,3 +155,50 @@ func TestHeartbeatSettings(t *testing.T) {
 		t.Fatalf("1s and 1m: %v %+v", err, c)
 	}
 }
+
+// trusted-proxies is a list like api-keys: comma-separated on the command
+// line and in HERALD_TRUSTED_PROXIES, a YAML list in the file. Entries are
+// CIDR ranges or single addresses; anything else is refused, naming the
+// setting.
+func TestTrustedProxies(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "herald.yaml")
+	if err := os.WriteFile(file, []byte("trusted-proxies: [10.0.0.0/8, \"fd00::/8\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  []string
+		want []string
+	}{
+		{"default", nil, nil, nil},
+		{"flag", []string{"--trusted-proxies", "127.0.0.1,192.168.0.0/16"}, nil, []string{"127.0.0.1/32", "192.168.0.0/16"}},
+		{"env", nil, []string{"HERALD_TRUSTED_PROXIES=10.1.2.3/8, ::1"}, []string{"10.0.0.0/8", "::1/128"}},
+		{"file", []string{"--config", file}, nil, []string{"10.0.0.0/8", "fd00::/8"}},
+		{"mapped", []string{"--trusted-proxies", "::ffff:10.0.0.0/104"}, nil, []string{"10.0.0.0/8"}},
+		{"empty env", nil, []string{"HERALD_TRUSTED_PROXIES="}, nil},
+	} {
+		c, err := load(t, tc.args, tc.env)
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		prefixes, err := c.TrustedProxyPrefixes()
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		var got []string
+		for _, p := range prefixes {
+			got = append(got, p.String())
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"10.0.0.0/33", "proxy.internal", "10.0.0.1:80", "fe80::1%eth0"} {
+		if _, err := load(t, []string{"--trusted-proxies", bad}, nil); err == nil || !strings.Contains(err.Error(), "trusted-proxies") {
+			t.Errorf("%q: want an error naming trusted-proxies, got %v", bad, err)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package server
 import (
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -21,7 +22,7 @@ type connectLimiter struct {
 	burst     int
 
 	mu      sync.Mutex
-	buckets map[string]*bucket
+	buckets map[netip.Addr]*bucket
 	swept   time.Time
 }
 
@@ -34,17 +35,14 @@ func newConnectLimiter(perSecond float64, burst int) *connectLimiter {
 	if perSecond <= 0 {
 		return nil
 	}
-	return &connectLimiter{perSecond: rate.Limit(perSecond), burst: burst, buckets: make(map[string]*bucket)}
+	return &connectLimiter{perSecond: rate.Limit(perSecond), burst: burst, buckets: make(map[netip.Addr]*bucket)}
 }
 
-// allow reports whether a new connection from addr is within its rate.
-func (l *connectLimiter) allow(addr net.Addr) bool {
-	if l == nil {
+// allow reports whether a new connection from ip is within its rate. An
+// address that could not be read is not limited.
+func (l *connectLimiter) allow(ip netip.Addr) bool {
+	if l == nil || !ip.IsValid() {
 		return true
-	}
-	ip := addr.String()
-	if host, _, err := net.SplitHostPort(ip); err == nil {
-		ip = host
 	}
 	now := time.Now()
 	l.mu.Lock()
@@ -69,22 +67,29 @@ func (l *connectLimiter) allow(addr net.Addr) bool {
 	return b.lim.AllowN(now, 1)
 }
 
-// admitTCP applies the per-IP connection rate to a new TCP connection.
+// admitTCP applies the per-IP connection rate to a new TCP connection. Raw
+// TCP has no forwarding headers: behind a TCP proxy, every client has the
+// proxy's address.
 func (s *Server) admitTCP(remote net.Addr) *protocol.Disconnect {
-	if !s.connects.allow(remote) {
+	var ip netip.Addr
+	if ap, err := netip.ParseAddrPort(remote.String()); err == nil {
+		ip = ap.Addr().Unmap()
+	}
+	if !s.connects.allow(ip) {
 		return &protocol.DisconnectConnectRate
 	}
 	return nil
 }
 
 // admitWebSocket applies the per-IP connection rate and the Origin
-// allow-list to a WebSocket upgrade.
-func (s *Server) admitWebSocket(w http.ResponseWriter, r *http.Request) bool {
+// allow-list to a WebSocket upgrade from client: the peer, or, behind a
+// trusted proxy, the address the proxy forwarded.
+func (s *Server) admitWebSocket(w http.ResponseWriter, r *http.Request, client netip.Addr) bool {
 	if !s.originAllowed(r) {
 		transport.WriteError(w, http.StatusForbidden, "forbidden_origin", "origin "+r.Header.Get("Origin")+" may not open WebSockets here; see allowed-origins")
 		return false
 	}
-	if addr, err := net.ResolveTCPAddr("tcp", r.RemoteAddr); err == nil && !s.connects.allow(addr) {
+	if !s.connects.allow(client) {
 		w.Header().Set("Retry-After", "1")
 		transport.WriteError(w, http.StatusTooManyRequests, "connect_rate_limited", "too many new connections from your address; retry shortly")
 		return false

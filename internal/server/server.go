@@ -53,6 +53,10 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	proxies, err := cfg.TrustedProxyPrefixes()
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{cfg: cfg, log: log, verifier: verifier, policy: newPolicy(cfg.Namespaces), hub: hub.New(), broker: memory.New(),
 		connects: newConnectLimiter(cfg.ConnectsPerIP, cfg.ConnectsBurst)}
 	writers := cfg.Writers
@@ -80,6 +84,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		AdmitTCP:         s.admitTCP,
 		MaxOutboundBytes: cfg.MaxOutboundBytes,
 		HTTPConnsPerIP:   cfg.HTTPConnsPerIP,
+		TrustedProxies:   proxies,
 		// A client has as long to send its request headers as to connect.
 		ReadHeaderTimeout: cfg.HandshakeTimeout,
 		IdleTimeout:       cfg.HTTPIdleTimeout,
@@ -134,9 +139,11 @@ func methodNotAllowed(allow string) http.Handler {
 
 // Start opens the listeners and starts the background work. It returns once
 // the server accepts connections.
+//
+// Start changes nothing process-wide (the open-file and memory limits are
+// the concern of the command that runs the server), so one process may
+// run many servers, as tests do.
 func (s *Server) Start() error {
-	raiseFileLimit(s.log)
-	setMemoryLimit(s.log)
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := s.broker.Start(ctx, s.deliverLocal); err != nil {
 		cancel()

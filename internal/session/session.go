@@ -37,7 +37,8 @@ type Transport interface {
 	// Abort closes the connection at once: the client is not reading, so
 	// nothing more is written to it.
 	Abort()
-	// RemoteAddr is the peer address, for logs.
+	// RemoteAddr is the client's address, for logs: the peer, or, behind a
+	// trusted proxy, the address the proxy forwarded.
 	RemoteAddr() string
 }
 

@@ -3,23 +3,26 @@ package transport
 import (
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 )
 
 // httpConns bounds the HTTP connections one source address holds open at
 // once (WebSocket connections count until their upgrade), so that one
-// address cannot take every file descriptor with idle keep-alives. It
+// address cannot take every file descriptor with idle keep-alives. A
+// trusted proxy is exempt: it carries the connections of many clients. It
 // hooks net/http's connection states.
 type httpConns struct {
-	max int // 0: no bound
+	max     int // 0: no bound
+	proxies *proxies
 
 	mu     sync.Mutex
-	perIP  map[string]int
-	counts map[net.Conn]string // the connections counted, by address
+	perIP  map[netip.Addr]int
+	counts map[net.Conn]netip.Addr // the connections counted, by address
 }
 
-func newHTTPConns(max int) *httpConns {
-	return &httpConns{max: max, perIP: make(map[string]int), counts: make(map[net.Conn]string)}
+func newHTTPConns(max int, p *proxies) *httpConns {
+	return &httpConns{max: max, proxies: p, perIP: make(map[netip.Addr]int), counts: make(map[net.Conn]netip.Addr)}
 }
 
 // state is an http.Server ConnState hook.
@@ -40,7 +43,10 @@ func (h *httpConns) admit(c net.Conn) bool {
 	if h.max <= 0 {
 		return true
 	}
-	ip := hostOf(c.RemoteAddr())
+	ip := addrOf(c.RemoteAddr())
+	if h.proxies.trusted(ip) {
+		return true
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.perIP[ip] >= h.max {
@@ -64,15 +70,4 @@ func (h *httpConns) release(c net.Conn) {
 	} else {
 		h.perIP[ip]--
 	}
-}
-
-func hostOf(a net.Addr) string {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.String()
-	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return host
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"sync"
 	"time"
@@ -43,15 +44,22 @@ type Config struct {
 	TCPAddr  string // raw TCP listener; empty disables it
 	// Handler serves every HTTP path but /ws (the server API, metrics...).
 	Handler http.Handler
-	// AdmitWebSocket decides whether a WebSocket upgrade request may
-	// proceed; when it may not, it has written the HTTP error response.
-	AdmitWebSocket func(w http.ResponseWriter, r *http.Request) bool
+	// AdmitWebSocket decides whether a WebSocket upgrade request from
+	// client (see TrustedProxies) may proceed; when it may not, it has
+	// written the HTTP error response.
+	AdmitWebSocket func(w http.ResponseWriter, r *http.Request, client netip.Addr) bool
 	// MaxOutboundBytes bounds the bytes queued for a TLS connection's
 	// writer goroutine (and, outside Linux, in the event loop's buffers).
 	MaxOutboundBytes int
 	// HTTPConnsPerIP bounds the HTTP connections one address holds open
-	// at once (0: no bound).
+	// at once (0: no bound). Trusted proxies are exempt.
 	HTTPConnsPerIP int
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For or
+	// Forwarded header names the client of an HTTP request (for the
+	// WebSocket admission and the connection's address in logs). From any
+	// other peer those headers are ignored. Raw TCP has no headers: its
+	// client is always the peer.
+	TrustedProxies []netip.Prefix
 	// TLSCertFile and TLSKeyFile, when set, serve both listeners over TLS
 	// (Go's crypto/tls, a reader and a writer goroutine per connection).
 	TLSCertFile, TLSKeyFile string
@@ -72,6 +80,7 @@ type Config struct {
 // connections, so that an idle connection holds no goroutine.
 type Server struct {
 	cfg      Config
+	proxies  *proxies
 	mgr      *session.Manager
 	log      *slog.Logger
 	http     *http.Server
@@ -102,7 +111,7 @@ type Server struct {
 func New(cfg Config, mgr *session.Manager, log *slog.Logger) *Server {
 	logging.SetLevel(logging.LevelNone) // errors reach us as values instead
 	l := mgr.Limits()
-	return &Server{cfg: cfg, mgr: mgr, log: log, guardLimits: guardLimits{
+	return &Server{cfg: cfg, proxies: &proxies{prefixes: cfg.TrustedProxies}, mgr: mgr, log: log, guardLimits: guardLimits{
 		maxMessage:     uint64(l.MaxFrameBytes),
 		pingsPerSecond: l.OpsPerSecond,
 		pingBurst:      l.OpsBurst,
@@ -205,7 +214,7 @@ func (s *Server) Start() error {
 		ReadHeaderTimeout: cmp.Or(s.cfg.ReadHeaderTimeout, ReadHeaderTimeout),
 		ReadTimeout:       ReadTimeout,
 		IdleTimeout:       cmp.Or(s.cfg.IdleTimeout, IdleTimeout),
-		ConnState:         newHTTPConns(s.cfg.HTTPConnsPerIP).state,
+		ConnState:         newHTTPConns(s.cfg.HTTPConnsPerIP, s.proxies).state,
 		ErrorLog:          s.cfg.ErrorLog,
 	}
 	s.mu.Lock()

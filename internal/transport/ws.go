@@ -31,11 +31,12 @@ type wsConn struct {
 	w       frameWriter
 	session *session.Session
 	guard   frameGuard
-	broken  bool // the guard refused a frame: the rest of the input is ignored
+	broken  bool   // the guard refused a frame: the rest of the input is ignored
+	remote  string // the client's address: behind a trusted proxy, the one it forwarded
 }
 
 func (w *wsConn) Wire() protocol.Wire                { return protocol.WireWebSocket }
-func (w *wsConn) RemoteAddr() string                 { return w.c.RemoteAddr().String() }
+func (w *wsConn) RemoteAddr() string                 { return w.remote }
 func (w *wsConn) Write(frames [][]byte) (int, error) { return w.w.Write(frames) }
 
 func (w *wsConn) Abort() {
@@ -157,8 +158,13 @@ func switchingProtocols(key string) []byte {
 // connection leaves net/http for the event loop (or, with TLS, for a reader
 // and a writer goroutine).
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.AdmitWebSocket != nil && !s.cfg.AdmitWebSocket(w, r) {
+	client, forwarded := s.proxies.clientAddr(r)
+	if s.cfg.AdmitWebSocket != nil && !s.cfg.AdmitWebSocket(w, r, client) {
 		return
+	}
+	remote := r.RemoteAddr
+	if forwarded {
+		remote = client.String()
 	}
 	key, perr := checkUpgrade(r)
 	if perr != nil {
@@ -185,14 +191,14 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	_ = conn.SetDeadline(time.Time{}) // net/http's request deadlines
 	resp := switchingProtocols(key)
 	if tc, ok := conn.(*net.TCPConn); ok {
-		s.openEventLoopWebSocket(tc, resp)
+		s.openEventLoopWebSocket(tc, resp, remote)
 		return
 	}
-	s.openBlockingWebSocket(conn, resp)
+	s.openBlockingWebSocket(conn, resp, remote)
 }
 
 // openEventLoopWebSocket moves a plaintext connection to the event loop.
-func (s *Server) openEventLoopWebSocket(tc *net.TCPConn, resp []byte) {
+func (s *Server) openEventLoopWebSocket(tc *net.TCPConn, resp []byte, remote string) {
 	nc, err := nbio.NBConn(tc) // a duplicate descriptor; tc is closed
 	if err != nil {
 		_ = tc.Close()
@@ -200,7 +206,7 @@ func (s *Server) openEventLoopWebSocket(tc *net.TCPConn, resp []byte) {
 	}
 	wsc := websocket.NewServerConn(s.upgrader, nc, "", false, false)
 	wsc.Execute = nc.Execute
-	wc := &wsConn{c: wsc, guard: frameGuard{limits: &s.guardLimits}}
+	wc := &wsConn{c: wsc, guard: frameGuard{limits: &s.guardLimits}, remote: remote}
 	sw, err := newSockWriter(nc, s.writes, func() { wc.session.Writable() })
 	if err != nil {
 		_ = nc.Close()
@@ -226,11 +232,11 @@ func (s *Server) openEventLoopWebSocket(tc *net.TCPConn, resp []byte) {
 }
 
 // openBlockingWebSocket serves a TLS connection from two goroutines.
-func (s *Server) openBlockingWebSocket(c net.Conn, resp []byte) {
+func (s *Server) openBlockingWebSocket(c net.Conn, resp []byte, remote string) {
 	wsc := websocket.NewServerConn(s.upgrader, c, "", false, false)
 	wsc.Execute = func(f func()) bool { f(); return true } // on the reader, in order
 	aw := newAsyncWriter(c, s.cfg.MaxOutboundBytes)
-	wc := &wsConn{c: wsc, w: aw, guard: frameGuard{limits: &s.guardLimits}}
+	wc := &wsConn{c: wsc, w: aw, guard: frameGuard{limits: &s.guardLimits}, remote: remote}
 	wc.session = s.mgr.Open(wc)
 	wsc.SetSession(wc.session)
 	if _, err := aw.Write([][]byte{resp}); err != nil {

@@ -1,4 +1,4 @@
-package server
+package cli
 
 import (
 	"bufio"
@@ -11,19 +11,30 @@ import (
 	"syscall"
 )
 
-// raiseFileLimit lifts the soft open-file limit to the hard limit: every
-// connection is a file descriptor.
-func raiseFileLimit(log *slog.Logger) {
+// tuneProcess applies the process-wide settings a server wants: a soft
+// memory limit for the garbage collector, and a word when the open-file
+// limit caps connections. It belongs to the command that starts the
+// server, not to the server, which tests start many times in one process.
+func tuneProcess(log *slog.Logger) {
 	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil {
+		checkFileLimit(log, lim)
 	}
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
-	}
-	if lim.Cur < 65536 {
-		log.Warn("open-file limit is low; it caps concurrent connections", "limit", lim.Cur)
+	setMemoryLimit(log)
+}
+
+// lowFileLimit is the soft open-file limit below which the server warns.
+// Go raises the soft limit to one below the hard limit when the process
+// starts (since Go 1.19), so a hard limit of 65536 gives 65535, and the
+// hard limit is the one to raise.
+const lowFileLimit = 65535
+
+// checkFileLimit warns when the open-file limit is low: every connection
+// is a file descriptor.
+func checkFileLimit(log *slog.Logger, lim syscall.Rlimit) {
+	if lim.Cur < lowFileLimit {
+		log.Warn("open-file limit is low; it caps concurrent connections (raise the hard limit: LimitNOFILE= in a systemd unit, ulimit -Hn in a shell)",
+			"soft", lim.Cur, "hard", lim.Max)
 	}
 }
 
