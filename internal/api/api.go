@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -225,7 +226,7 @@ func decode(r *http.Request, v any) error {
 			return errorf(http.StatusRequestEntityTooLarge, "too_large", "request body exceeds %d bytes", tooLarge.Limit)
 		case errors.As(err, &typeErr):
 			return errorf(http.StatusBadRequest, "invalid_field", "field %q has the wrong type", typeErr.Field)
-		case errors.Is(err, errEOF):
+		case errors.Is(err, io.EOF):
 			return errEmptyBody
 		}
 		return errorf(http.StatusBadRequest, "invalid_body", "request body is not valid JSON: %v", err)
