@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -171,17 +172,22 @@ func TestSlowConsumerIsolated(t *testing.T) {
 			pub := dialTCP(t, srv)
 			pub.connect("pub")
 
-			payload := strings.Repeat("x", 8<<10)
+			pad := strings.Repeat("x", 8<<10)
 			got := 0
 			for i := 0; len(srv.Hub().UserConnections("slow")) > 0; i++ {
 				if i > 5000 {
 					t.Fatal("slow consumer never disconnected")
 				}
-				pub.reply(pub.send(map[string]any{"op": "publish", "channel": "firehose:" + tr.name, "data": payload}))
-				fast.expect("message")
+				pub.reply(pub.send(map[string]any{"op": "publish", "channel": "firehose:" + tr.name, "data": map[string]any{"n": i, "pad": pad}}))
+				// The fast reader gets every message published, in order:
+				// message i is the next it reads.
+				m := fast.expect("message")
+				var d struct{ N int }
+				if err := json.Unmarshal(m.Data, &d); err != nil || d.N != i {
+					t.Fatalf("fast reader: message %d is %.40s", i, m.Data)
+				}
 				got++
 			}
-			// The fast reader got every message published, in order.
 			if got == 0 {
 				t.Fatal("no messages")
 			}
