@@ -15,6 +15,7 @@ import (
 // Both transports in one test: a WebSocket client and a TCP client exchange
 // channel, direct and broadcast messages, each seeing the other's id.
 func TestAddressingAcrossTransports(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, testConfig())
 	alice := dialWS(t, srv)
 	alice.connect("alice")
@@ -73,6 +74,7 @@ func mustID(t *testing.T, m frame) string {
 // A user on several connections (phone and laptop, one per transport)
 // receives a direct message on every one of them.
 func TestDirectReachesEveryConnectionOfUser(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, testConfig())
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
@@ -157,6 +159,7 @@ func TestCleanupOnDisconnect(t *testing.T) {
 // A client that stops reading is dropped as a slow consumer, and the others
 // on the same channel keep receiving everything.
 func TestSlowConsumerIsolated(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.MaxOutboundBytes = 256 << 10
 	cfg.OpsPerSecond, cfg.OpsBurst = 1e6, 1e6
@@ -201,6 +204,7 @@ func TestSlowConsumerIsolated(t *testing.T) {
 // A client that never answers pings is dropped within ping-interval +
 // pong-timeout (+ one sweep); one that answers stays.
 func TestHeartbeatTimeout(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.PingInterval, cfg.PongTimeout = time.Second, time.Second
 	srv := startServer(t, cfg)
@@ -242,6 +246,7 @@ func TestHeartbeatTimeout(t *testing.T) {
 }
 
 func TestHandshakeTimeout(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.HandshakeTimeout = 500 * time.Millisecond
 	srv := startServer(t, cfg)
@@ -259,6 +264,7 @@ func TestHandshakeTimeout(t *testing.T) {
 // Shutdown tells every client to reconnect, flushes what was queued before
 // it, and returns once they are gone.
 func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, testConfig())
 	var conns []*conn
 	for i, tr := range []dialer{dialWS, dialTCP, dialWS, dialTCP} {
