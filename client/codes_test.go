@@ -24,6 +24,7 @@ var upgradeCodes = []string{"forbidden_origin", "connect_rate_limited"}
 // server's, read from the source of both: a code added, removed or renamed
 // on one side only fails here.
 func TestCodesMatchServer(t *testing.T) {
+	t.Parallel()
 	clientCodes, clientDisc := readCodes(t, "errors.go", "Disconnect")
 	serverCodes, serverDisc := readCodes(t, "../internal/protocol/errors.go", "Disconnect")
 
