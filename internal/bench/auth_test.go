@@ -9,6 +9,7 @@ import (
 )
 
 func TestMintToken(t *testing.T) {
+	t.Parallel()
 	secret := []byte("0123456789abcdef0123456789abcdef")
 	now := time.Now()
 	s, err := mintToken(secret, "b7", now)

@@ -9,6 +9,7 @@ import (
 )
 
 func TestBucketLayout(t *testing.T) {
+	t.Parallel()
 	prev := -1
 	for _, v := range []uint64{0, 1, 127, 128, 255, 256, 257, 511, 512, 1000, 1 << 20, 123456789, maxTracked} {
 		i := bucketOf(v)
@@ -30,6 +31,7 @@ func TestBucketLayout(t *testing.T) {
 }
 
 func TestQuantilesAgainstExact(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(1, 2))
 	h := NewHistogram()
 	var vals []time.Duration
@@ -70,6 +72,7 @@ func TestQuantilesAgainstExact(t *testing.T) {
 }
 
 func TestHistogramConcurrentAndEdges(t *testing.T) {
+	t.Parallel()
 	h := NewHistogram()
 	if s := h.Snapshot(); s.Quantile(0.5) != 0 || s.Mean() != 0 || s.Bins(10) != nil {
 		t.Error("an empty histogram reports values")

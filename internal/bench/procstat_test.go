@@ -9,6 +9,7 @@ import (
 )
 
 func TestParseStatCPU(t *testing.T) {
+	t.Parallel()
 	// The command name may hold spaces and parentheses.
 	stat := "4242 (her ald) (x)) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 75 0 0 20 0 12 0 100 1000000 2000 18446744073709551615"
 	got, err := parseStatCPU([]byte(stat))
@@ -21,6 +22,7 @@ func TestParseStatCPU(t *testing.T) {
 }
 
 func TestProcReader(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	dir := filepath.Join(root, "77")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -50,6 +52,7 @@ func TestProcReader(t *testing.T) {
 }
 
 func TestClockTicks(t *testing.T) {
+	t.Parallel()
 	aux := make([]byte, 48)
 	binary.NativeEndian.PutUint64(aux[0:], 6) // AT_PAGESZ
 	binary.NativeEndian.PutUint64(aux[8:], 4096)
