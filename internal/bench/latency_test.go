@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -93,4 +94,37 @@ func TestHistogramConcurrentAndEdges(t *testing.T) {
 	if s.Count != 8001 || s.Min != 0 || s.Max != 999*time.Microsecond {
 		t.Errorf("count %d min %v max %v, want 8001 0 999µs", s.Count, s.Min, s.Max)
 	}
+}
+
+// BenchmarkRecord is the latency recording on the load tool's delivery
+// path: many readers at once, each recording on the shard of its client.
+func BenchmarkRecord(b *testing.B) {
+	h := NewHistogram()
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		shard := int(next.Add(1))
+		v := time.Duration(shard) * 97 * time.Microsecond
+		for pb.Next() {
+			h.Record(shard, v)
+			v = (v + 13*time.Microsecond) % (200 * time.Millisecond)
+		}
+	})
+}
+
+// BenchmarkDeliver is a reader's whole bookkeeping for one delivery:
+// latency, count and time of the last.
+func BenchmarkDeliver(b *testing.B) {
+	s := newSink()
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		shard := int(next.Add(1))
+		sent := time.Now().UnixNano() - int64(time.Millisecond)
+		for pb.Next() {
+			s.deliver(shard, sent)
+		}
+	})
 }
