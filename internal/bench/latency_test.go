@@ -9,25 +9,32 @@ import (
 	"time"
 )
 
-func TestBucketLayout(t *testing.T) {
+// Across the whole range a quantile is off by at most 1/128 of the value
+// (two significant digits), and values past maxTracked still count, with
+// Max exact.
+func TestResolution(t *testing.T) {
 	t.Parallel()
-	prev := -1
-	for _, v := range []uint64{0, 1, 127, 128, 255, 256, 257, 511, 512, 1000, 1 << 20, 123456789, maxTracked} {
-		i := bucketOf(v)
-		if i < prev {
-			t.Errorf("bucketOf(%d) = %d, before the previous %d", v, i, prev)
+	for _, v := range []time.Duration{1, 127, 128, 255, 256, 257, 511, 512, 1000, 1 << 20, 123456789, maxTracked} {
+		h := NewHistogram()
+		for i := range 1000 {
+			h.Record(i, v)
 		}
-		prev = i
-		low, width := bucketRange(i)
-		if v < low || v >= low+width {
-			t.Errorf("value %d in bucket %d = [%d, %d)", v, i, low, low+width)
-		}
-		if v >= 256 && float64(width)/float64(low) > 1.0/128+1e-9 {
-			t.Errorf("bucket %d is %d wide at %d: more than 1/128", i, width, low)
+		h.Record(0, 10*v) // Max, so that the median is not clamped to it
+		s := h.Snapshot()
+		got := s.Quantile(0.5)
+		if got < v || float64(got-v) > float64(v)/128 {
+			t.Errorf("median of %d is %d: off by more than 1/128", v, got)
 		}
 	}
-	if got := bucketOf(maxTracked * 4); got != numBuckets-1 {
-		t.Errorf("bucketOf(huge) = %d, want the last bucket %d", got, numBuckets-1)
+	h := NewHistogram()
+	h.Record(0, time.Millisecond)
+	h.Record(1, maxTracked*4)
+	s := h.Snapshot()
+	if s.Count != 2 || s.Max != maxTracked*4 {
+		t.Errorf("count %d max %v, want 2 and %v", s.Count, s.Max, time.Duration(maxTracked*4))
+	}
+	if q := s.Quantile(0.99); q < maxTracked || float64(q-maxTracked) > maxTracked/128 {
+		t.Errorf("q0.99 = %v, want the largest tracked value %v", q, time.Duration(maxTracked))
 	}
 }
 
