@@ -210,10 +210,11 @@ func TestHeartbeatTimeout(t *testing.T) {
 	srv := startServer(t, cfg)
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
+			t.Parallel()
 			silent := tr.dial(t, srv)
-			silent.connect("silent")
+			silent.connect("silent-" + tr.name)
 			lively := tr.dial(t, srv)
-			lively.connect("lively")
+			lively.connect("lively-" + tr.name)
 
 			done := make(chan struct{})
 			go func() {
@@ -232,14 +233,10 @@ func TestHeartbeatTimeout(t *testing.T) {
 			if d == nil || d.Code != 3002 || d.Reason != "heartbeat_timeout" || !d.Reconnect {
 				t.Fatalf("want disconnect 3002 heartbeat_timeout, got %+v", d)
 			}
-			if len(srv.Hub().UserConnections("lively")) != 1 {
+			if len(srv.Hub().UserConnections("lively-"+tr.name)) != 1 {
 				t.Fatal("a client answering pings was dropped")
 			}
-			if tr.name == "ws" {
-				_ = lively.ws.Close()
-			} else {
-				_ = lively.tcp.Close()
-			}
+			lively.close()
 			<-done
 		})
 	}
@@ -252,6 +249,7 @@ func TestHandshakeTimeout(t *testing.T) {
 	srv := startServer(t, cfg)
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
+			t.Parallel()
 			c := tr.dial(t, srv)
 			d := c.expectClosed(5 * time.Second)
 			if d == nil || d.Code != 3003 {

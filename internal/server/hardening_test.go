@@ -160,6 +160,7 @@ func TestIdleHTTPConnectionsEnd(t *testing.T) {
 	t.Parallel()
 	for _, secure := range []bool{false, true} {
 		t.Run(map[bool]string{false: "http", true: "https"}[secure], func(t *testing.T) {
+			t.Parallel()
 			cfg := testConfig()
 			cfg.HTTPIdleTimeout = time.Second
 			cfg.HandshakeTimeout = 500 * time.Millisecond
