@@ -108,6 +108,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 	if json.Unmarshal(msg, &d) != nil || d.Type != "disconnect" || d.Code != 3000 {
 		t.Fatalf("got %s", msg)
 	}
+	_ = ws.Close() // as a client does, so that the server need not wait for it
 	if code := <-exited; code != 0 {
 		t.Fatalf("exit code %d: %s", code, stderr.String())
 	}
