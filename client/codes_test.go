@@ -135,12 +135,9 @@ func intLit(t *testing.T, e ast.Expr) int {
 // connect rate with its disconnect code.
 func TestUpgradeRefusalCodes(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, func(c *config.Config) {
-		c.ConnectsPerIP, c.ConnectsBurst = 0.001, 1
-		c.AllowedOrigins = []string{"https://app.example"}
-	})
 	ctx := testContext(t)
 
+	ts := startServer(t, func(c *config.Config) { c.AllowedOrigins = []string{"https://app.example"} })
 	_, err := client.Dial(ctx, ts.wsURL(), client.WithUser("alice"),
 		client.WithHeader(http.Header{"Origin": {"https://elsewhere.example"}}))
 	var u *client.UpgradeError
@@ -148,7 +145,8 @@ func TestUpgradeRefusalCodes(t *testing.T) {
 		t.Errorf("dial from another origin: got %v, want HTTP 403 %s", err, client.CodeForbiddenOrigin)
 	}
 
-	// The refused origin spent no connection of the burst of one.
+	// One new connection per address, then none for a long while.
+	ts = startServer(t, func(c *config.Config) { c.ConnectsPerIP, c.ConnectsBurst = 0.001, 1 })
 	c, err := client.Dial(ctx, ts.wsURL(), client.WithUser("alice"))
 	if err != nil {
 		t.Fatalf("first dial: %v", err)
