@@ -25,6 +25,7 @@ func mintToken(t *testing.T, user string, ttl time.Duration) string {
 }
 
 func TestTokenConnect(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t, func(c *config.Config) { c.Insecure, c.TokenSecret = false, testSecret })
 	transports(t, ts, func(t *testing.T, url string) {
 		ctx := testContext(t)
@@ -63,6 +64,7 @@ func TestTokenConnect(t *testing.T) {
 }
 
 func TestTokenFuncOnEveryConnect(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t, func(c *config.Config) { c.Insecure, c.TokenSecret = false, testSecret })
 	var mu sync.Mutex
 	calls := 0

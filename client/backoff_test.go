@@ -6,6 +6,7 @@ import (
 )
 
 func TestBackoffBounds(t *testing.T) {
+	t.Parallel()
 	const lo, hi = 500 * time.Millisecond, 30 * time.Second
 	for n := range 40 {
 		base := min(lo<<min(n, 20), hi)

@@ -13,6 +13,7 @@ import (
 )
 
 func TestSubscribePublish(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t)
 	transports(t, ts, func(t *testing.T, url string) {
 		ctx := testContext(t)
@@ -59,6 +60,7 @@ func TestSubscribePublish(t *testing.T) {
 }
 
 func TestSendReachesEveryConnectionOfUser(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t)
 	ctx := testContext(t)
 	var onWS, onTCP recorder
@@ -82,6 +84,7 @@ func TestSendReachesEveryConnectionOfUser(t *testing.T) {
 }
 
 func TestBroadcastReachesEveryone(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t, func(c *config.Config) { c.ClientBroadcast = true })
 	ctx := testContext(t)
 	var a, b recorder
@@ -101,6 +104,7 @@ func TestBroadcastReachesEveryone(t *testing.T) {
 }
 
 func TestConcurrentRequests(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t)
 	ctx := testContext(t)
 	var rec recorder
@@ -137,6 +141,7 @@ func TestConcurrentRequests(t *testing.T) {
 }
 
 func TestErrorReplies(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t)
 	transports(t, ts, func(t *testing.T, url string) {
 		ctx := testContext(t)
@@ -218,6 +223,7 @@ func TestDialErrors(t *testing.T) {
 }
 
 func TestTerminalDisconnectStopsClient(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t, func(c *config.Config) { c.MaxFrameBytes = 1024 })
 	transports(t, ts, func(t *testing.T, url string) {
 		ctx := testContext(t)
@@ -254,6 +260,7 @@ func TestTerminalDisconnectStopsClient(t *testing.T) {
 }
 
 func TestStateChangesOnDial(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t)
 	var rec recorder
 	c := dial(t, ts.wsURL(), "alice", rec.options()...)

@@ -64,7 +64,6 @@ const (
 	CodeRateLimited          Code = "rate_limited"           // more operations than the connection's rate allows
 	CodeTooManySubscriptions Code = "too_many_subscriptions" // the connection is at its subscription limit
 	CodeNotSubscribed        Code = "not_subscribed"         // unsubscribe from a channel not subscribed to
-	CodeTooLarge             Code = "too_large"              // a message exceeds its size limit
 	CodeTooManyConnections   Code = "too_many_connections"   // the user is at its connection limit
 	CodeInternal             Code = "internal"               // the server failed; the operation may be retried
 
@@ -121,7 +120,6 @@ const (
 	DisconnectFrameTooLarge      = 3501 // a frame or line over the size limit
 	DisconnectUnauthorized       = 3502 // connect failed: bad, missing or malformed credentials or connect frame
 	DisconnectTooManyConnections = 3503 // the user is at its connection limit
-	DisconnectForbidden          = 3504 // the connection lost a permission it needs
 	DisconnectKicked             = 3505 // the server (or its operator) disconnected this user
 )
 

@@ -16,6 +16,7 @@ func fastBackoff() client.Option {
 }
 
 func TestReconnectResubscribes(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t)
 	transports(t, ts, func(t *testing.T, url string) {
 		ctx := testContext(t)
@@ -70,6 +71,7 @@ func TestReconnectResubscribes(t *testing.T) {
 }
 
 func TestOperationsWaitForReconnect(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t)
 	ctx := testContext(t)
 	var rec recorder
@@ -87,6 +89,7 @@ func TestOperationsWaitForReconnect(t *testing.T) {
 }
 
 func TestAnswersServerPings(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("waits for several server heartbeats")
 	}
@@ -150,6 +153,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 }
 
 func TestKickedStopsClient(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t)
 	transports(t, ts, func(t *testing.T, url string) {
 		var rec recorder
@@ -168,6 +172,7 @@ func TestKickedStopsClient(t *testing.T) {
 }
 
 func TestServerAskedReconnect(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t)
 	transports(t, ts, func(t *testing.T, url string) {
 		ctx := testContext(t)
@@ -201,6 +206,7 @@ func TestServerAskedReconnect(t *testing.T) {
 }
 
 func TestServerUnsubscribes(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t)
 	transports(t, ts, func(t *testing.T, url string) {
 		ctx := testContext(t)
@@ -229,6 +235,7 @@ func TestServerUnsubscribes(t *testing.T) {
 }
 
 func TestSlowHandlerDropsConnection(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t)
 	ctx := testContext(t)
 	var rec recorder

@@ -10,6 +10,7 @@ import (
 )
 
 func TestTLS(t *testing.T) {
+	t.Parallel()
 	certFile, keyFile, pool := testcert.SelfSigned(t)
 	ts := startServer(t, func(c *config.Config) { c.TLSCert, c.TLSKey = certFile, keyFile })
 	trust := client.WithTLSConfig(&tls.Config{RootCAs: pool})

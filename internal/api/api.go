@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -69,12 +70,15 @@ func New(cfg Config, b Backend, log *slog.Logger) *API {
 	return &API{cfg: cfg, b: b, log: log}
 }
 
-// Register adds the API's routes to mux.
-func (a *API) Register(mux *http.ServeMux) {
-	routes := []struct {
-		method, path string
-		h            handlerFunc
-	}{
+// route is one endpoint of the API. docs/api.md and openapi.json
+// describe each.
+type route struct {
+	method, path string
+	h            handlerFunc
+}
+
+func (a *API) routes() []route {
+	return []route{
 		{"POST", "/v1/publish", a.publish},
 		{"POST", "/v1/send", a.send},
 		{"POST", "/v1/broadcast", a.broadcast},
@@ -85,7 +89,11 @@ func (a *API) Register(mux *http.ServeMux) {
 		{"POST", "/v1/users/{user}/unsubscribe", a.unsubscribe},
 		{"GET", "/v1/openapi.json", a.openapi},
 	}
-	for _, r := range routes {
+}
+
+// Register adds the API's routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	for _, r := range a.routes() {
 		mux.Handle(r.method+" "+r.path, a.handle(r.h))
 		// The same path with any other method: a JSON 405, not the
 		// catch-all's 404.
@@ -225,7 +233,7 @@ func decode(r *http.Request, v any) error {
 			return errorf(http.StatusRequestEntityTooLarge, "too_large", "request body exceeds %d bytes", tooLarge.Limit)
 		case errors.As(err, &typeErr):
 			return errorf(http.StatusBadRequest, "invalid_field", "field %q has the wrong type", typeErr.Field)
-		case errors.Is(err, errEOF):
+		case errors.Is(err, io.EOF):
 			return errEmptyBody
 		}
 		return errorf(http.StatusBadRequest, "invalid_body", "request body is not valid JSON: %v", err)

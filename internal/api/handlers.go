@@ -3,14 +3,11 @@ package api
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"net/http"
 	"unicode/utf8"
 
 	"github.com/heraldpush/herald/internal/protocol"
 )
-
-var errEOF = io.EOF
 
 // data validates and compacts a message body's data field. Data reaches
 // clients as it is, so it must be what a client frame may carry: JSON in

@@ -8,6 +8,7 @@ import (
 )
 
 func TestParseTarget(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]target{
 		"ws://127.0.0.1:7600/ws": {scheme: "ws", host: "127.0.0.1", addr: "127.0.0.1:7600", url: "ws://127.0.0.1:7600/ws"},
 		"wss://localhost/ws":     {scheme: "wss", host: "localhost", addr: "localhost:443", url: "wss://localhost/ws"},
@@ -27,6 +28,7 @@ func TestParseTarget(t *testing.T) {
 }
 
 func TestParseSourceIPs(t *testing.T) {
+	t.Parallel()
 	got, err := parseSourceIPs("127.0.0.1-127.0.0.9")
 	if err != nil || len(got) != 9 || got[0] != netip.MustParseAddr("127.0.0.1") || got[8] != netip.MustParseAddr("127.0.0.9") {
 		t.Errorf("range = %v, %v", got, err)
@@ -49,6 +51,7 @@ func TestParseSourceIPs(t *testing.T) {
 }
 
 func TestAutoSources(t *testing.T) {
+	t.Parallel()
 	if got := autoSources("127.0.0.1", 5000); got != nil {
 		t.Errorf("5,000 connections spread over %v", got)
 	}
@@ -65,6 +68,7 @@ func TestAutoSources(t *testing.T) {
 }
 
 func TestCheckLoopback(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	for _, ok := range []string{"127.0.0.1", "127.3.2.1", "::1", "localhost"} {
 		if err := checkLoopback(ctx, ok); err != nil {

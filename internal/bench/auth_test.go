@@ -5,34 +5,34 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
+	"github.com/heraldpush/herald/internal/auth"
 )
 
 func TestMintToken(t *testing.T) {
+	t.Parallel()
 	secret := []byte("0123456789abcdef0123456789abcdef")
-	now := time.Now()
-	s, err := mintToken(secret, "b7", now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := jwt.Parse(s, func(*jwt.Token) (any, error) { return secret, nil }, jwt.WithValidMethods([]string{"HS256"}))
-	if err != nil {
-		t.Fatalf("parse minted token: %v", err)
-	}
-	sub, _ := tok.Claims.GetSubject()
-	exp, _ := tok.Claims.GetExpirationTime()
-	if sub != "b7" || exp == nil || exp.Unix() != now.Add(time.Hour).Unix() {
-		t.Errorf("sub %q exp %v, want b7 and now+1h", sub, exp)
-	}
-
+	before := time.Now().Truncate(time.Second)
 	frame, err := newCredentials(string(secret)).connectFrame("b7")
 	if err != nil {
 		t.Fatal(err)
 	}
+	after := time.Now()
 	var f struct{ Op, Token, User string }
 	if err := json.Unmarshal(frame, &f); err != nil || f.Op != "connect" || f.Token == "" || f.User != "" {
-		t.Errorf("token connect frame %s: %+v, %v", frame, f, err)
+		t.Fatalf("token connect frame %s: %+v, %v", frame, f, err)
 	}
+	v, err := auth.NewHMAC(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := v.Verify(f.Token)
+	if err != nil {
+		t.Fatalf("the server refuses the minted token: %v", err)
+	}
+	if exp := c.ExpiresAt.Time; c.Subject != "b7" || exp.Before(before.Add(time.Hour)) || exp.After(after.Add(time.Hour)) {
+		t.Errorf("sub %q exp %v, want b7 and now+1h", c.Subject, exp)
+	}
+
 	frame, _ = newCredentials("").connectFrame("b7")
 	if err := json.Unmarshal(frame, &f); err != nil || f.User != "b7" {
 		t.Errorf("insecure connect frame %s", frame)

@@ -11,6 +11,7 @@ import (
 )
 
 func TestClassify(t *testing.T) {
+	t.Parallel()
 	wrap := func(err error) error { return fmt.Errorf("%w: b1: connect: %w", ErrHandshake, err) }
 	for want, err := range map[string]error{
 		"rate_limited":                    wrap(&replyError{Code: "rate_limited", Message: "slow down"}),
@@ -39,6 +40,7 @@ func TestClassify(t *testing.T) {
 }
 
 func TestRateLimitedServerGetsAHint(t *testing.T) {
+	t.Parallel()
 	cfg := benchConfig(t)
 	cfg.ConnectsPerIP, cfg.ConnectsBurst = 1, 2
 	ts := startServer(t, cfg)

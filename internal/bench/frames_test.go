@@ -7,6 +7,7 @@ import (
 )
 
 func TestClientFramesAreValidJSON(t *testing.T) {
+	t.Parallel()
 	pl := newPayload(200)
 	data := pl.stamp(1764208800123456789)
 	if len(data) != 200 {
@@ -30,6 +31,7 @@ func TestClientFramesAreValidJSON(t *testing.T) {
 }
 
 func TestParseServerFrame(t *testing.T) {
+	t.Parallel()
 	stamped := string(newPayload(60).stamp(1764208800123456789))
 	for _, tc := range []struct {
 		name string
@@ -70,6 +72,7 @@ func TestParseServerFrame(t *testing.T) {
 }
 
 func TestTrimEOL(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{"a\n": "a", "a\r\n": "a", "a": "a", "\n": ""} {
 		if got := string(trimEOL([]byte(in))); got != want {
 			t.Errorf("trimEOL(%q) = %q, want %q", in, got, want)

@@ -2,62 +2,49 @@ package bench
 
 import (
 	"math"
-	"math/bits"
-	"sync/atomic"
+	"sync"
 	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // Histogram records latencies from many goroutines at once, in bounded
-// memory, with a relative error under 1%: a log-linear layout like HDR
-// histograms, 128 linear sub-buckets per power of two. Recording is a few
-// atomic adds on one of histShards shards, picked by the caller, so that
-// readers of different connections rarely share a cache line.
+// memory, with a relative error under 1%: an HDR histogram with two
+// significant digits (128 linear sub-buckets per power of two) on each of
+// histShards shards, picked by the caller, so that readers of different
+// connections rarely wait for one another. Count, sum, minimum and maximum
+// are kept exactly beside it.
 type Histogram struct {
 	shards [histShards]histShard
 }
 
 const (
 	histShards = 16
-	subBits    = 7
-	subCount   = 1 << subBits // linear sub-buckets per power of two
+	sigDigits  = 2
 	// maxTracked is the largest value given its own bucket (about 18
-	// minutes in nanoseconds); larger ones land in the last bucket, and
+	// minutes in nanoseconds); larger ones are counted as maxTracked, and
 	// Max still reports them exactly.
 	maxTracked = 1<<40 - 1
-	numBuckets = (40-subBits)*subCount + subCount
 )
 
 type histShard struct {
-	counts [numBuckets]atomic.Uint64
-	total  atomic.Uint64
-	sum    atomic.Uint64 // nanoseconds
-	min    atomic.Uint64 // stored as ^v so that the zero value means "none"
-	max    atomic.Uint64
-	_      [64]byte // keep the next shard's hot fields off this cache line
+	mu       sync.Mutex
+	h        *hdrhistogram.Histogram
+	count    uint64
+	sum      uint64 // nanoseconds
+	min, max uint64
+	_        [64]byte // keep the next shard's lock off this cache line
 }
+
+func newHDR() *hdrhistogram.Histogram { return hdrhistogram.New(1, maxTracked, sigDigits) }
 
 // NewHistogram returns an empty histogram.
-func NewHistogram() *Histogram { return &Histogram{} }
-
-// bucketOf returns the bucket index of v.
-func bucketOf(v uint64) int {
-	if v > maxTracked {
-		v = maxTracked
+func NewHistogram() *Histogram {
+	h := &Histogram{}
+	for i := range h.shards {
+		h.shards[i].h = newHDR()
 	}
-	if v < subCount*2 {
-		return int(v)
-	}
-	shift := bits.Len64(v) - subBits - 1
-	return (shift+1)*subCount + int(v>>shift) - subCount
-}
-
-// bucketRange returns the lowest value of bucket i and its width.
-func bucketRange(i int) (low, width uint64) {
-	if i < subCount*2 {
-		return uint64(i), 1
-	}
-	shift := i/subCount - 1
-	return uint64(subCount+i%subCount) << shift, 1 << shift
+	return h
 }
 
 // Record adds one latency to shard (any int; it is reduced modulo the
@@ -65,26 +52,21 @@ func bucketRange(i int) (low, width uint64) {
 func (h *Histogram) Record(shard int, d time.Duration) {
 	v := uint64(max(d, 0))
 	s := &h.shards[uint(shard)%histShards]
-	s.counts[bucketOf(v)].Add(1)
-	s.total.Add(1)
-	s.sum.Add(v)
-	for {
-		old := s.max.Load()
-		if v <= old || s.max.CompareAndSwap(old, v) {
-			break
-		}
+	s.mu.Lock()
+	// In range by construction, so RecordValue cannot fail.
+	_ = s.h.RecordValue(int64(min(v, maxTracked)))
+	if s.count == 0 || v < s.min {
+		s.min = v
 	}
-	for {
-		old := s.min.Load()
-		if (old != 0 && v >= ^old) || s.min.CompareAndSwap(old, ^v) {
-			break
-		}
-	}
+	s.max = max(s.max, v)
+	s.count++
+	s.sum += v
+	s.mu.Unlock()
 }
 
 // Snapshot is a merged, read-only copy of a Histogram.
 type Snapshot struct {
-	counts   []uint64
+	h        *hdrhistogram.Histogram
 	Count    uint64
 	Sum      time.Duration
 	Min, Max time.Duration
@@ -93,19 +75,19 @@ type Snapshot struct {
 // Snapshot merges the shards. It may run while others record; the result
 // is then a recent state, consistent enough for a progress report.
 func (h *Histogram) Snapshot() Snapshot {
-	s := Snapshot{counts: make([]uint64, numBuckets)}
+	s := Snapshot{h: newHDR()}
 	minV := uint64(math.MaxUint64)
 	for i := range h.shards {
 		sh := &h.shards[i]
-		for b := range sh.counts {
-			s.counts[b] += sh.counts[b].Load()
+		sh.mu.Lock()
+		s.h.Merge(sh.h)
+		s.Count += sh.count
+		s.Sum += time.Duration(sh.sum)
+		s.Max = max(s.Max, time.Duration(sh.max))
+		if sh.count > 0 {
+			minV = min(minV, sh.min)
 		}
-		s.Count += sh.total.Load()
-		s.Sum += time.Duration(sh.sum.Load())
-		s.Max = max(s.Max, time.Duration(sh.max.Load()))
-		if m := sh.min.Load(); m != 0 {
-			minV = min(minV, ^m)
-		}
+		sh.mu.Unlock()
 	}
 	if s.Count > 0 {
 		s.Min = time.Duration(minV)
@@ -113,9 +95,9 @@ func (h *Histogram) Snapshot() Snapshot {
 	return s
 }
 
-// Quantile returns the latency at quantile q (0 to 1): the middle of the
-// bucket holding the ceil(q*Count)-th smallest value, clamped to [Min, Max].
-// It returns 0 for an empty snapshot.
+// Quantile returns the latency at quantile q (0 to 1): the highest value
+// of the bucket holding the ceil(q*Count)-th smallest value, clamped to
+// [Min, Max]. It returns 0 for an empty snapshot.
 func (s Snapshot) Quantile(q float64) time.Duration {
 	if s.Count == 0 {
 		return 0
@@ -123,18 +105,8 @@ func (s Snapshot) Quantile(q float64) time.Duration {
 	if q >= 1 {
 		return s.Max
 	}
-	rank := uint64(math.Ceil(q * float64(s.Count)))
-	rank = max(rank, 1)
-	var seen uint64
-	for i, c := range s.counts {
-		seen += c
-		if seen >= rank {
-			low, width := bucketRange(i)
-			v := time.Duration(low + width/2)
-			return min(max(v, s.Min), s.Max)
-		}
-	}
-	return s.Max
+	v := time.Duration(s.h.ValueAtQuantile(q * 100))
+	return min(max(v, s.Min), s.Max)
 }
 
 // Mean is the average latency, 0 for an empty snapshot.
@@ -162,14 +134,14 @@ func (s Snapshot) Bins(perDecade int) []Bin {
 		out[k].LowMs = edge(first+k) / 1e6
 		out[k].HighMs = edge(first+k+1) / 1e6
 	}
-	for i, c := range s.counts {
-		if c == 0 {
+	for _, b := range s.h.Distribution() {
+		if b.Count == 0 {
 			continue
 		}
-		low, width := bucketRange(i)
-		mid := min(max(float64(low)+float64(width)/2, float64(s.Min)), float64(s.Max))
+		// [From, To] holds every value of the bucket, To included.
+		mid := min(max(float64(b.From)+float64(b.To-b.From+1)/2, float64(s.Min)), float64(s.Max))
 		k := min(max(binOf(mid)-first, 0), len(out)-1)
-		out[k].Count += c
+		out[k].Count += uint64(b.Count)
 	}
 	return out
 }

@@ -4,32 +4,42 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
-func TestBucketLayout(t *testing.T) {
-	prev := -1
-	for _, v := range []uint64{0, 1, 127, 128, 255, 256, 257, 511, 512, 1000, 1 << 20, 123456789, maxTracked} {
-		i := bucketOf(v)
-		if i < prev {
-			t.Errorf("bucketOf(%d) = %d, before the previous %d", v, i, prev)
+// Across the whole range a quantile is off by at most 1/128 of the value
+// (two significant digits), and values past maxTracked still count, with
+// Max exact.
+func TestResolution(t *testing.T) {
+	t.Parallel()
+	for _, v := range []time.Duration{1, 127, 128, 255, 256, 257, 511, 512, 1000, 1 << 20, 123456789, maxTracked} {
+		h := NewHistogram()
+		for i := range 1000 {
+			h.Record(i, v)
 		}
-		prev = i
-		low, width := bucketRange(i)
-		if v < low || v >= low+width {
-			t.Errorf("value %d in bucket %d = [%d, %d)", v, i, low, low+width)
-		}
-		if v >= 256 && float64(width)/float64(low) > 1.0/128+1e-9 {
-			t.Errorf("bucket %d is %d wide at %d: more than 1/128", i, width, low)
+		h.Record(0, 10*v) // Max, so that the median is not clamped to it
+		s := h.Snapshot()
+		got := s.Quantile(0.5)
+		if got < v || float64(got-v) > float64(v)/128 {
+			t.Errorf("median of %d is %d: off by more than 1/128", v, got)
 		}
 	}
-	if got := bucketOf(maxTracked * 4); got != numBuckets-1 {
-		t.Errorf("bucketOf(huge) = %d, want the last bucket %d", got, numBuckets-1)
+	h := NewHistogram()
+	h.Record(0, time.Millisecond)
+	h.Record(1, maxTracked*4)
+	s := h.Snapshot()
+	if s.Count != 2 || s.Max != maxTracked*4 {
+		t.Errorf("count %d max %v, want 2 and %v", s.Count, s.Max, time.Duration(maxTracked*4))
+	}
+	if q := s.Quantile(0.99); q < maxTracked || float64(q-maxTracked) > maxTracked/128 {
+		t.Errorf("q0.99 = %v, want the largest tracked value %v", q, time.Duration(maxTracked))
 	}
 }
 
 func TestQuantilesAgainstExact(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(1, 2))
 	h := NewHistogram()
 	var vals []time.Duration
@@ -70,6 +80,7 @@ func TestQuantilesAgainstExact(t *testing.T) {
 }
 
 func TestHistogramConcurrentAndEdges(t *testing.T) {
+	t.Parallel()
 	h := NewHistogram()
 	if s := h.Snapshot(); s.Quantile(0.5) != 0 || s.Mean() != 0 || s.Bins(10) != nil {
 		t.Error("an empty histogram reports values")
@@ -90,4 +101,37 @@ func TestHistogramConcurrentAndEdges(t *testing.T) {
 	if s.Count != 8001 || s.Min != 0 || s.Max != 999*time.Microsecond {
 		t.Errorf("count %d min %v max %v, want 8001 0 999µs", s.Count, s.Min, s.Max)
 	}
+}
+
+// BenchmarkRecord is the latency recording on the load tool's delivery
+// path: many readers at once, each recording on the shard of its client.
+func BenchmarkRecord(b *testing.B) {
+	h := NewHistogram()
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		shard := int(next.Add(1))
+		v := time.Duration(shard) * 97 * time.Microsecond
+		for pb.Next() {
+			h.Record(shard, v)
+			v = (v + 13*time.Microsecond) % (200 * time.Millisecond)
+		}
+	})
+}
+
+// BenchmarkDeliver is a reader's whole bookkeeping for one delivery:
+// latency, count and time of the last.
+func BenchmarkDeliver(b *testing.B) {
+	s := newSink()
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		shard := int(next.Add(1))
+		sent := time.Now().UnixNano() - int64(time.Millisecond)
+		for pb.Next() {
+			s.deliver(shard, sent)
+		}
+	})
 }

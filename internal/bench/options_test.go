@@ -6,6 +6,7 @@ import (
 )
 
 func TestValidate(t *testing.T) {
+	t.Parallel()
 	ok := DefaultOptions()
 	ok.Scenario = ScenarioFanout
 	if err := ok.Validate(); err != nil {

@@ -31,6 +31,7 @@ func sampleResult() Result {
 }
 
 func TestWriteHTML(t *testing.T) {
+	t.Parallel()
 	var b bytes.Buffer
 	if err := WriteHTML(&b, sampleResult()); err != nil {
 		t.Fatal(err)
@@ -51,6 +52,7 @@ func TestWriteHTML(t *testing.T) {
 }
 
 func TestWriteHTMLWithoutLatency(t *testing.T) {
+	t.Parallel()
 	r := sampleResult()
 	r.Latency, r.OK, r.Failures = nil, false, []string{"3 of 100 clients connected"}
 	var b bytes.Buffer
@@ -63,6 +65,7 @@ func TestWriteHTMLWithoutLatency(t *testing.T) {
 }
 
 func TestWriteText(t *testing.T) {
+	t.Parallel()
 	var b bytes.Buffer
 	if err := WriteText(&b, sampleResult()); err != nil {
 		t.Fatal(err)
@@ -77,6 +80,7 @@ func TestWriteText(t *testing.T) {
 }
 
 func TestFormatting(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567", -4500: "-4,500"} {
 		if got := count(in); got != want {
 			t.Errorf("count(%d) = %q, want %q", in, got, want)

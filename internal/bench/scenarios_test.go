@@ -15,6 +15,7 @@ import (
 )
 
 func TestIdle(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t, benchConfig(t))
 	for _, transport := range []string{"ws", "tcp"} {
 		t.Run(transport, func(t *testing.T) {
@@ -46,6 +47,7 @@ func TestIdle(t *testing.T) {
 // Clients must answer the server's pings, or a hold longer than a ping
 // interval plus the pong timeout loses them all.
 func TestIdleAnswersPings(t *testing.T) {
+	t.Parallel()
 	cfg := benchConfig(t)
 	cfg.PingInterval, cfg.PongTimeout = time.Second, time.Second
 	ts := startServer(t, cfg)
@@ -65,6 +67,7 @@ func TestIdleAnswersPings(t *testing.T) {
 }
 
 func TestFanout(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t, benchConfig(t))
 	for _, transport := range []string{"ws", "tcp"} {
 		t.Run(transport, func(t *testing.T) {
@@ -89,6 +92,7 @@ func TestFanout(t *testing.T) {
 }
 
 func TestFanoutRateAndSize(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t, benchConfig(t))
 	o := testOptions(ts, ScenarioFanout, "ws")
 	o.Clients, o.Messages, o.Rate, o.Size = 10, 20, 400, 2000
@@ -100,6 +104,7 @@ func TestFanoutRateAndSize(t *testing.T) {
 }
 
 func TestFanoutViaAPI(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t, benchConfig(t))
 	o := testOptions(ts, ScenarioFanout, "tcp")
 	o.Via, o.Clients, o.Messages, o.APIConcurrency = ViaAPI, 40, 30, 4
@@ -112,6 +117,7 @@ func TestFanoutViaAPI(t *testing.T) {
 }
 
 func TestDirect(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t, benchConfig(t))
 	for _, tc := range []struct {
 		name      string
@@ -139,6 +145,7 @@ func TestDirect(t *testing.T) {
 }
 
 func TestChurn(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t, benchConfig(t))
 	for _, transport := range []string{"ws", "tcp"} {
 		t.Run(transport, func(t *testing.T) {
@@ -172,6 +179,7 @@ func TestChurn(t *testing.T) {
 }
 
 func TestTokens(t *testing.T) {
+	t.Parallel()
 	const secret = "0123456789abcdef0123456789abcdef-bench"
 	cfg := benchConfig(t)
 	cfg.Insecure, cfg.TokenSecret = false, secret
@@ -196,6 +204,7 @@ func TestTokens(t *testing.T) {
 }
 
 func TestSourceIPs(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t, benchConfig(t))
 	o := testOptions(ts, ScenarioFanout, "ws")
 	o.Clients, o.Messages, o.SourceIPs = 12, 5, "127.0.0.1-127.0.0.3"
@@ -209,6 +218,7 @@ func TestSourceIPs(t *testing.T) {
 // A run whose messages do not all arrive must fail: here the server allows
 // the publisher only a few publishes.
 func TestMismatchFails(t *testing.T) {
+	t.Parallel()
 	cfg := benchConfig(t)
 	cfg.PublishPerSecond, cfg.PublishBurst = 1, 5
 	ts := startServer(t, cfg)
@@ -229,6 +239,7 @@ func TestMismatchFails(t *testing.T) {
 // When every send fails nothing can arrive: the run ends at once instead
 // of waiting out the drain, and says so.
 func TestNothingSent(t *testing.T) {
+	t.Parallel()
 	cfg := benchConfig(t)
 	cfg.APIKeys = []string{"right-key-0123456789"}
 	ts := startServer(t, cfg)
@@ -252,6 +263,7 @@ func TestNothingSent(t *testing.T) {
 }
 
 func TestNoServer(t *testing.T) {
+	t.Parallel()
 	// A port nothing listens on: take one and close it.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -272,6 +284,7 @@ func TestNoServer(t *testing.T) {
 }
 
 func TestTimeout(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t, benchConfig(t))
 	o := testOptions(ts, ScenarioIdle, "ws")
 	o.Clients, o.Hold, o.Timeout = 5, time.Minute, 300*time.Millisecond
@@ -286,6 +299,7 @@ func TestTimeout(t *testing.T) {
 }
 
 func TestRemoteRefused(t *testing.T) {
+	t.Parallel()
 	o := DefaultOptions()
 	o.Scenario, o.Server = ScenarioIdle, "ws://192.0.2.1:7600/ws" // TEST-NET-1; never dialled
 	_, err := Run(context.Background(), o, nil)
@@ -299,6 +313,7 @@ func TestRemoteRefused(t *testing.T) {
 }
 
 func TestProgressAndReports(t *testing.T) {
+	t.Parallel()
 	ts := startServer(t, benchConfig(t))
 	o := testOptions(ts, ScenarioFanout, "ws")
 	o.Clients, o.Messages = 30, 20
@@ -343,6 +358,7 @@ func TestProgressAndReports(t *testing.T) {
 // The abuse scenario against a server with production settings: every
 // attack is refused early, and the report says so.
 func TestAbuse(t *testing.T) {
+	t.Parallel()
 	const key = "bench-abuse-test-key-0123456789"
 	cfg := testserver.Config(t)
 	cfg.Insecure = false

@@ -133,6 +133,7 @@ func parseLines(t *testing.T, out string) []cliMessage {
 }
 
 func TestSubAndPub(t *testing.T) {
+	t.Parallel()
 	srv := startHerald(t)
 	for name, url := range serverURLs(srv) {
 		t.Run(name, func(t *testing.T) {
@@ -176,6 +177,7 @@ func TestSubAndPub(t *testing.T) {
 }
 
 func TestSendToUser(t *testing.T) {
+	t.Parallel()
 	srv := startHerald(t)
 	urls := serverURLs(srv)
 	sub := start("sub", "--server", urls["tcp"], "--user", "bob", "--channel", "ready", "--count", "1")
@@ -195,6 +197,7 @@ func TestSendToUser(t *testing.T) {
 }
 
 func TestBroadcast(t *testing.T) {
+	t.Parallel()
 	srv := startHerald(t)
 	urls := serverURLs(srv)
 	sub := start("sub", "--server", urls["websocket"], "--user", "carol", "--channel", "ready", "--count", "1")
@@ -214,6 +217,7 @@ func TestBroadcast(t *testing.T) {
 }
 
 func TestSubStopsWhenInterrupted(t *testing.T) {
+	t.Parallel()
 	srv := startHerald(t)
 	sub := start("sub", "--server", serverURLs(srv)["websocket"], "--user", "alice", "--channel", "room")
 	waitSubscribed(t, srv, sub, "room")
@@ -227,6 +231,7 @@ func TestSubStopsWhenInterrupted(t *testing.T) {
 }
 
 func TestClientCommandErrors(t *testing.T) {
+	t.Parallel()
 	srv := startHerald(t, func(c *config.Config) { c.ClientBroadcast = false })
 	ws := serverURLs(srv)["websocket"]
 	cases := []struct {

@@ -80,6 +80,7 @@ func serve(t *testing.T, args ...string) (addr string, stderr *syncBuffer, stop 
 // The serve command shuts down gracefully when its context ends (as on
 // SIGINT or SIGTERM): clients are told to reconnect and it exits 0.
 func TestServeGracefulShutdown(t *testing.T) {
+	t.Parallel()
 	addr, stderr, stop := serve(t, "--insecure")
 	if !strings.Contains(stderr.String(), "INSECURE MODE") {
 		t.Fatal("insecure mode was not announced")
@@ -107,6 +108,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 	if json.Unmarshal(msg, &d) != nil || d.Type != "disconnect" || d.Code != 3000 {
 		t.Fatalf("got %s", msg)
 	}
+	_ = ws.Close() // as a client does, so that the server need not wait for it
 	if code := <-exited; code != 0 {
 		t.Fatalf("exit code %d: %s", code, stderr.String())
 	}
@@ -115,6 +117,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 // A secure server creates its token secret on first start and says how to
 // mint a token; `herald token` mints one the server accepts.
 func TestServeWithMintedToken(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	addr, stderr, _ := serve(t, "--data-dir", dir)
 	if !strings.Contains(stderr.String(), "herald token --user") {
@@ -189,6 +192,7 @@ func TestTokenAudienceAndIssuer(t *testing.T) {
 }
 
 func TestTokenErrors(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{
 		{"token"},
 		{"token", "--user", "not valid"},
@@ -204,6 +208,7 @@ func TestTokenErrors(t *testing.T) {
 }
 
 func TestServeRefusesBadConfig(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -221,6 +226,7 @@ func TestServeRefusesBadConfig(t *testing.T) {
 
 // A busy port is reported at once, not waited on.
 func TestServeBusyPort(t *testing.T) {
+	t.Parallel()
 	addr, _, _ := serve(t, "--insecure")
 	for _, args := range [][]string{
 		{"serve", "--insecure", "--http", addr, "--tcp", "127.0.0.1:0"},

@@ -67,9 +67,6 @@ func (h *Hub) Register(sub Subscriber, maxPerUser int) bool {
 		s.users[sub.User()] = conns
 	}
 	if maxPerUser > 0 && conns.len() >= maxPerUser {
-		if conns.len() == 0 {
-			delete(s.users, sub.User())
-		}
 		return false
 	}
 	if conns.add(sub) {

@@ -22,7 +22,6 @@ const (
 	CodeRateLimited         Code = "rate_limited"           // too many operations; slow down
 	CodeTooManySubscription Code = "too_many_subscriptions" // per-connection subscription limit reached
 	CodeNotSubscribed       Code = "not_subscribed"         // unsubscribe from a channel not subscribed to
-	CodeTooLarge            Code = "too_large"              // a frame or message exceeds its size limit
 	CodeTooManyConnections  Code = "too_many_connections"   // per-user connection limit reached
 	CodeInternal            Code = "internal"               // the server failed; the op may be retried
 )
@@ -78,5 +77,4 @@ var (
 	DisconnectFrameTooLarge     = terminal(3501, "frame_too_large")
 	DisconnectUnauthorized      = terminal(3502, "unauthorized")
 	DisconnectTooManyConns      = terminal(3503, "too_many_connections")
-	DisconnectForbidden         = terminal(3504, "forbidden")
 )

@@ -42,10 +42,6 @@ func (f *Frame) Bytes(w Wire) []byte {
 // Payload returns the JSON document alone.
 func (f *Frame) Payload() []byte { return f.buf[maxWSHeader : len(f.buf)-1] }
 
-// Size is the number of bytes the frame adds to a connection's queue; the
-// larger of its wire forms.
-func (f *Frame) Size() int { return len(f.buf) - f.wsOff }
-
 // newFrameBuffer returns a buffer with room reserved for the WebSocket header,
 // ready for the payload to be appended.
 func newFrameBuffer(payloadHint int) []byte {

@@ -12,6 +12,7 @@ import (
 // compared and X-Forwarded-Host is not read. docs/protocol.md states this
 // rule; these cases pin it.
 func TestOriginSameHost(t *testing.T) {
+	t.Parallel()
 	s := &Server{cfg: config.Default()}
 	cases := []struct {
 		host, origin, forwardedHost string

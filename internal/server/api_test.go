@@ -54,6 +54,7 @@ func errCode(out map[string]any) string {
 // A backend pushes to a channel, a user, a batch of users and everyone;
 // WebSocket and TCP clients authenticated with tokens receive it all.
 func TestAPIPush(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, secureConfig(t))
 	api := apiClient{t, "http://" + srv.HTTPAddr().String(), testNewKey}
 	alice := dialWS(t, srv)
@@ -101,6 +102,7 @@ func TestAPIPush(t *testing.T) {
 }
 
 func TestAPIPresenceAndControl(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, secureConfig(t))
 	api := apiClient{t, "http://" + srv.HTTPAddr().String(), testOldKey}
 	tok, _ := mintWithInfo(t, "alice", `{"name":"Alice"}`)
@@ -174,6 +176,7 @@ func TestAPIPresenceAndControl(t *testing.T) {
 }
 
 func TestAPIBadRequests(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, secureConfig(t))
 	api := apiClient{t, "http://" + srv.HTTPAddr().String(), testNewKey}
 	cases := []struct {
@@ -237,6 +240,7 @@ func mintWithInfo(t *testing.T, user, info string) (string, error) {
 }
 
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, testConfig())
 	c := dialWS(t, srv)
 	c.connect("m")
@@ -259,6 +263,7 @@ func TestMetrics(t *testing.T) {
 // fail the WebSocket of every subscriber. The subscriber sees nothing of it
 // and keeps receiving.
 func TestAPIRefusesInvalidUTF8(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, secureConfig(t))
 	api := apiClient{t, "http://" + srv.HTTPAddr().String(), testNewKey}
 	alice := dialWS(t, srv)
@@ -289,6 +294,7 @@ func TestAPIRefusesInvalidUTF8(t *testing.T) {
 // unknown path, 405 with Allow for a known one with another method. None
 // needs a key.
 func TestErrorsOutsideAPIAreJSON(t *testing.T) {
+	t.Parallel()
 	cfg := secureConfig(t)
 	cfg.Pprof = true
 	srv := startServer(t, cfg)

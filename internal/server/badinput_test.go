@@ -11,6 +11,7 @@ import (
 // Every kind of bad input gets a clear error or close reason, the server
 // stays up, and a bystander keeps receiving.
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.MaxFrameBytes = 1024
 	srv := startServer(t, cfg)

@@ -10,6 +10,7 @@ import (
 // reply, then disconnect 3502 (no reconnect), then the connection closes,
 // and a connect sent right behind the failed one is never answered.
 func TestFailedConnectEndsConnection(t *testing.T) {
+	t.Parallel()
 	insecure := startServer(t, testConfig())
 	secure := startServer(t, secureConfig(t))
 	good := `{"id":2,"op":"connect","user":"good"}`

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 // Both transports in one test: a WebSocket client and a TCP client exchange
 // channel, direct and broadcast messages, each seeing the other's id.
 func TestAddressingAcrossTransports(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, testConfig())
 	alice := dialWS(t, srv)
 	alice.connect("alice")
@@ -72,6 +74,7 @@ func mustID(t *testing.T, m frame) string {
 // A user on several connections (phone and laptop, one per transport)
 // receives a direct message on every one of them.
 func TestDirectReachesEveryConnectionOfUser(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, testConfig())
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
@@ -156,6 +159,7 @@ func TestCleanupOnDisconnect(t *testing.T) {
 // A client that stops reading is dropped as a slow consumer, and the others
 // on the same channel keep receiving everything.
 func TestSlowConsumerIsolated(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.MaxOutboundBytes = 256 << 10
 	cfg.OpsPerSecond, cfg.OpsBurst = 1e6, 1e6
@@ -171,17 +175,22 @@ func TestSlowConsumerIsolated(t *testing.T) {
 			pub := dialTCP(t, srv)
 			pub.connect("pub")
 
-			payload := strings.Repeat("x", 8<<10)
+			pad := strings.Repeat("x", 8<<10)
 			got := 0
 			for i := 0; len(srv.Hub().UserConnections("slow")) > 0; i++ {
 				if i > 5000 {
 					t.Fatal("slow consumer never disconnected")
 				}
-				pub.reply(pub.send(map[string]any{"op": "publish", "channel": "firehose:" + tr.name, "data": payload}))
-				fast.expect("message")
+				pub.reply(pub.send(map[string]any{"op": "publish", "channel": "firehose:" + tr.name, "data": map[string]any{"n": i, "pad": pad}}))
+				// The fast reader gets every message published, in order:
+				// message i is the next it reads.
+				m := fast.expect("message")
+				var d struct{ N int }
+				if err := json.Unmarshal(m.Data, &d); err != nil || d.N != i {
+					t.Fatalf("fast reader: message %d is %.40s", i, m.Data)
+				}
 				got++
 			}
-			// The fast reader got every message published, in order.
 			if got == 0 {
 				t.Fatal("no messages")
 			}
@@ -195,15 +204,17 @@ func TestSlowConsumerIsolated(t *testing.T) {
 // A client that never answers pings is dropped within ping-interval +
 // pong-timeout (+ one sweep); one that answers stays.
 func TestHeartbeatTimeout(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.PingInterval, cfg.PongTimeout = time.Second, time.Second
 	srv := startServer(t, cfg)
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
+			t.Parallel()
 			silent := tr.dial(t, srv)
-			silent.connect("silent")
+			silent.connect("silent-" + tr.name)
 			lively := tr.dial(t, srv)
-			lively.connect("lively")
+			lively.connect("lively-" + tr.name)
 
 			done := make(chan struct{})
 			go func() {
@@ -222,25 +233,23 @@ func TestHeartbeatTimeout(t *testing.T) {
 			if d == nil || d.Code != 3002 || d.Reason != "heartbeat_timeout" || !d.Reconnect {
 				t.Fatalf("want disconnect 3002 heartbeat_timeout, got %+v", d)
 			}
-			if len(srv.Hub().UserConnections("lively")) != 1 {
+			if len(srv.Hub().UserConnections("lively-"+tr.name)) != 1 {
 				t.Fatal("a client answering pings was dropped")
 			}
-			if tr.name == "ws" {
-				_ = lively.ws.Close()
-			} else {
-				_ = lively.tcp.Close()
-			}
+			lively.close()
 			<-done
 		})
 	}
 }
 
 func TestHandshakeTimeout(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.HandshakeTimeout = 500 * time.Millisecond
 	srv := startServer(t, cfg)
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
+			t.Parallel()
 			c := tr.dial(t, srv)
 			d := c.expectClosed(5 * time.Second)
 			if d == nil || d.Code != 3003 {
@@ -253,6 +262,7 @@ func TestHandshakeTimeout(t *testing.T) {
 // Shutdown tells every client to reconnect, flushes what was queued before
 // it, and returns once they are gone.
 func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, testConfig())
 	var conns []*conn
 	for i, tr := range []dialer{dialWS, dialTCP, dialWS, dialTCP} {

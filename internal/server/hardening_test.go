@@ -46,6 +46,7 @@ func rawHTTP(t *testing.T, addr, req string) (string, error) {
 // refuses before it reads the body: an unauthenticated upload costs
 // nothing, however large it claims or turns out to be.
 func TestAPIRefusesBeforeReadingBody(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.Insecure = false
 	cfg.TokenSecret = strings.Repeat("s", 32)
@@ -74,6 +75,7 @@ func TestAPIRefusesBeforeReadingBody(t *testing.T) {
 // Request headers are bounded: a client that sends header lines without
 // end gets 431 once it passes the bound, not a server that buffers them.
 func TestHeaderBytesBounded(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, testConfig())
 	c, err := net.Dial("tcp", srv.HTTPAddr().String())
 	if err != nil {
@@ -99,6 +101,7 @@ func TestHeaderBytesBounded(t *testing.T) {
 // One address cannot hold more HTTP connections open than the bound; the
 // next gets a JSON 429, and a slot frees when a connection closes.
 func TestHTTPConnectionsPerIP(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.HTTPConnsPerIP = 4
 	srv := startServer(t, cfg)
@@ -154,8 +157,10 @@ func TestHTTPConnectionsPerIP(t *testing.T) {
 // after http-idle-timeout, and one that never sends a request (or never
 // completes its TLS handshake) after handshake-timeout.
 func TestIdleHTTPConnectionsEnd(t *testing.T) {
+	t.Parallel()
 	for _, secure := range []bool{false, true} {
 		t.Run(map[bool]string{false: "http", true: "https"}[secure], func(t *testing.T) {
+			t.Parallel()
 			cfg := testConfig()
 			cfg.HTTPIdleTimeout = time.Second
 			cfg.HandshakeTimeout = 500 * time.Millisecond
@@ -213,6 +218,7 @@ func isTimeout(err error) bool {
 // own that the client asks to close: a backend must never see an error for
 // a message that was published.
 func TestConnectionCloseRequestsAllAnswered(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, testConfig())
 	base := "http://" + srv.HTTPAddr().String()
 	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
@@ -356,6 +362,7 @@ func (w *wsRaw) closed(within time.Duration) (disconnect *frame, closeCode int) 
 // that says why, then a close frame with the same code: before connect and
 // after it alike.
 func TestWebSocketFramesRefused(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.MaxFrameBytes = 1024
 	cfg.OpsPerSecond, cfg.OpsBurst = 10, 20
@@ -507,6 +514,7 @@ func TestReaderNotDroppedAmongNonReaders(t *testing.T) {
 // could be reused by the next connection while the poller still held an
 // event for the old one.)
 func TestRefusedConnectsAllAnswered(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.Insecure = false
 	cfg.TokenSecret = strings.Repeat("s", 32)

@@ -114,6 +114,15 @@ func dialTCP(t *testing.T, srv *Server) *conn {
 	return c
 }
 
+// close closes the client's socket.
+func (c *conn) close() {
+	if c.ws != nil {
+		_ = c.ws.Close()
+	} else {
+		_ = c.tcp.Close()
+	}
+}
+
 type dialer func(*testing.T, *Server) *conn
 
 var transports = []struct {
@@ -258,6 +267,9 @@ func (c *conn) expectClosed(d time.Duration) *frame {
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
 				c.t.Fatalf("connection still open after %s", d)
 			}
+			// Close this side too, as a client does on the end of the
+			// stream, so that the server need not wait for it.
+			c.close()
 			return got
 		}
 		if f.Type == "disconnect" {

@@ -11,6 +11,7 @@ import (
 // VIP:x is in namespace VIP, not vip, and follows the rule for namespaces
 // not listed.
 func TestPolicyIsCaseSensitive(t *testing.T) {
+	t.Parallel()
 	open := newPolicy([]config.Namespace{{Name: "vip", Subscribe: config.SubscribeGrant, Publish: config.PublishClients}})
 	closed := newPolicy([]config.Namespace{
 		{Name: "vip", Subscribe: config.SubscribeGrant, Publish: config.PublishClients},

@@ -83,6 +83,7 @@ func refused(t *testing.T, c *conn, f frame) {
 }
 
 func TestTokenAuthentication(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, secureConfig(t))
 
 	t.Run("valid token", func(t *testing.T) {
@@ -168,6 +169,7 @@ func writePEM(t *testing.T, typ string, der []byte) string {
 // including the classic confusion attack: an HS256 token whose HMAC key is
 // the server's public key.
 func TestPublicKeyTokens(t *testing.T) {
+	t.Parallel()
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
 	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	rsaPub, _ := x509.MarshalPKIXPublicKey(&rsaKey.PublicKey)
@@ -206,6 +208,7 @@ func TestPublicKeyTokens(t *testing.T) {
 }
 
 func TestChannelPermissions(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, secureConfig(t))
 	alice := dialWS(t, srv)
 	alice.connectToken(hmacToken(t, "alice", []string{"vip:gold*"}, time.Hour))
@@ -252,6 +255,7 @@ func TestChannelPermissions(t *testing.T) {
 }
 
 func TestPublishRateLimit(t *testing.T) {
+	t.Parallel()
 	cfg := secureConfig(t)
 	cfg.PublishPerSecond, cfg.PublishBurst = 1, 3
 	srv := startServer(t, cfg)
@@ -273,6 +277,7 @@ func TestPublishRateLimit(t *testing.T) {
 }
 
 func TestConnectionLimits(t *testing.T) {
+	t.Parallel()
 	cfg := secureConfig(t)
 	cfg.MaxConnsPerUser = 2
 	cfg.MaxSubscriptions = 2
@@ -330,6 +335,7 @@ func jsonErrorCode(t *testing.T, r io.Reader) string {
 }
 
 func TestOriginAllowList(t *testing.T) {
+	t.Parallel()
 	cfg := secureConfig(t)
 	srv := startServer(t, cfg)
 	url := "ws://" + srv.HTTPAddr().String() + "/ws"
@@ -368,6 +374,7 @@ func TestOriginAllowList(t *testing.T) {
 }
 
 func TestAPIAuthAndLimits(t *testing.T) {
+	t.Parallel()
 	cfg := secureConfig(t)
 	cfg.APIMaxBody = 2048
 	srv := startServer(t, cfg)
@@ -421,6 +428,7 @@ func TestAPIAuthAndLimits(t *testing.T) {
 // With no secret configured, a secure server creates one (mode 0600) and
 // tokens minted from it work.
 func TestGeneratedSecret(t *testing.T) {
+	t.Parallel()
 	cfg := secureConfig(t)
 	cfg.TokenSecret = ""
 	srv := startServer(t, cfg)
@@ -445,6 +453,7 @@ func TestGeneratedSecret(t *testing.T) {
 
 // A secret file that other users can read is used, and the log says so.
 func TestExposedSecretWarning(t *testing.T) {
+	t.Parallel()
 	cfg := secureConfig(t)
 	cfg.TokenSecret = ""
 	path := filepath.Join(cfg.DataDir, auth.SecretFile)
@@ -473,6 +482,7 @@ func TestExposedSecretWarning(t *testing.T) {
 // With token-audience and token-issuer set, only tokens that carry both
 // connect; any other is refused as unauthorized and the connection closed.
 func TestTokenAudienceAndIssuer(t *testing.T) {
+	t.Parallel()
 	cfg := secureConfig(t)
 	cfg.TokenAudience, cfg.TokenIssuer = "herald-prod", "https://auth.example"
 	srv := startServer(t, cfg)
@@ -519,6 +529,7 @@ func TestTokenAudienceAndIssuer(t *testing.T) {
 // to VIP:gold-1, which any user may join (namespace VIP is not listed),
 // sees nothing of vip:gold-1, which needs a grant; Room:1 is not room:1.
 func TestChannelNamesAreCaseSensitive(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, secureConfig(t))
 	api := apiClient{t, "http://" + srv.HTTPAddr().String(), testNewKey}
 	alice := dialWS(t, srv)

@@ -180,7 +180,7 @@ func (s *Server) HTTPAddr() net.Addr { return s.tr.HTTPAddr() }
 // TCPAddr is the address the TCP listener is bound to, or nil.
 func (s *Server) TCPAddr() net.Addr { return s.tr.TCPAddr() }
 
-// Hub exposes the registry (for tests and the API).
+// Hub exposes the registry, for tests.
 func (s *Server) Hub() *hub.Hub { return s.hub }
 
 // Sessions returns the number of open connections, authenticated or not.

@@ -16,6 +16,7 @@ import (
 // With a certificate, WebSocket (wss), raw TCP and the server API all run
 // over TLS, and messages cross between them.
 func TestTLS(t *testing.T) {
+	t.Parallel()
 	certFile, keyFile, pool := testcert.SelfSigned(t)
 	cfg := secureConfig(t)
 	cfg.TLSCert, cfg.TLSKey = certFile, keyFile

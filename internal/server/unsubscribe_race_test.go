@@ -114,6 +114,7 @@ func (channelHog) Deliver(f *protocol.Frame) {}
 // that believes it is subscribed but is not in the hub short-circuits every
 // later subscribe and never receives the channel again.
 func TestServerUnsubscribeRacesClientSubscribe(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.OpsPerSecond, cfg.OpsBurst = 1e6, 1e6
 	srv := startServer(t, cfg)

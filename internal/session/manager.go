@@ -53,6 +53,9 @@ type Manager struct {
 	nextID atomic.Uint64
 	shards [32]registryShard
 	count  atomic.Int64
+	// emptied receives a token when the last open session is removed,
+	// for CloseAll to wait on.
+	emptied chan struct{}
 }
 
 type registryShard struct {
@@ -68,6 +71,7 @@ func NewManager(limits Limits, node Node, log *slog.Logger, writers int) *Manage
 		log:     log,
 		metrics: &Metrics{},
 		flusher: newFlusher(writers),
+		emptied: make(chan struct{}, 1),
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	for i := range m.shards {
@@ -93,11 +97,13 @@ func (m *Manager) Open(t Transport) *Session {
 		opened: now,
 	}
 	s.lastSeen.Store(now)
+	// Counted before it can be found and removed, so that the count
+	// never passes zero on its way down while sessions remain.
+	m.count.Add(1)
 	sh := &m.shards[s.id%uint64(len(m.shards))]
 	sh.mu.Lock()
 	sh.sessions[s.id] = s
 	sh.mu.Unlock()
-	m.count.Add(1)
 	m.metrics.Opened.Add(1)
 	return s
 }
@@ -107,8 +113,13 @@ func (m *Manager) remove(s *Session) {
 	sh.mu.Lock()
 	if _, ok := sh.sessions[s.id]; ok {
 		delete(sh.sessions, s.id)
-		m.count.Add(-1)
 		m.metrics.Closed.Add(1)
+		if m.count.Add(-1) == 0 {
+			select {
+			case m.emptied <- struct{}{}:
+			default: // a token is already waiting
+			}
+		}
 	}
 	sh.mu.Unlock()
 }
@@ -170,13 +181,13 @@ func (m *Manager) Run(ctx context.Context) error {
 // gone or ctx ends.
 func (m *Manager) CloseAll(ctx context.Context, d protocol.Disconnect) error {
 	m.each(func(s *Session) { s.Close(d) })
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
+	// A token may be left from an earlier time the count reached zero, so
+	// the count is read again after each.
 	for m.Len() > 0 {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-t.C:
+		case <-m.emptied:
 		}
 	}
 	return nil

@@ -116,9 +116,6 @@ type Session struct {
 	reason    atomic.Pointer[protocol.Disconnect] // why the connection ended
 }
 
-// ID returns the connection id, unique within this server process.
-func (s *Session) ID() uint64 { return s.id }
-
 // ClientID is the connection id as clients see it.
 func (s *Session) ClientID() string { return strconv.FormatUint(s.id, 36) }
 

@@ -351,7 +351,10 @@ func (s *Server) Stop(ctx context.Context) {
 			s.stopEngine("tcp", s.tcp.Stop)
 		}
 		_ = s.http.Shutdown(ctx)
-		s.stopEngine("websocket", func() { _ = s.ws.Shutdown(ctx) })
+		// Not the engine's Shutdown: it looks for connections left open
+		// on a 200 ms ticker, so it never returns sooner. The sessions
+		// have been closed by now; Stop closes whatever remains at once.
+		s.stopEngine("websocket", s.ws.Stop)
 		s.mu.Lock()
 		for _, ln := range s.listeners {
 			_ = ln.Close() // the TLS listener; a no-op for the engine's own
