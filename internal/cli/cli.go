@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -82,6 +83,9 @@ built-in defaults shown below.`,
 			}
 			log := newLogger(stderr, cfg.LogLevel)
 			tuneProcess(log)
+			if unknown := config.UnknownEnv(cmd.Flags(), os.Environ); len(unknown) > 0 {
+				log.Warn("ignoring environment variables that name no setting (see herald serve --help)", "vars", strings.Join(unknown, ","))
+			}
 			srv, err := server.New(cfg, log)
 			if err != nil {
 				return err

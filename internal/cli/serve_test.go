@@ -238,3 +238,25 @@ func TestServeBusyPort(t *testing.T) {
 		}
 	}
 }
+
+// Kubernetes sets HERALD_PORT, HERALD_SERVICE_HOST and more in every pod
+// of a Service named herald: the server names them in a warning and
+// starts.
+func TestServeWarnsUnknownEnv(t *testing.T) {
+	t.Setenv("HERALD_PORT", "tcp://10.96.0.12:7600")
+	t.Setenv("HERALD_PORT_7600_TCP", "tcp://10.96.0.12:7600")
+	t.Setenv("HERALD_SERVICE_HOST", "10.96.0.12")
+	t.Setenv("HERALD_SERVICE_PORT", "7600")
+	_, stderr, stop := serve(t, "--insecure")
+	for _, name := range []string{"HERALD_PORT", "HERALD_PORT_7600_TCP", "HERALD_SERVICE_HOST", "HERALD_SERVICE_PORT"} {
+		if !strings.Contains(stderr.String(), name) {
+			t.Errorf("the warning does not name %s: %s", name, stderr.String())
+		}
+	}
+	if !strings.Contains(stderr.String(), "level=WARN") {
+		t.Errorf("no warning: %s", stderr.String())
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+}

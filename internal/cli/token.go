@@ -63,6 +63,9 @@ same way, so the token passes the server's checks.`,
 			if err != nil {
 				return err
 			}
+			if unknown := config.UnknownEnv(cmd.Flags(), os.Environ); len(unknown) > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: ignoring environment variables that name no setting: %s\n", strings.Join(unknown, ", "))
+			}
 			key, err := signingKey(cmd, cfg, privateKey)
 			if err != nil {
 				return err

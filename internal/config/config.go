@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -183,9 +184,13 @@ func RegisterFlags(fs *pflag.FlagSet) {
 // Load reads the configuration: defaults, then the config file (from
 // --config or HERALD_CONFIG), then the environment, then the flags set on
 // the command line. environ is os.Environ in production.
+//
+// An unknown key in the file is an error; an unknown HERALD_* variable is
+// not (Kubernetes sets HERALD_PORT, HERALD_SERVICE_HOST and more in every
+// pod of a Service named herald): Load ignores it, and UnknownEnv names it
+// for the caller to warn about.
 func Load(fs *pflag.FlagSet, environ func() []string) (Config, error) {
 	k := koanf.New(".")
-	var unknown []string
 	path, _ := fs.GetString("config")
 	if path == "" {
 		path = lookup(environ, EnvPrefix+"CONFIG")
@@ -207,16 +212,11 @@ func Load(fs *pflag.FlagSet, environ func() []string) (Config, error) {
 		Prefix:      EnvPrefix,
 		EnvironFunc: environ,
 		TransformFunc: func(name, value string) (string, any) {
-			key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, EnvPrefix)), "_", "-")
-			if key == "config" {
-				return "", nil // the file's path, read above
+			key, ok := envKey(fs, name)
+			if !ok {
+				return "", nil // the file's path, read above, or unknown
 			}
-			f := fs.Lookup(key)
-			if f == nil {
-				unknown = append(unknown, name)
-				return "", nil
-			}
-			if f.Value.Type() == "stringSlice" {
+			if fs.Lookup(key).Value.Type() == "stringSlice" {
 				// As on the command line: a comma-separated list.
 				return key, strings.Split(value, ",")
 			}
@@ -225,9 +225,6 @@ func Load(fs *pflag.FlagSet, environ func() []string) (Config, error) {
 	}), nil)
 	if err != nil {
 		return Config{}, fmt.Errorf("read environment: %w", err)
-	}
-	if len(unknown) > 0 {
-		return Config{}, fmt.Errorf("unknown environment variable %s: no such setting (see herald serve --help)", strings.Join(unknown, ", "))
 	}
 	// Flags set on the command line override everything; unset flags only
 	// supply defaults for keys nothing else set.
@@ -269,6 +266,33 @@ func (c Config) TrustedProxyPrefixes() ([]netip.Prefix, error) {
 		out = append(out, p.Masked())
 	}
 	return out, nil
+}
+
+// UnknownEnv returns the names of the HERALD_* variables in environ that
+// name no setting, sorted. Load ignores them.
+func UnknownEnv(fs *pflag.FlagSet, environ func() []string) []string {
+	var unknown []string
+	for _, kv := range environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix) || name == EnvPrefix+"CONFIG" {
+			continue
+		}
+		if _, ok := envKey(fs, name); !ok {
+			unknown = append(unknown, name)
+		}
+	}
+	slices.Sort(unknown)
+	return slices.Compact(unknown)
+}
+
+// envKey returns the setting a HERALD_* variable sets, and false for
+// HERALD_CONFIG and for variables that name no setting.
+func envKey(fs *pflag.FlagSet, name string) (string, bool) {
+	key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, EnvPrefix)), "_", "-")
+	if key == "config" || fs.Lookup(key) == nil {
+		return "", false
+	}
+	return key, true
 }
 
 func lookup(environ func() []string, name string) string {

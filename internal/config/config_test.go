@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -87,8 +88,38 @@ func TestInvalid(t *testing.T) {
 	if _, err := load(t, nil, []string{"HERALD_MAX_FRAME_BYTES=lots"}); err == nil {
 		t.Error("a non-numeric env value was accepted")
 	}
-	if _, err := load(t, nil, []string{"HERALD_MAX_FRAME_BYTE=5"}); err == nil || !strings.Contains(err.Error(), "HERALD_MAX_FRAME_BYTE") {
-		t.Errorf("a misspelt variable: %v", err)
+}
+
+// The variables Kubernetes sets in every pod for a Service named herald
+// do not stop the server: Load ignores them and UnknownEnv names them, as
+// it names a misspelt setting; HERALD_CONFIG and real settings are not
+// unknown.
+func TestUnknownEnvIgnored(t *testing.T) {
+	kube := []string{
+		"HERALD_PORT=tcp://10.96.0.12:7600",
+		"HERALD_PORT_7600_TCP=tcp://10.96.0.12:7600",
+		"HERALD_PORT_7600_TCP_ADDR=10.96.0.12",
+		"HERALD_PORT_7600_TCP_PORT=7600",
+		"HERALD_PORT_7600_TCP_PROTO=tcp",
+		"HERALD_SERVICE_HOST=10.96.0.12",
+		"HERALD_SERVICE_PORT=7600",
+		"HERALD_SERVICE_PORT_HTTP=7600",
+	}
+	env := append([]string{"HERALD_MAX_FRAME_BYTE=5", "HERALD_TCP=127.0.0.1:2001", "HERALD_CONFIG=", "PATH=/bin"}, kube...)
+	c, err := load(t, nil, env)
+	if err != nil {
+		t.Fatalf("unknown variables stopped the load: %v", err)
+	}
+	if c.TCP != "127.0.0.1:2001" || c.MaxFrameBytes != Default().MaxFrameBytes {
+		t.Errorf("known variables: tcp %s, max-frame-bytes %d", c.TCP, c.MaxFrameBytes)
+	}
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	RegisterFlags(fs)
+	got := UnknownEnv(fs, func() []string { return env })
+	want := []string{"HERALD_MAX_FRAME_BYTE", "HERALD_PORT", "HERALD_PORT_7600_TCP", "HERALD_PORT_7600_TCP_ADDR",
+		"HERALD_PORT_7600_TCP_PORT", "HERALD_PORT_7600_TCP_PROTO", "HERALD_SERVICE_HOST", "HERALD_SERVICE_PORT", "HERALD_SERVICE_PORT_HTTP"}
+	if !slices.Equal(got, want) {
+		t.Errorf("UnknownEnv = %q, want %q", got, want)
 	}
 }
 
