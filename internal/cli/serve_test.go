@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -258,5 +260,34 @@ func TestServeWarnsUnknownEnv(t *testing.T) {
 	}
 	if code := stop(); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+}
+
+// A bad value names the flag, variable or file it came from, and the
+// value.
+func TestServeBadValueNamesItsSource(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "herald.yaml")
+	if err := os.WriteFile(file, []byte("max-frame-bytes: lots\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		env, args []string
+		want      string
+	}{
+		{nil, []string{"--max-frame-bytes", "lots"}, `invalid argument "lots" for "--max-frame-bytes"`},
+		{[]string{"HERALD_MAX_FRAME_BYTES", "lots"}, nil, `invalid value "lots" for HERALD_MAX_FRAME_BYTES`},
+		{nil, []string{"--config", file}, `invalid value "lots" for max-frame-bytes in ` + file},
+		{[]string{"HERALD_MAX_FRAME_BYTES", "100"}, nil, "(set by HERALD_MAX_FRAME_BYTES)"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			if tc.env != nil {
+				t.Setenv(tc.env[0], tc.env[1])
+			}
+			var stderr bytes.Buffer
+			code := Run(context.Background(), append([]string{"serve"}, tc.args...), nil, &bytes.Buffer{}, &stderr)
+			if code == 0 || !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("exit %d: %s", code, stderr.String())
+			}
+		})
 	}
 }

@@ -188,9 +188,11 @@ func RegisterFlags(fs *pflag.FlagSet) {
 // An unknown key in the file is an error; an unknown HERALD_* variable is
 // not (Kubernetes sets HERALD_PORT, HERALD_SERVICE_HOST and more in every
 // pod of a Service named herald): Load ignores it, and UnknownEnv names it
-// for the caller to warn about.
+// for the caller to warn about. Every error names where the value at fault
+// came from: the flag, the variable or the file.
 func Load(fs *pflag.FlagSet, environ func() []string) (Config, error) {
 	k := koanf.New(".")
+	src := sources{}
 	path, _ := fs.GetString("config")
 	if path == "" {
 		path = lookup(environ, EnvPrefix+"CONFIG")
@@ -201,11 +203,13 @@ func Load(fs *pflag.FlagSet, environ func() []string) (Config, error) {
 		}
 		for key := range k.Raw() {
 			if key == "namespaces" {
+				src[key] = source{file: path}
 				continue
 			}
 			if fs.Lookup(key) == nil || key == "config" {
 				return Config{}, fmt.Errorf("config file %s: unknown key %q", path, key)
 			}
+			src[key] = source{file: path}
 		}
 	}
 	err := k.Load(env.Provider(".", env.Opt{
@@ -216,6 +220,7 @@ func Load(fs *pflag.FlagSet, environ func() []string) (Config, error) {
 			if !ok {
 				return "", nil // the file's path, read above, or unknown
 			}
+			src[key] = source{env: name}
 			if fs.Lookup(key).Value.Type() == "stringSlice" {
 				// As on the command line: a comma-separated list.
 				return key, strings.Split(value, ",")
@@ -231,14 +236,15 @@ func Load(fs *pflag.FlagSet, environ func() []string) (Config, error) {
 	if err := k.Load(posflag.Provider(fs, ".", k), nil); err != nil {
 		return Config{}, fmt.Errorf("read flags: %w", err)
 	}
+	fs.Visit(func(f *pflag.Flag) { src[f.Name] = source{flag: f.Name} })
 	var c Config
-	if err := k.UnmarshalWithConf("", &c, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
-		// The decoder's message leads with a generic line; keep the
-		// lines that name the setting.
-		msg := strings.TrimSpace(strings.TrimPrefix(err.Error(), "decoding failed due to the following error(s):"))
-		return Config{}, fmt.Errorf("invalid setting: %s", strings.Join(strings.Fields(msg), " "))
+	if err := k.UnmarshalWithConf("", &c, unmarshalConf); err != nil {
+		return Config{}, decodeErrors(k, fs, src, err)
 	}
-	return c, c.Validate()
+	if err := c.Validate(); err != nil {
+		return Config{}, src.annotate(err)
+	}
+	return c, nil
 }
 
 // TrustedProxyPrefixes parses TrustedProxies: each entry is a CIDR range
@@ -295,6 +301,117 @@ func envKey(fs *pflag.FlagSet, name string) (string, bool) {
 	return key, true
 }
 
+var unmarshalConf = koanf.UnmarshalConf{Tag: "koanf"}
+
+// source is where a setting's value came from: one of a flag, an
+// environment variable or a config file.
+type source struct{ flag, env, file string }
+
+func (s source) String() string {
+	switch {
+	case s.flag != "":
+		return "--" + s.flag
+	case s.env != "":
+		return s.env
+	default:
+		return "config file " + s.file
+	}
+}
+
+// sources maps each setting given anywhere but in the defaults to where it
+// was given.
+type sources map[string]source
+
+// annotate adds to each of the errors Validate reported where the settings
+// at fault were set, so that the operator knows what to change.
+func (src sources) annotate(err error) error {
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	out := make([]error, 0, len(errs))
+	for _, e := range errs {
+		var se *settingError
+		if !errors.As(e, &se) {
+			out = append(out, e)
+			continue
+		}
+		var where []string
+		for _, key := range se.keys {
+			if s, ok := src[key]; ok && !slices.Contains(where, s.String()) {
+				where = append(where, s.String())
+			}
+		}
+		if len(where) == 0 {
+			out = append(out, e)
+			continue
+		}
+		out = append(out, fmt.Errorf("%w (set by %s)", e, strings.Join(where, " and ")))
+	}
+	return errors.Join(out...)
+}
+
+// decodeErrors explains a failed decode: each setting is decoded alone,
+// so that every value that does not fit its setting is reported with the
+// flag, variable or file that gave it, and the value itself.
+func decodeErrors(k *koanf.Koanf, fs *pflag.FlagSet, src sources, whole error) error {
+	var errs []error
+	keys := k.Keys()
+	slices.Sort(keys)
+	for _, key := range keys {
+		one := koanf.New(".")
+		if one.Set(key, k.Get(key)) != nil {
+			continue
+		}
+		var c Config
+		if one.UnmarshalWithConf("", &c, unmarshalConf) == nil {
+			continue
+		}
+		want := "of another type"
+		if f := fs.Lookup(key); f != nil {
+			want = typeName(f.Value.Type())
+		} else if key == "namespaces" {
+			want = "a list of {name, subscribe, publish}"
+		}
+		s := src[key]
+		switch {
+		case s.env != "":
+			errs = append(errs, fmt.Errorf("invalid value %q for %s: %s must be %s", fmt.Sprint(k.Get(key)), s.env, key, want))
+		case s.file != "":
+			errs = append(errs, fmt.Errorf("invalid value %q for %s in %s: must be %s", fmt.Sprint(k.Get(key)), key, s.file, want))
+		default:
+			errs = append(errs, fmt.Errorf("invalid value %q for %s: must be %s", fmt.Sprint(k.Get(key)), key, want))
+		}
+	}
+	if len(errs) == 0 {
+		// Only the combination failed: keep the decoder's lines that name
+		// the setting.
+		msg := strings.TrimSpace(strings.TrimPrefix(whole.Error(), "decoding failed due to the following error(s):"))
+		return fmt.Errorf("invalid setting: %s", strings.Join(strings.Fields(msg), " "))
+	}
+	return errors.Join(errs...)
+}
+
+// typeName describes the values a flag of type t takes.
+func typeName(t string) string {
+	switch t {
+	case "int":
+		return "a whole number"
+	case "float64":
+		return "a number"
+	case "duration":
+		return "a duration such as 30s, 1m or 1h30m"
+	case "bool":
+		return "true or false"
+	case "stringSlice":
+		return "a list of strings"
+	default:
+		return "a " + t
+	}
+}
+
 func lookup(environ func() []string, name string) string {
 	for _, kv := range environ() {
 		if v, ok := strings.CutPrefix(kv, name+"="); ok {
@@ -307,63 +424,73 @@ func lookup(environ func() []string, name string) string {
 // Validate reports every invalid setting at once.
 func (c Config) Validate() error {
 	var errs []error
-	check := func(ok bool, format string, args ...any) {
+	// keys are the settings at fault, comma-separated; the message names
+	// them too.
+	check := func(ok bool, keys, format string, args ...any) {
 		if !ok {
-			errs = append(errs, fmt.Errorf(format, args...))
+			errs = append(errs, &settingError{keys: strings.Split(keys, ","), msg: fmt.Sprintf(format, args...)})
 		}
 	}
-	check(c.HTTP != "", "http: a listen address is required")
+	check(c.HTTP != "", "http", "http: a listen address is required")
 	// Clients are told both in whole seconds (ping_interval, pong_timeout)
 	// and judge the connection dead by them, so they are whole seconds.
-	check(c.PingInterval >= time.Second && c.PingInterval%time.Second == 0, "ping-interval: must be whole seconds, at least 1s, got %s", c.PingInterval)
-	check(c.PongTimeout >= time.Second && c.PongTimeout%time.Second == 0, "pong-timeout: must be whole seconds, at least 1s, got %s", c.PongTimeout)
-	check(c.HandshakeTimeout > 0, "handshake-timeout: must be positive")
-	check(c.ShutdownTimeout > 0, "shutdown-timeout: must be positive")
-	check(c.MaxFrameBytes >= 256, "max-frame-bytes: must be at least 256, got %d", c.MaxFrameBytes)
-	check(c.MaxOutboundBytes >= c.MaxFrameBytes, "max-outbound-bytes: must be at least max-frame-bytes (%d), got %d", c.MaxFrameBytes, c.MaxOutboundBytes)
-	check(c.OpsPerSecond > 0, "ops-per-second: must be positive")
-	check(c.OpsBurst >= 1, "ops-burst: must be at least 1")
-	check(c.MaxSubscriptions >= 0, "max-subscriptions: must not be negative")
-	check(c.MaxConnsPerUser >= 0, "max-connections-per-user: must not be negative")
-	check(c.MaxStrikes >= 0, "max-strikes: must not be negative")
-	check(c.Writers >= 0, "writers: must not be negative")
-	check(c.PublishPerSecond > 0, "publish-per-second: must be positive")
-	check(c.PublishBurst >= 1, "publish-burst: must be at least 1")
-	check(c.ConnectsPerIP >= 0, "connects-per-ip: must not be negative")
-	check(c.ConnectsBurst >= 1, "connects-burst: must be at least 1")
-	check(c.HTTPConnsPerIP >= 0, "http-connections-per-ip: must not be negative")
-	check(c.HTTPIdleTimeout >= time.Second, "http-idle-timeout: must be at least 1s")
-	check(c.APIMaxBody >= 1024, "api-max-body-bytes: must be at least 1024")
-	check((c.TLSCert == "") == (c.TLSKey == ""), "tls-cert and tls-key: give both or neither")
-	check(c.TokenSecret == "" || len(c.TokenSecret) >= 32, "token-secret: must be at least 32 bytes")
-	check(c.TokenSecret == "" || c.TokenPublicKey == "", "token-secret and token-public-key: give one, not both")
+	check(c.PingInterval >= time.Second && c.PingInterval%time.Second == 0, "ping-interval", "ping-interval: must be whole seconds, at least 1s, got %s", c.PingInterval)
+	check(c.PongTimeout >= time.Second && c.PongTimeout%time.Second == 0, "pong-timeout", "pong-timeout: must be whole seconds, at least 1s, got %s", c.PongTimeout)
+	check(c.HandshakeTimeout > 0, "handshake-timeout", "handshake-timeout: must be positive")
+	check(c.ShutdownTimeout > 0, "shutdown-timeout", "shutdown-timeout: must be positive")
+	check(c.MaxFrameBytes >= 256, "max-frame-bytes", "max-frame-bytes: must be at least 256, got %d", c.MaxFrameBytes)
+	check(c.MaxOutboundBytes >= c.MaxFrameBytes, "max-outbound-bytes,max-frame-bytes", "max-outbound-bytes: must be at least max-frame-bytes (%d), got %d", c.MaxFrameBytes, c.MaxOutboundBytes)
+	check(c.OpsPerSecond > 0, "ops-per-second", "ops-per-second: must be positive")
+	check(c.OpsBurst >= 1, "ops-burst", "ops-burst: must be at least 1")
+	check(c.MaxSubscriptions >= 0, "max-subscriptions", "max-subscriptions: must not be negative")
+	check(c.MaxConnsPerUser >= 0, "max-connections-per-user", "max-connections-per-user: must not be negative")
+	check(c.MaxStrikes >= 0, "max-strikes", "max-strikes: must not be negative")
+	check(c.Writers >= 0, "writers", "writers: must not be negative")
+	check(c.PublishPerSecond > 0, "publish-per-second", "publish-per-second: must be positive")
+	check(c.PublishBurst >= 1, "publish-burst", "publish-burst: must be at least 1")
+	check(c.ConnectsPerIP >= 0, "connects-per-ip", "connects-per-ip: must not be negative")
+	check(c.ConnectsBurst >= 1, "connects-burst", "connects-burst: must be at least 1")
+	check(c.HTTPConnsPerIP >= 0, "http-connections-per-ip", "http-connections-per-ip: must not be negative")
+	check(c.HTTPIdleTimeout >= time.Second, "http-idle-timeout", "http-idle-timeout: must be at least 1s")
+	check(c.APIMaxBody >= 1024, "api-max-body-bytes", "api-max-body-bytes: must be at least 1024")
+	check((c.TLSCert == "") == (c.TLSKey == ""), "tls-cert,tls-key", "tls-cert and tls-key: give both or neither")
+	check(c.TokenSecret == "" || len(c.TokenSecret) >= 32, "token-secret", "token-secret: must be at least 32 bytes")
+	check(c.TokenSecret == "" || c.TokenPublicKey == "", "token-secret,token-public-key", "token-secret and token-public-key: give one, not both")
 	for i, k := range c.APIKeys {
 		// Name the key by position: the error goes to logs, the key must not.
 		n := utf8.RuneCountInString(k)
-		check(n >= MinAPIKeyLen, "api-keys: key %d of %d is too short (%d characters); each key needs at least %d (make one with: openssl rand -hex 32)", i+1, len(c.APIKeys), n, MinAPIKeyLen)
+		check(n >= MinAPIKeyLen, "api-keys", "api-keys: key %d of %d is too short (%d characters); each key needs at least %d (make one with: openssl rand -hex 32)", i+1, len(c.APIKeys), n, MinAPIKeyLen)
 	}
 	if _, err := c.TrustedProxyPrefixes(); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, &settingError{keys: []string{"trusted-proxies"}, msg: err.Error()})
 	}
 	seen := map[string]bool{}
 	for _, ns := range c.Namespaces {
-		check(!seen[ns.Name], "namespaces: %q listed twice", ns.Name)
+		check(!seen[ns.Name], "namespaces", "namespaces: %q listed twice", ns.Name)
 		seen[ns.Name] = true
 		switch ns.Subscribe {
 		case SubscribeAny, SubscribeGrant, SubscribeOwner:
 		default:
-			errs = append(errs, fmt.Errorf("namespaces: %q: subscribe must be any, grant or owner, got %q", ns.Name, ns.Subscribe))
+			check(false, "namespaces", "namespaces: %q: subscribe must be any, grant or owner, got %q", ns.Name, ns.Subscribe)
 		}
 		switch ns.Publish {
 		case PublishClients, PublishServer:
 		default:
-			errs = append(errs, fmt.Errorf("namespaces: %q: publish must be clients or server, got %q", ns.Name, ns.Publish))
+			check(false, "namespaces", "namespaces: %q: publish must be clients or server, got %q", ns.Name, ns.Publish)
 		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		errs = append(errs, fmt.Errorf("log-level: want debug, info, warn or error, got %q", c.LogLevel))
+		check(false, "log-level", "log-level: want debug, info, warn or error, got %q", c.LogLevel)
 	}
 	return errors.Join(errs...)
 }
+
+// settingError is an invalid setting, as Validate reports it.
+type settingError struct {
+	keys []string // the settings at fault
+	msg  string
+}
+
+func (e *settingError) Error() string { return e.msg }

@@ -233,3 +233,50 @@ func TestTrustedProxies(t *testing.T) {
 		}
 	}
 }
+
+// A value that does not fit its setting, or that Validate refuses, is
+// reported with the flag, variable or file that gave it.
+func TestErrorsNameTheirSource(t *testing.T) {
+	dir := t.TempDir()
+	file := func(body string) string {
+		t.Helper()
+		f := filepath.Join(dir, fmt.Sprintf("c%d.yaml", len(body)))
+		if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	typed := file("max-frame-bytes: lots\nping-interval: soon\n")
+	small := file("max-frame-bytes: 100\n")
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  []string
+		want []string
+	}{
+		{"env type", nil, []string{"HERALD_MAX_FRAME_BYTES=lots"},
+			[]string{`invalid value "lots" for HERALD_MAX_FRAME_BYTES: max-frame-bytes must be a whole number`}},
+		{"env duration", nil, []string{"HERALD_PING_INTERVAL=10"},
+			[]string{`invalid value "10" for HERALD_PING_INTERVAL: ping-interval must be a duration`}},
+		{"file types", []string{"--config", typed}, nil,
+			[]string{`invalid value "lots" for max-frame-bytes in ` + typed + `: must be a whole number`,
+				`invalid value "soon" for ping-interval in ` + typed + `: must be a duration`}},
+		{"env range", nil, []string{"HERALD_MAX_FRAME_BYTES=100"},
+			[]string{"max-frame-bytes: must be at least 256, got 100 (set by HERALD_MAX_FRAME_BYTES)"}},
+		{"flag range", []string{"--max-frame-bytes", "100"}, nil,
+			[]string{"max-frame-bytes: must be at least 256, got 100 (set by --max-frame-bytes)"}},
+		{"file range", []string{"--config", small}, nil,
+			[]string{"max-frame-bytes: must be at least 256, got 100 (set by config file " + small + ")"}},
+		{"two settings", []string{"--max-outbound-bytes", "1000"}, []string{"HERALD_MAX_FRAME_BYTES=2000"},
+			[]string{"max-outbound-bytes: must be at least max-frame-bytes (2000), got 1000 (set by --max-outbound-bytes and HERALD_MAX_FRAME_BYTES)"}},
+		{"default", []string{"--max-frame-bytes", "2000000"}, nil,
+			[]string{"max-outbound-bytes: must be at least max-frame-bytes (2000000), got 1048576 (set by --max-frame-bytes)"}},
+	} {
+		_, err := load(t, tc.args, tc.env)
+		for _, w := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: want %q in the error, got %v", tc.name, w, err)
+			}
+		}
+	}
+}
