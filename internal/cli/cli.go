@@ -81,7 +81,7 @@ built-in defaults shown below.`,
 			if err != nil {
 				return err
 			}
-			log := newLogger(stderr, cfg.LogLevel)
+			log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 			tuneProcess(log)
 			if unknown := config.UnknownEnv(cmd.Flags(), os.Environ); len(unknown) > 0 {
 				log.Warn("ignoring environment variables that name no setting (see herald serve --help)", "vars", strings.Join(unknown, ","))
@@ -97,8 +97,14 @@ built-in defaults shown below.`,
 	return cmd
 }
 
-func newLogger(w io.Writer, level string) *slog.Logger {
+// newLogger logs at level and above, as JSON objects or as text lines;
+// config.Validate has checked both.
+func newLogger(w io.Writer, level, format string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }

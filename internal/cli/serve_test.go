@@ -45,11 +45,12 @@ func serve(t *testing.T, args ...string) (addr string, stderr *syncBuffer, stop 
 	go func() {
 		code <- Run(ctx, append([]string{"serve", "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"}, args...), nil, &bytes.Buffer{}, stderr)
 	}()
-	re := regexp.MustCompile(`herald listening" http=(\S+)`)
+	// The listening line, in text or JSON.
+	re := regexp.MustCompile(`herald listening" http=(\S+)|"msg":"herald listening","http":"([^"]+)"`)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if m := re.FindStringSubmatch(stderr.String()); m != nil {
-			addr = m[1]
+			addr = m[1] + m[2]
 			break
 		}
 		select {
@@ -289,5 +290,35 @@ func TestServeBadValueNamesItsSource(t *testing.T) {
 				t.Errorf("exit %d: %s", code, stderr.String())
 			}
 		})
+	}
+}
+
+// --log-format json (or HERALD_LOG_FORMAT=json) writes one JSON object a
+// line.
+func TestServeLogFormatJSON(t *testing.T) {
+	for _, env := range []bool{false, true} {
+		args := []string{"--insecure", "--log-format", "json"}
+		if env {
+			t.Setenv("HERALD_LOG_FORMAT", "json")
+			args = args[:1]
+		}
+		_, stderr, stop := serve(t, args...)
+		if code := stop(); code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+		for _, line := range lines {
+			var rec struct{ Level, Msg string }
+			if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Level == "" || rec.Msg == "" {
+				t.Errorf("env %v: not a JSON log record: %q (%v)", env, line, err)
+			}
+		}
+		if len(lines) < 3 {
+			t.Errorf("env %v: %d lines: %s", env, len(lines), stderr.String())
+		}
+	}
+	var stderr bytes.Buffer
+	if code := Run(context.Background(), []string{"serve", "--log-format", "xml"}, nil, &bytes.Buffer{}, &stderr); code == 0 || !strings.Contains(stderr.String(), "log-format: want text or json") {
+		t.Errorf("--log-format xml: exit %d: %s", code, stderr.String())
 	}
 }

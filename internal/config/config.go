@@ -34,10 +34,11 @@ const MinAPIKeyLen = 16
 // flag, in the config file too; its environment variable is the key in
 // upper case with '-' as '_' behind EnvPrefix (http -> HERALD_HTTP).
 type Config struct {
-	HTTP     string `koanf:"http"`
-	TCP      string `koanf:"tcp"`
-	Insecure bool   `koanf:"insecure"`
-	LogLevel string `koanf:"log-level"`
+	HTTP      string `koanf:"http"`
+	TCP       string `koanf:"tcp"`
+	Insecure  bool   `koanf:"insecure"`
+	LogLevel  string `koanf:"log-level"`
+	LogFormat string `koanf:"log-format"`
 
 	PingInterval     time.Duration `koanf:"ping-interval"`
 	PongTimeout      time.Duration `koanf:"pong-timeout"`
@@ -115,6 +116,7 @@ func Default() Config {
 		HTTP:             "127.0.0.1:7600",
 		TCP:              "127.0.0.1:7601",
 		LogLevel:         "info",
+		LogFormat:        "text",
 		PingInterval:     25 * time.Second,
 		PongTimeout:      10 * time.Second,
 		HandshakeTimeout: 10 * time.Second,
@@ -147,6 +149,7 @@ func RegisterFlags(fs *pflag.FlagSet) {
 	fs.String("tcp", d.TCP, "raw TCP listen address (newline-delimited JSON); empty disables it")
 	fs.Bool("insecure", d.Insecure, "development only: accept the user id a client declares, without a token")
 	fs.String("log-level", d.LogLevel, "log level: debug, info, warn or error")
+	fs.String("log-format", d.LogFormat, "log format: text (key=value) or json (one object a line)")
 	fs.Duration("ping-interval", d.PingInterval, "how often the server pings each client (whole seconds, at least 1s)")
 	fs.Duration("pong-timeout", d.PongTimeout, "how long past a ping interval a silent client is kept (whole seconds, at least 1s)")
 	fs.Duration("handshake-timeout", d.HandshakeTimeout, "time a new connection has to send a successful connect")
@@ -483,6 +486,11 @@ func (c Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		check(false, "log-level", "log-level: want debug, info, warn or error, got %q", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		check(false, "log-format", "log-format: want text or json, got %q", c.LogFormat)
 	}
 	return errors.Join(errs...)
 }
