@@ -227,17 +227,27 @@ func TestServeRefusesBadConfig(t *testing.T) {
 	}
 }
 
-// A busy port is reported at once, not waited on.
+// A busy port is reported at once, not waited on, naming the setting to
+// change and the address.
 func TestServeBusyPort(t *testing.T) {
 	t.Parallel()
-	addr, _, _ := serve(t, "--insecure")
-	for _, args := range [][]string{
-		{"serve", "--insecure", "--http", addr, "--tcp", "127.0.0.1:0"},
+	addr, stderr, _ := serve(t, "--insecure")
+	m := regexp.MustCompile(`tcp=(\S+)`).FindStringSubmatch(stderr.String())
+	if m == nil {
+		t.Fatalf("no tcp address logged: %s", stderr.String())
+	}
+	tcpAddr := m[1]
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--http", addr, "--tcp", "127.0.0.1:0"}, "--http " + addr + ": the address is already in use"},
+		{[]string{"--http", "127.0.0.1:0", "--tcp", tcpAddr}, "--tcp " + tcpAddr + ": the address is already in use"},
 	} {
 		var stderr bytes.Buffer
-		code := Run(context.Background(), args, nil, &bytes.Buffer{}, &stderr)
-		if code == 0 || !strings.Contains(stderr.String(), "address already in use") {
-			t.Fatalf("%v: exit %d, %s", args, code, stderr.String())
+		code := Run(context.Background(), append([]string{"serve", "--insecure"}, tc.args...), nil, &bytes.Buffer{}, &stderr)
+		if code == 0 || !strings.Contains(stderr.String(), tc.want) || !strings.Contains(stderr.String(), "HERALD_"+strings.ToUpper(tc.want[2:5])) {
+			t.Errorf("%v: exit %d, %s", tc.args, code, stderr.String())
 		}
 	}
 }

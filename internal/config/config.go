@@ -294,6 +294,12 @@ func UnknownEnv(fs *pflag.FlagSet, environ func() []string) []string {
 	return slices.Compact(unknown)
 }
 
+// EnvVar returns the environment variable that sets key:
+// max-frame-bytes is HERALD_MAX_FRAME_BYTES.
+func EnvVar(key string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
+}
+
 // envKey returns the setting a HERALD_* variable sets, and false for
 // HERALD_CONFIG and for variables that name no setting.
 func envKey(fs *pflag.FlagSet, name string) (string, bool) {

@@ -13,6 +13,7 @@ import (
 	"net/http/pprof"
 	"runtime"
 	"sync"
+	"syscall"
 
 	"github.com/heraldpush/herald/internal/api"
 	"github.com/heraldpush/herald/internal/auth"
@@ -156,7 +157,7 @@ func (s *Server) Start() error {
 		cancel()
 		<-s.runDone
 		_ = s.broker.Close()
-		return err
+		return explainListenError(err)
 	}
 	attrs := []any{"http", s.HTTPAddr().String()}
 	if a := s.TCPAddr(); a != nil {
@@ -172,6 +173,21 @@ func (s *Server) Start() error {
 		s.log.Warn("no api-keys configured: the server API refuses every request")
 	}
 	return nil
+}
+
+// explainListenError names the setting of a listener that could not be
+// opened, so that the operator knows what to change. The settings are
+// named after the listeners: http and tcp.
+func explainListenError(err error) error {
+	var le *transport.ListenError
+	if !errors.As(err, &le) {
+		return err
+	}
+	change := fmt.Sprintf("set another address with --%s or %s", le.Listener, config.EnvVar(le.Listener))
+	if errors.Is(le.Err, syscall.EADDRINUSE) {
+		return fmt.Errorf("--%s %s: the address is already in use: another process (another herald?) listens there; stop it, or %s", le.Listener, le.Addr, change)
+	}
+	return fmt.Errorf("--%s %s: %w; %s", le.Listener, le.Addr, le.Err, change)
 }
 
 // HTTPAddr is the address the HTTP listener is bound to.

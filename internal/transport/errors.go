@@ -10,6 +10,19 @@ import (
 	"github.com/heraldpush/herald/internal/protocol"
 )
 
+// ListenError is a listener that could not be opened.
+type ListenError struct {
+	Listener string // "http" or "tcp"
+	Addr     string
+	Err      error
+}
+
+func (e *ListenError) Error() string {
+	return "open the " + e.Listener + " listener on " + e.Addr + ": " + e.Err.Error()
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
+
 // errorBody is the JSON body of every HTTP error Herald sends:
 // {"error":{"code":...,"message":...}}.
 func errorBody(code, message string) []byte {

@@ -148,13 +148,13 @@ func (s *Server) handoffLock(c *nbio.Conn) *sync.Mutex {
 func (s *Server) Start() error {
 	httpLn, err := listen(s.cfg.HTTPAddr)
 	if err != nil {
-		return err
+		return &ListenError{Listener: "http", Addr: s.cfg.HTTPAddr, Err: err}
 	}
 	var tcpLn net.Listener
 	if s.cfg.TCPAddr != "" {
 		if tcpLn, err = listen(s.cfg.TCPAddr); err != nil {
 			_ = httpLn.Close()
-			return err
+			return &ListenError{Listener: "tcp", Addr: s.cfg.TCPAddr, Err: err}
 		}
 	}
 	closeAll := func() {
