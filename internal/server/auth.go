@@ -52,12 +52,22 @@ func newVerifier(cfg config.Config, log *slog.Logger) (*auth.Verifier, error) {
 }
 
 // Authenticate implements session.Node: a valid token, or in insecure mode
-// a declared user id.
-func (n node) Authenticate(_ context.Context, req *protocol.Request) (session.Identity, *protocol.Error) {
-	s := n.s
+// a declared user id. Refusals are logged at info level, sampled.
+func (n node) Authenticate(_ context.Context, sess *session.Session, req *protocol.Request) (session.Identity, *protocol.Error) {
+	id, perr, detail := n.s.authenticate(req)
+	if perr != nil {
+		n.s.connLog.refused(sess, req.User, perr, detail)
+	}
+	return id, perr
+}
+
+// authenticate checks the credentials of a connect frame. A refusal comes
+// with the error for the client and, when there is one, the verifier's
+// detail for the log.
+func (s *Server) authenticate(req *protocol.Request) (session.Identity, *protocol.Error, error) {
 	if req.Token != "" || !s.cfg.Insecure {
 		if s.verifier == nil {
-			return session.Identity{}, protocol.Errorf(protocol.CodeUnauthorized, "this server does not accept tokens")
+			return session.Identity{}, protocol.Errorf(protocol.CodeUnauthorized, "this server does not accept tokens"), nil
 		}
 		c, err := s.verifier.Verify(req.Token)
 		if err != nil {
@@ -72,19 +82,18 @@ func (n node) Authenticate(_ context.Context, req *protocol.Request) (session.Id
 			case errors.Is(err, auth.ErrIssuer):
 				msg = "token is not from this server's issuer: its \"iss\" claim is not the server's token-issuer"
 			}
-			s.log.Debug("connect refused", "err", err)
-			return session.Identity{}, protocol.Errorf(protocol.CodeUnauthorized, "%s", msg)
+			return session.Identity{}, protocol.Errorf(protocol.CodeUnauthorized, "%s", msg), err
 		}
 		if !protocol.ValidUser(c.Subject) {
-			return session.Identity{}, protocol.Errorf(protocol.CodeUnauthorized, "token subject %q is not a valid user id", c.Subject)
+			return session.Identity{}, protocol.Errorf(protocol.CodeUnauthorized, "token subject %q is not a valid user id", c.Subject), nil
 		}
 		if req.User != "" && req.User != c.Subject {
-			return session.Identity{}, protocol.Errorf(protocol.CodeUnauthorized, "declared user %q does not match the token's subject", req.User)
+			return session.Identity{}, protocol.Errorf(protocol.CodeUnauthorized, "declared user %q does not match the token's subject", req.User), nil
 		}
-		return session.Identity{User: c.Subject, Grants: c.Channels, Info: c.Info}, nil
+		return session.Identity{User: c.Subject, Grants: c.Channels, Info: c.Info}, nil, nil
 	}
 	if req.User == "" {
-		return session.Identity{}, protocol.Errorf(protocol.CodeMissingField, "field \"user\" (or \"token\") is required")
+		return session.Identity{}, protocol.Errorf(protocol.CodeMissingField, "field \"user\" (or \"token\") is required"), nil
 	}
-	return session.Identity{User: req.User}, nil
+	return session.Identity{User: req.User}, nil, nil
 }

@@ -18,8 +18,11 @@ var _ session.Node = node{}
 
 func (n node) Register(s *session.Session) *protocol.Error {
 	if !n.s.hub.Register(s, n.s.cfg.MaxConnsPerUser) {
-		return protocol.Errorf(protocol.CodeTooManyConnections, "user %q already has %d connections open", s.User(), n.s.cfg.MaxConnsPerUser)
+		perr := protocol.Errorf(protocol.CodeTooManyConnections, "user %q already has %d connections open", s.User(), n.s.cfg.MaxConnsPerUser)
+		n.s.connLog.refused(s, s.User(), perr, nil)
+		return perr
 	}
+	n.s.connLog.connected(s)
 	return nil
 }
 

@@ -33,6 +33,7 @@ type Server struct {
 	verifier *auth.Verifier // nil: tokens are refused (insecure mode without a key)
 	policy   policy
 	connects *connectLimiter
+	connLog  connLog
 	hub      *hub.Hub
 	mgr      *session.Manager
 	broker   broker.Broker
@@ -59,7 +60,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, verifier: verifier, policy: newPolicy(cfg.Namespaces), hub: hub.New(), broker: memory.New(),
-		connects: newConnectLimiter(cfg.ConnectsPerIP, cfg.ConnectsBurst)}
+		connects: newConnectLimiter(cfg.ConnectsPerIP, cfg.ConnectsBurst), connLog: newConnLog(log)}
 	writers := cfg.Writers
 	if writers == 0 {
 		writers = runtime.GOMAXPROCS(0)

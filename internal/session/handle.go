@@ -111,7 +111,7 @@ func (s *Session) handle(req *protocol.Request) {
 }
 
 func (s *Session) connect(req *protocol.Request) {
-	id, perr := s.mgr.node.Authenticate(s.mgr.ctx, req)
+	id, perr := s.mgr.node.Authenticate(s.mgr.ctx, s, req)
 	if perr != nil {
 		s.refuse(req.ID, perr, protocol.DisconnectUnauthorized)
 		return

@@ -62,7 +62,7 @@ func (n *scriptedNode) maybePanic(method string) {
 	}
 }
 
-func (n *scriptedNode) Authenticate(_ context.Context, req *protocol.Request) (Identity, *protocol.Error) {
+func (n *scriptedNode) Authenticate(_ context.Context, _ *Session, req *protocol.Request) (Identity, *protocol.Error) {
 	n.maybePanic("Authenticate")
 	if n.authErr != nil {
 		return Identity{}, n.authErr

@@ -55,7 +55,9 @@ type Identity struct {
 // Node is the server side a session talks to: authentication, the registry
 // and message routing. Its methods return protocol errors for the client.
 type Node interface {
-	Authenticate(ctx context.Context, req *protocol.Request) (Identity, *protocol.Error)
+	// Authenticate checks the credentials of the connect frame req on
+	// session s (not yet registered), and says who the client is.
+	Authenticate(ctx context.Context, s *Session, req *protocol.Request) (Identity, *protocol.Error)
 	// Register adds the now-authenticated session to the registry.
 	Register(s *Session) *protocol.Error
 	// Unregister removes the session and the given subscriptions.

@@ -43,7 +43,7 @@ func (c *countingTransport) Close(d protocol.Disconnect) error {
 
 type nopNode struct{}
 
-func (nopNode) Authenticate(context.Context, *protocol.Request) (Identity, *protocol.Error) {
+func (nopNode) Authenticate(context.Context, *Session, *protocol.Request) (Identity, *protocol.Error) {
 	return Identity{User: "u"}, nil
 }
 func (nopNode) Register(*Session) *protocol.Error                           { return nil }
