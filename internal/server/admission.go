@@ -86,7 +86,14 @@ func (s *Server) admitTCP(remote net.Addr) *protocol.Disconnect {
 // trusted proxy, the address the proxy forwarded.
 func (s *Server) admitWebSocket(w http.ResponseWriter, r *http.Request, client netip.Addr) bool {
 	if !s.originAllowed(r) {
-		transport.WriteError(w, http.StatusForbidden, "forbidden_origin", "origin "+r.Header.Get("Origin")+" may not open WebSockets here; see allowed-origins")
+		origin := r.Header.Get("Origin")
+		// Browsers do not show a page's scripts why an upgrade failed, so
+		// the server's log is where a developer can learn it.
+		if s.refusedOrigins.first(origin, time.Now()) {
+			s.log.Info("refused a WebSocket from a page of another origin; list the origin in allowed-origins to let it connect",
+				"origin", truncate(origin, maxLoggedOrigin), "host", truncate(r.Host, maxLoggedOrigin), "remote", r.RemoteAddr)
+		}
+		transport.WriteError(w, http.StatusForbidden, "forbidden_origin", "origin "+origin+" may not open WebSockets here; see allowed-origins")
 		return false
 	}
 	if !s.connects.allow(client) {
@@ -99,10 +106,14 @@ func (s *Server) admitWebSocket(w http.ResponseWriter, r *http.Request, client n
 
 // originAllowed: requests without an Origin come from non-browser clients
 // and pass; a browser's Origin must be on the allow-list, or, with no list,
-// name the same host the request was sent to.
+// name the same host the request was sent to; with no list in insecure
+// (development) mode, every origin passes.
 func (s *Server) originAllowed(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
+		return true
+	}
+	if s.cfg.Insecure && len(s.cfg.AllowedOrigins) == 0 {
 		return true
 	}
 	for _, allowed := range s.cfg.AllowedOrigins {
@@ -115,4 +126,55 @@ func (s *Server) originAllowed(r *http.Request) bool {
 	}
 	u, err := url.Parse(origin)
 	return err == nil && strings.EqualFold(u.Host, r.Host)
+}
+
+// Refused origins are logged once a minute each, and at most
+// maxOriginsRemembered of them are remembered at a time: a page retrying
+// its WebSocket in a loop, or requests with made-up origins, cannot flood
+// the log or grow the table.
+const (
+	originLogInterval    = time.Minute
+	maxOriginsRemembered = 1024
+	maxLoggedOrigin      = 256 // bytes of an Origin or Host header logged and remembered
+)
+
+// originLog remembers when each refused origin was last logged.
+type originLog struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+// first reports whether origin, refused at now, should be logged: it was
+// not logged in the last minute, and the table has room for it.
+func (l *originLog) first(origin string, now time.Time) bool {
+	origin = truncate(origin, maxLoggedOrigin)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if last, ok := l.seen[origin]; ok && now.Sub(last) < originLogInterval {
+		return false
+	}
+	if len(l.seen) >= maxOriginsRemembered {
+		for o, last := range l.seen {
+			if now.Sub(last) >= originLogInterval {
+				delete(l.seen, o)
+			}
+		}
+		if len(l.seen) >= maxOriginsRemembered {
+			return false // this many origins in a minute: the log has the news
+		}
+	}
+	if l.seen == nil {
+		l.seen = make(map[string]time.Time)
+	}
+	// A copy: a slice of the header would keep all of it alive.
+	l.seen[strings.Clone(origin)] = now
+	return true
+}
+
+// truncate cuts s to at most n bytes, for logs.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }

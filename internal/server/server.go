@@ -34,11 +34,14 @@ type Server struct {
 	policy   policy
 	connects *connectLimiter
 	connLog  connLog
-	hub      *hub.Hub
-	mgr      *session.Manager
-	broker   broker.Broker
-	counters counters
-	tr       *transport.Server
+	// refusedOrigins are the browser origins refused lately, so that each
+	// is logged once a minute.
+	refusedOrigins originLog
+	hub            *hub.Hub
+	mgr            *session.Manager
+	broker         broker.Broker
+	counters       counters
+	tr             *transport.Server
 
 	cancelRun    context.CancelFunc
 	runDone      chan error
@@ -169,6 +172,9 @@ func (s *Server) Start() error {
 		s.log.Warn("INSECURE MODE: clients may choose their own user id without a token; never run this way in production")
 		if len(s.cfg.APIKeys) == 0 {
 			s.log.Warn("INSECURE MODE: the server API accepts requests without an API key")
+		}
+		if len(s.cfg.AllowedOrigins) == 0 {
+			s.log.Warn("INSECURE MODE: pages from any origin may open WebSockets; allowed-origins restricts them")
 		}
 	} else if len(s.cfg.APIKeys) == 0 {
 		s.log.Warn("no api-keys configured: the server API refuses every request")
