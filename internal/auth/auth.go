@@ -23,6 +23,14 @@ var (
 	ErrExpired  = errors.New("token has expired")
 	ErrAudience = errors.New("token is not for this audience")
 	ErrIssuer   = errors.New("token is not from this issuer")
+	// ErrMalformed is a token that is not a JWT at all.
+	ErrMalformed = errors.New("token is malformed")
+	// ErrAlgorithm is a token signed with an algorithm this verifier does
+	// not accept, "none" included.
+	ErrAlgorithm = errors.New("token is signed with another algorithm")
+	// ErrSignature is a token of the right algorithm whose signature does
+	// not verify: it was signed with another secret or key.
+	ErrSignature = errors.New("token signature does not verify with this key")
 )
 
 // Claims are the claims Herald reads.
@@ -85,6 +93,10 @@ func NewPublicKey(pemBytes []byte, opts ...Option) (*Verifier, error) {
 	return nil, errors.New("public key is neither an RSA nor an ECDSA PEM public key")
 }
 
+// Algorithm is the signing algorithm the verifier accepts: HS256, RS256 or
+// ES256.
+func (v *Verifier) Algorithm() string { return v.methods[0] }
+
 // Verify parses and checks a token and returns its claims.
 func (v *Verifier) Verify(token string) (*Claims, error) {
 	if token == "" {
@@ -102,7 +114,7 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 		opts = append(opts, jwt.WithIssuer(v.issuer))
 	}
 	var c Claims
-	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return v.key, nil }, opts...)
+	tok, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return v.key, nil }, opts...)
 	// The library checks the signature before the claims, so when the
 	// claims are what failed they can be read to say which. A token for
 	// another audience or issuer is reported as such before expiry: a
@@ -115,6 +127,12 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 		return nil, fmt.Errorf("%w: %v", ErrIssuer, err)
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return nil, fmt.Errorf("%w: %v", ErrExpired, err)
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid) && tok != nil && tok.Method != nil && !slices.Contains(v.methods, tok.Method.Alg()):
+		return nil, fmt.Errorf("%w: %s, not %s", ErrAlgorithm, tok.Method.Alg(), v.Algorithm())
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return nil, fmt.Errorf("%w: %v", ErrSignature, err)
 	case err != nil:
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	case c.Subject == "":

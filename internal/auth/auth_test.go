@@ -1,7 +1,11 @@
 package auth
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,8 +58,23 @@ func TestVerify(t *testing.T) {
 		t.Errorf("expired token: %v", err)
 	}
 	other, _ := Mint(HMACKey([]byte("another-secret-another-secret-32b")), Claims{}, "alice", time.Hour)
-	if _, err := v.Verify(other); !errors.Is(err, ErrInvalid) {
+	if _, err := v.Verify(other); !errors.Is(err, ErrSignature) {
 		t.Errorf("foreign signature: %v", err)
+	}
+	if _, err := v.Verify("not.a.token"); !errors.Is(err, ErrMalformed) {
+		t.Errorf("malformed token: %v", err)
+	}
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es256, _ := Mint(SigningKey{jwt.SigningMethodES256, ecKey}, Claims{}, "alice", time.Hour)
+	if _, err := v.Verify(es256); !errors.Is(err, ErrAlgorithm) || !strings.Contains(err.Error(), "ES256, not HS256") {
+		t.Errorf("ES256 token to an HS256 verifier: %v", err)
+	}
+	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()}).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	if _, err := v.Verify(none); !errors.Is(err, ErrAlgorithm) {
+		t.Errorf("alg none: %v", err)
 	}
 	noSub, _ := Mint(HMACKey(secret), Claims{}, "", time.Hour)
 	if _, err := v.Verify(noSub); !errors.Is(err, ErrInvalid) {

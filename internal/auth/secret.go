@@ -39,7 +39,13 @@ type LoadedSecret struct {
 // rename, never replaces a file: when two processes start at once (a
 // server and `herald token`) the second finds it lost the race and reads
 // the first's secret instead of overwriting it.
+//
+// The path it reports is absolute, so that messages naming it are clear
+// whatever directory the reader runs in.
 func LoadOrCreateSecret(dataDir string) (LoadedSecret, error) {
+	if abs, err := filepath.Abs(dataDir); err == nil {
+		dataDir = abs
+	}
 	path := filepath.Join(dataDir, SecretFile)
 	s, err := readSecret(path)
 	if !errors.Is(err, fs.ErrNotExist) {

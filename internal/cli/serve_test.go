@@ -36,14 +36,16 @@ func (s *syncBuffer) String() string {
 }
 
 // serve runs `herald serve args...` until the returned cancel is called,
-// and returns the HTTP address it logged.
+// and returns the HTTP address it logged. Its data directory is a
+// temporary one unless args give one.
 func serve(t *testing.T, args ...string) (addr string, stderr *syncBuffer, stop func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	stderr = &syncBuffer{}
 	code := make(chan int, 1)
+	args = append([]string{"serve", "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--data-dir", t.TempDir()}, args...)
 	go func() {
-		code <- Run(ctx, append([]string{"serve", "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"}, args...), nil, &bytes.Buffer{}, stderr)
+		code <- Run(ctx, args, nil, &bytes.Buffer{}, stderr)
 	}()
 	// The listening line, in text or JSON.
 	re := regexp.MustCompile(`herald listening" http=(\S+)|"msg":"herald listening","http":"([^"]+)"`)
@@ -245,7 +247,7 @@ func TestServeBusyPort(t *testing.T) {
 		{[]string{"--http", "127.0.0.1:0", "--tcp", tcpAddr}, "--tcp " + tcpAddr + ": the address is already in use"},
 	} {
 		var stderr bytes.Buffer
-		code := Run(context.Background(), append([]string{"serve", "--insecure"}, tc.args...), nil, &bytes.Buffer{}, &stderr)
+		code := Run(context.Background(), append([]string{"serve", "--insecure", "--data-dir", t.TempDir()}, tc.args...), nil, &bytes.Buffer{}, &stderr)
 		if code == 0 || !strings.Contains(stderr.String(), tc.want) || !strings.Contains(stderr.String(), "HERALD_"+strings.ToUpper(tc.want[2:5])) {
 			t.Errorf("%v: exit %d, %s", tc.args, code, stderr.String())
 		}
@@ -330,5 +332,66 @@ func TestServeLogFormatJSON(t *testing.T) {
 	var stderr bytes.Buffer
 	if code := Run(context.Background(), []string{"serve", "--log-format", "xml"}, nil, &bytes.Buffer{}, &stderr); code == 0 || !strings.Contains(stderr.String(), "log-format: want text or json") {
 		t.Errorf("--log-format xml: exit %d: %s", code, stderr.String())
+	}
+}
+
+// The path from insecure to secure: an insecure server uses the secret of
+// its data directory, so `herald token` run with the same --data-dir mints
+// tokens it accepts, and says which secret it used. `herald token` run
+// with another directory warns that it created a new secret, and the
+// server's refusal says what to check.
+func TestInsecureServerAcceptsMintedToken(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	addr, stderr, _ := serve(t, "--insecure", "--data-dir", dir)
+	secretPath := filepath.Join(dir, "token-secret")
+	if !strings.Contains(stderr.String(), "verifying connection tokens") || !strings.Contains(stderr.String(), secretPath) {
+		t.Fatalf("the server does not name its secret: %s", stderr.String())
+	}
+	mint := func(dataDir string) (token, stderr string) {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if code := Run(context.Background(), []string{"token", "--user", "alice", "--data-dir", dataDir}, nil, &out, &errOut); code != 0 {
+			t.Fatalf("token exited %d: %s", code, errOut.String())
+		}
+		return strings.TrimSpace(out.String()), errOut.String()
+	}
+	pub := func(token string) (int, string) {
+		var errOut bytes.Buffer
+		code := Run(context.Background(), []string{"pub", "--server", "ws://" + addr + "/ws", "--token", token, "--channel", "room:1", `{"text":"hi"}`}, nil, &bytes.Buffer{}, &errOut)
+		return code, errOut.String()
+	}
+
+	tok, said := mint(dir)
+	if !strings.Contains(said, "signed with the secret in "+secretPath) {
+		t.Errorf("token does not say which secret it used: %q", said)
+	}
+	if code, out := pub(tok); code != 0 {
+		t.Fatalf("the insecure server refused a token minted with its --data-dir: %s", out)
+	}
+
+	other := t.TempDir()
+	tok, said = mint(other)
+	if !strings.Contains(said, "warning") || !strings.Contains(said, filepath.Join(other, "token-secret")) {
+		t.Errorf("token does not warn that it created a secret: %q", said)
+	}
+	code, out := pub(tok)
+	if code == 0 || !strings.Contains(out, "unauthorized") || !strings.Contains(out, "does not match this server's key") {
+		t.Fatalf("a token of another secret: exit %d, %s", code, out)
+	}
+	secret, err := os.ReadFile(secretPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, strings.TrimSpace(string(secret))) || strings.Contains(out, dir) {
+		t.Fatalf("the client's error shows the server's secret or its path: %s", out)
+	}
+	// The server's log names the key the token was checked against.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(stderr.String(), `msg="connect refused"`) || !strings.Contains(stderr.String(), `key="HS256 secret file `+secretPath) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no refusal naming the key in the log: %s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

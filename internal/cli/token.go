@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -31,10 +32,14 @@ func newToken(stdout io.Writer) *cobra.Command {
 		Long: `Mint a signed connection token (JWT) for a user and print it.
 
 By default the token is HS256, signed with the server's secret: the same
---token-secret, HERALD_TOKEN_SECRET or config file the server reads, or the
-secret the server generated in its --data-dir. With --private-key it is
-RS256 or ES256 (by the key's type), for servers started with
---token-public-key.
+--token-secret, HERALD_TOKEN_SECRET or config file the server reads, or
+else the secret file in --data-dir (./herald-data by default), which the
+server reads, or creates on first start, in every mode. Run it in the
+directory the server runs in, or give it the server's --data-dir; it says
+on stderr which secret it used, and warns when it had to create one (a
+server with another data directory will refuse the token). With
+--private-key it is RS256 or ES256 (by the key's type), for servers
+started with --token-public-key.
 
 --audience and --issuer set the token's "aud" and "iss" claims; by default
 they are the server's token-audience and token-issuer settings, read the
@@ -112,16 +117,24 @@ same way, so the token passes the server's checks.`,
 }
 
 // signingKey returns the key to sign with: a private key file, or the
-// server's HS256 secret found the way the server finds it.
+// server's HS256 secret found the way the server finds it. It tells
+// stderr which, so that a token the server refuses can be traced to the
+// wrong secret.
 func signingKey(cmd *cobra.Command, cfg config.Config, privateKey string) (auth.SigningKey, error) {
+	stderr := cmd.ErrOrStderr()
 	if privateKey != "" {
 		pem, err := os.ReadFile(privateKey)
 		if err != nil {
 			return auth.SigningKey{}, fmt.Errorf("read private key: %w", err)
 		}
-		return auth.ParsePrivateKey(pem)
+		k, err := auth.ParsePrivateKey(pem)
+		if err == nil {
+			fmt.Fprintf(stderr, "herald token: signed with the private key in %s\n", privateKey)
+		}
+		return k, err
 	}
 	if cfg.TokenSecret != "" {
+		fmt.Fprintln(stderr, "herald token: signed with the token-secret setting")
 		return auth.HMACKey([]byte(cfg.TokenSecret)), nil
 	}
 	secret, err := auth.LoadOrCreateSecret(cfg.DataDir)
@@ -129,10 +142,16 @@ func signingKey(cmd *cobra.Command, cfg config.Config, privateKey string) (auth.
 		return auth.SigningKey{}, err
 	}
 	if secret.Warning != "" {
-		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s: %s\n", secret.Path, secret.Warning)
+		fmt.Fprintf(stderr, "warning: %s: %s\n", secret.Path, secret.Warning)
 	}
 	if secret.Created {
-		fmt.Fprintf(cmd.ErrOrStderr(), "created a new token secret at %s; the server uses it when started with --data-dir %s\n", secret.Path, cfg.DataDir)
+		fmt.Fprintf(stderr, "warning: there was no token secret in %s, so a new one was created: %s.\n"+
+			"A server accepts this token only if it uses that secret: run the server in this directory\n"+
+			"or with --data-dir %s (a server already running elsewhere has its own secret:\n"+
+			"run herald token where it runs, or with its --data-dir).\n",
+			filepath.Dir(secret.Path), secret.Path, filepath.Dir(secret.Path))
+	} else {
+		fmt.Fprintf(stderr, "herald token: signed with the secret in %s\n", secret.Path)
 	}
 	return auth.HMACKey(secret.Key), nil
 }

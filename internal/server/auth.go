@@ -14,41 +14,40 @@ import (
 	"github.com/heraldpush/herald/internal/session"
 )
 
-// newVerifier builds the token verifier the configuration asks for. With
-// no key configured, a secure server generates a secret in its data
-// directory on first start; an insecure one uses that secret only if it
-// already exists.
-func newVerifier(cfg config.Config, log *slog.Logger) (*auth.Verifier, error) {
+// newVerifier builds the token verifier the configuration asks for, and
+// names its key for the log. With no key configured, the server uses the
+// secret in its data directory, created on first start, in every mode: an
+// insecure server accepts the tokens `herald token` mints there as well
+// as declared user ids.
+func newVerifier(cfg config.Config, log *slog.Logger) (*auth.Verifier, string, error) {
 	checks := []auth.Option{auth.WithAudience(cfg.TokenAudience), auth.WithIssuer(cfg.TokenIssuer)}
 	switch {
 	case cfg.TokenPublicKey != "":
 		pem, err := os.ReadFile(cfg.TokenPublicKey)
 		if err != nil {
-			return nil, fmt.Errorf("token public key: %w", err)
+			return nil, "", fmt.Errorf("token public key: %w", err)
 		}
 		v, err := auth.NewPublicKey(pem, checks...)
 		if err != nil {
-			return nil, fmt.Errorf("token public key %s: %w", cfg.TokenPublicKey, err)
+			return nil, "", fmt.Errorf("token public key %s: %w", cfg.TokenPublicKey, err)
 		}
-		return v, nil
+		return v, v.Algorithm() + " public key " + cfg.TokenPublicKey, nil
 	case cfg.TokenSecret != "":
-		return auth.NewHMAC([]byte(cfg.TokenSecret), checks...)
-	case cfg.Insecure:
-		if _, err := os.Stat(filepath.Join(cfg.DataDir, auth.SecretFile)); err != nil {
-			return nil, nil
-		}
+		v, err := auth.NewHMAC([]byte(cfg.TokenSecret), checks...)
+		return v, "HS256 secret of the token-secret setting", err
 	}
 	secret, err := auth.LoadOrCreateSecret(cfg.DataDir)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if secret.Warning != "" {
 		log.Warn(secret.Warning, "path", secret.Path)
 	}
 	if secret.Created {
-		log.Info("created a token secret; mint a connection token with `herald token --user USER`", "path", secret.Path)
+		log.Info("created a token secret; mint a connection token with `herald token --user USER` in this directory, or with --data-dir "+filepath.Dir(secret.Path), "path", secret.Path)
 	}
-	return auth.NewHMAC(secret.Key, checks...)
+	v, err := auth.NewHMAC(secret.Key, checks...)
+	return v, "HS256 secret file " + secret.Path, err
 }
 
 // Authenticate implements session.Node: a valid token, or in insecure mode
@@ -66,13 +65,12 @@ func (n node) Authenticate(_ context.Context, sess *session.Session, req *protoc
 // detail for the log.
 func (s *Server) authenticate(req *protocol.Request) (session.Identity, *protocol.Error, error) {
 	if req.Token != "" || !s.cfg.Insecure {
-		if s.verifier == nil {
-			return session.Identity{}, protocol.Errorf(protocol.CodeUnauthorized, "this server does not accept tokens"), nil
-		}
 		c, err := s.verifier.Verify(req.Token)
 		if err != nil {
 			msg := "token is invalid"
 			switch {
+			case errors.Is(err, auth.ErrMissing) && req.User != "":
+				msg = "a token is required: only a server in insecure mode takes a declared user id without one"
 			case errors.Is(err, auth.ErrMissing):
 				msg = "a token is required: connect with {\"op\":\"connect\",\"token\":...}"
 			case errors.Is(err, auth.ErrExpired):
@@ -81,6 +79,13 @@ func (s *Server) authenticate(req *protocol.Request) (session.Identity, *protoco
 				msg = "token is not for this server: its \"aud\" claim lacks the server's token-audience"
 			case errors.Is(err, auth.ErrIssuer):
 				msg = "token is not from this server's issuer: its \"iss\" claim is not the server's token-issuer"
+			case errors.Is(err, auth.ErrMalformed):
+				msg = "token is malformed: a token is a JWT, three base64url parts joined by dots"
+			case errors.Is(err, auth.ErrAlgorithm):
+				msg = "token is signed with another algorithm than the " + s.verifier.Algorithm() + " this server accepts"
+			case errors.Is(err, auth.ErrSignature):
+				msg = "token signature does not match this server's key: mint tokens with the key the server uses " +
+					"(its log names it at start; for herald token, run it with the server's --data-dir or --token-secret)"
 			}
 			return session.Identity{}, protocol.Errorf(protocol.CodeUnauthorized, "%s", msg), err
 		}

@@ -46,12 +46,13 @@ func (s *sampler) allow(now int64) (ok bool, dropped int64) {
 // connLog writes the info lines about connects, sampled.
 type connLog struct {
 	log      *slog.Logger
+	key      string // the name of the key tokens are verified with
 	connects *sampler
 	refusals *sampler
 }
 
-func newConnLog(log *slog.Logger) connLog {
-	return connLog{log: log, connects: newSampler(connectLogPerSecond), refusals: newSampler(connectLogPerSecond)}
+func newConnLog(log *slog.Logger, key string) connLog {
+	return connLog{log: log, key: key, connects: newSampler(connectLogPerSecond), refusals: newSampler(connectLogPerSecond)}
 }
 
 // take reports whether a line of sm's kind is logged now, and the count of
@@ -77,7 +78,9 @@ func (l connLog) connected(s *session.Session) {
 }
 
 // refused logs a connect the server refused with perr, for the declared
-// user if any; detail, when not nil, is what the operator alone is told.
+// user if any; detail, when not nil, is what the operator alone is told of
+// a token that did not verify, and the log names the key it was checked
+// against.
 func (l connLog) refused(s *session.Session, user string, perr *protocol.Error, detail error) {
 	ok, dropped := l.take(l.refusals)
 	if !ok {
@@ -89,7 +92,7 @@ func (l connLog) refused(s *session.Session, user string, perr *protocol.Error, 
 	}
 	attrs = append(attrs, slog.String("code", string(perr.Code)), slog.String("reason", perr.Message))
 	if detail != nil {
-		attrs = append(attrs, slog.Any("err", detail))
+		attrs = append(attrs, slog.Any("err", detail), slog.String("key", l.key))
 	}
 	if dropped > 0 {
 		attrs = append(attrs, slog.Int64("suppressed", dropped))

@@ -80,7 +80,7 @@ func TestSampler(t *testing.T) {
 
 // A line held back costs no allocation, however busy the server.
 func TestSamplerHoldsBackWithoutAllocating(t *testing.T) {
-	l := newConnLog(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	l := newConnLog(slog.New(slog.NewTextHandler(io.Discard, nil)), "test key")
 	l.connects = newSampler(0) // hold back every line
 	if n := testing.AllocsPerRun(1000, func() { l.take(l.connects) }); n != 0 {
 		t.Fatalf("%v allocations a held-back line", n)

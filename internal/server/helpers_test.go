@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,10 +18,27 @@ import (
 	"github.com/heraldpush/herald/internal/config"
 )
 
+// testDataDir is the data directory of the test servers: insecure servers
+// too load or create a token secret there.
+var testDataDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "herald-server-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	testDataDir = dir
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
 // testConfig is the default configuration on random loopback ports, in
 // insecure mode.
 func testConfig() config.Config {
 	cfg := config.Default()
+	cfg.DataDir = testDataDir
 	cfg.HTTP = "127.0.0.1:0"
 	cfg.TCP = "127.0.0.1:0"
 	cfg.Insecure = true

@@ -30,7 +30,8 @@ import (
 type Server struct {
 	cfg      config.Config
 	log      *slog.Logger
-	verifier *auth.Verifier // nil: tokens are refused (insecure mode without a key)
+	verifier *auth.Verifier
+	keyName  string // the verifier's key, for the log: never the key itself
 	policy   policy
 	connects *connectLimiter
 	connLog  connLog
@@ -54,7 +55,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	verifier, err := newVerifier(cfg, log)
+	verifier, keyName, err := newVerifier(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -62,8 +63,8 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, verifier: verifier, policy: newPolicy(cfg.Namespaces), hub: hub.New(), broker: memory.New(),
-		connects: newConnectLimiter(cfg.ConnectsPerIP, cfg.ConnectsBurst), connLog: newConnLog(log)}
+	s := &Server{cfg: cfg, log: log, verifier: verifier, keyName: keyName, policy: newPolicy(cfg.Namespaces), hub: hub.New(), broker: memory.New(),
+		connects: newConnectLimiter(cfg.ConnectsPerIP, cfg.ConnectsBurst), connLog: newConnLog(log, keyName)}
 	writers := cfg.Writers
 	if writers == 0 {
 		writers = runtime.GOMAXPROCS(0)
@@ -168,6 +169,7 @@ func (s *Server) Start() error {
 		attrs = append(attrs, "tcp", a.String())
 	}
 	s.log.Info("herald listening", attrs...)
+	s.log.Info("verifying connection tokens", "key", s.keyName)
 	if s.cfg.Insecure {
 		s.log.Warn("INSECURE MODE: clients may choose their own user id without a token; never run this way in production")
 		if len(s.cfg.APIKeys) == 0 {
