@@ -235,15 +235,20 @@ var (
 
 const dataHelp = `
 
-DATA is a JSON value ({"text":"hi"}, 42, "quoted"). Anything that is not
-valid JSON is sent as a JSON string, so 'hello' sends "hello"; several
-arguments are joined with spaces first.`
+DATA is a JSON value ({"text":"hi"}, 42, "quoted"); quote it for the shell:
+'{"text":"hi"}'. Text that does not look like JSON is sent as a JSON
+string, so 'hello' sends "hello"; several arguments are joined with spaces
+first. DATA that looks like JSON but is not valid JSON (it starts with {, [
+or ", or is a word like 1.5.2, True or nul) is refused rather than sent as
+a string, since a typo would otherwise reach subscribers as text. --raw
+sends DATA as a JSON string whatever it looks like.`
 
 func newPush(stdout io.Writer, p push) *cobra.Command {
 	var (
 		conn    connFlags
 		target  string
 		timeout time.Duration
+		raw     bool
 	)
 	cmd := &cobra.Command{
 		Use:   p.use,
@@ -251,6 +256,10 @@ func newPush(stdout io.Writer, p push) *cobra.Command {
 		Long:  p.long + dataHelp,
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			data, err := parseData(strings.Join(args, " "), raw)
+			if err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			if timeout > 0 {
 				var cancel context.CancelFunc
@@ -262,7 +271,7 @@ func newPush(stdout io.Writer, p push) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			id, err := p.do(ctx, c, target, parseData(strings.Join(args, " ")))
+			id, err := p.do(ctx, c, target, data)
 			if err != nil {
 				return err
 			}
@@ -276,15 +285,50 @@ func newPush(stdout io.Writer, p push) *cobra.Command {
 		_ = cmd.MarkFlagRequired(p.target)
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", defaultPushTimeout, "give up after this long (0: never)")
+	cmd.Flags().BoolVar(&raw, "raw", false, "send DATA as a JSON string, even if it looks like JSON")
 	return cmd
 }
 
-// parseData takes arg as JSON if it is valid JSON, and as a string
-// otherwise.
-func parseData(arg string) json.RawMessage {
-	if json.Valid([]byte(arg)) {
-		return json.RawMessage(arg)
+// parseData takes arg as JSON if it is valid JSON, and as a string if it
+// does not look like JSON; arg that looks like JSON but does not parse is
+// refused. raw takes arg as a string whatever it is.
+func parseData(arg string, raw bool) (json.RawMessage, error) {
+	if !raw && json.Valid([]byte(arg)) {
+		return json.RawMessage(arg), nil
+	}
+	if !raw && looksLikeJSON(arg) {
+		var v any
+		err := json.Unmarshal([]byte(arg), &v)
+		return nil, fmt.Errorf("DATA %q looks like JSON but is not valid JSON (%v): correct it (quote it for the shell: '{\"text\":\"hi\"}'), or pass --raw to send it as a string", arg, err)
 	}
 	s, _ := json.Marshal(arg) // a string always encodes
-	return s
+	return s, nil
+}
+
+// looksLikeJSON reports whether s, not valid JSON, was probably meant to
+// be: it starts like an object, an array or a string, or is one word that
+// reads as a number (1.5.2, 0x1F, -3e) or as true, false or null written
+// wrong (True, NULL, nul).
+func looksLikeJSON(s string) bool {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return false
+	}
+	switch s[0] {
+	case '{', '[', '"':
+		return true
+	}
+	if strings.ContainsAny(s, " \t\n\r") {
+		return false // text of several words
+	}
+	if c := strings.TrimLeft(s, "+-"); c != "" && (c[0] == '.' || c[0] >= '0' && c[0] <= '9') {
+		return true
+	}
+	w := strings.ToLower(s)
+	for _, lit := range []string{"true", "false", "null"} {
+		if len(w) >= 3 && strings.HasPrefix(lit, w) {
+			return true
+		}
+	}
+	return false
 }

@@ -259,3 +259,27 @@ func TestClientCommandErrors(t *testing.T) {
 		}
 	}
 }
+
+// pub refuses DATA that looks like JSON but is not, before connecting,
+// and sends it as a string with --raw.
+func TestPubRefusesBrokenJSON(t *testing.T) {
+	t.Parallel()
+	srv := startHerald(t)
+	url := serverURLs(srv)["tcp"]
+	code, out, errOut := herald(t, "pub", "--server", url, "--user", "bob", "--channel", "room:1", `{text:hi}`)
+	if code == 0 || out != "" || !strings.Contains(errOut, "not valid JSON") || !strings.Contains(errOut, "--raw") {
+		t.Fatalf("broken JSON: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	sub := start("sub", "--server", url, "--user", "alice", "--channel", "room:1", "--count", "1")
+	defer sub.cancel()
+	waitSubscribed(t, srv, sub, "room:1")
+	if code, _, errOut := herald(t, "pub", "--server", url, "--user", "bob", "--channel", "room:1", "--raw", `{text:hi}`); code != 0 {
+		t.Fatalf("--raw: exit %d, stderr %q", code, errOut)
+	}
+	if code := sub.wait(t); code != 0 {
+		t.Fatalf("sub: exit %d, stderr %q", code, sub.stderr.String())
+	}
+	if m := parseLines(t, sub.stdout.String())[0]; string(m.Data) != `"{text:hi}"` {
+		t.Fatalf("--raw sent %s", m.Data)
+	}
+}
