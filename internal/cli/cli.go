@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -16,9 +17,6 @@ import (
 	"github.com/heraldpush/herald/internal/config"
 	"github.com/heraldpush/herald/internal/server"
 )
-
-// Version is set at build time with -ldflags "-X .../cli.Version=...".
-var Version = "dev"
 
 // Run executes the command line args and returns the process exit code.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -56,13 +54,62 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 func newVersion(stdout io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
+		Short: "Print the version, the source revision and the Go version",
+		Long: `Print the version of the module this binary was built from, the version
+control revision it was built at, and the Go toolchain and platform, as
+the Go toolchain recorded them in the binary. A binary built from a
+checkout has the version (devel); one built without version control
+information (go build -buildvcs=false, or outside a repository) has no
+revision, and says so.`,
+		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			_, err := fmt.Fprintln(stdout, "herald", Version)
+			bi, _ := debug.ReadBuildInfo()
+			_, err := io.WriteString(stdout, formatVersion(bi))
 			return err
 		},
 	}
+}
+
+// formatVersion describes the build bi records, one fact a line: the
+// module version, the revision (with its time, and whether the tree had
+// uncommitted changes), the Go version and platform. What bi does not
+// record is said to be unknown; bi may be nil.
+func formatVersion(bi *debug.BuildInfo) string {
+	if bi == nil {
+		return "herald (version unknown: the binary records no build information)\n"
+	}
+	version := bi.Main.Version
+	if version == "" {
+		version = "(version unknown)"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "herald %s\n", version)
+	set := map[string]string{}
+	for _, s := range bi.Settings {
+		set[s.Key] = s.Value
+	}
+	if rev := set["vcs.revision"]; rev != "" {
+		fmt.Fprintf(&b, "revision %s", rev)
+		if t := set["vcs.time"]; t != "" {
+			fmt.Fprintf(&b, " of %s", t)
+		}
+		if set["vcs.modified"] == "true" {
+			b.WriteString(", with uncommitted changes")
+		}
+		b.WriteString("\n")
+	} else {
+		b.WriteString("revision unknown (built without version control information)\n")
+	}
+	goVersion := bi.GoVersion
+	if goVersion == "" {
+		goVersion = "go (version unknown)"
+	}
+	b.WriteString(goVersion)
+	if set["GOOS"] != "" && set["GOARCH"] != "" {
+		fmt.Fprintf(&b, " %s/%s", set["GOOS"], set["GOARCH"])
+	}
+	b.WriteString("\n")
+	return b.String()
 }
 
 func newServe(stderr io.Writer) *cobra.Command {
