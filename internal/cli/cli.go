@@ -121,7 +121,10 @@ func newServe(stderr io.Writer) *cobra.Command {
 Settings come from, highest precedence first: command-line flags, HERALD_*
 environment variables (--max-frame-bytes is HERALD_MAX_FRAME_BYTES), the YAML
 file named by --config or HERALD_CONFIG (keys are the flag names), and the
-built-in defaults shown below.`,
+built-in defaults shown below. An invalid value is refused, naming the
+flag, variable or file that gave it; so is an unknown key in the file. A
+HERALD_* variable that names no setting (Kubernetes sets HERALD_PORT and
+others for a Service named herald) is ignored with a warning naming it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(cmd.Flags(), os.Environ)
