@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,31 +11,15 @@ import (
 	"github.com/heraldpush/herald/internal/hub"
 	"github.com/heraldpush/herald/internal/protocol"
 	"github.com/heraldpush/herald/internal/session"
+	"github.com/heraldpush/herald/internal/session/sessiontest"
 )
 
-// recordingTransport is a session transport that keeps every frame written
-// to it, so a test can drive a session without a socket.
+// recordingTransport records what a session writes, and how far the test
+// has read it.
 type recordingTransport struct {
-	mu     sync.Mutex
-	frames []string
-
+	sessiontest.Recorder
 	seen int // replyTo looks from here on; only the test goroutine uses it
 }
-
-func (r *recordingTransport) Wire() protocol.Wire { return protocol.WireLine }
-func (r *recordingTransport) RemoteAddr() string  { return "test" }
-func (r *recordingTransport) Write(frames [][]byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, f := range frames {
-		r.frames = append(r.frames, strings.TrimSpace(string(f)))
-		n += len(f)
-	}
-	return n, nil
-}
-func (r *recordingTransport) Abort()                          {}
-func (r *recordingTransport) Close(protocol.Disconnect) error { return nil }
 
 // recorded is a server frame as the tests read it.
 type recorded struct {
@@ -54,19 +37,18 @@ func (r *recordingTransport) find(t *testing.T, from int, what string, match fun
 	t.Helper()
 	at, found := -1, recorded{}
 	checkFor(t, 5*time.Second, time.Millisecond, func() error {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		for i := from; i < len(r.frames); i++ {
+		frames := r.Frames()
+		for i := from; i < len(frames); i++ {
 			var f recorded
-			if err := json.Unmarshal([]byte(r.frames[i]), &f); err != nil {
-				return fmt.Errorf("bad frame %q: %w", r.frames[i], err)
+			if err := json.Unmarshal([]byte(frames[i]), &f); err != nil {
+				return fmt.Errorf("bad frame %q: %w", frames[i], err)
 			}
 			if match(f) {
 				at, found = i, f
 				return nil
 			}
 		}
-		return fmt.Errorf("no %s among %q", what, r.frames[from:])
+		return fmt.Errorf("no %s among %q", what, frames[min(from, len(frames)):])
 	})
 	return at, found
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/heraldpush/herald/internal/protocol"
+	"github.com/heraldpush/herald/internal/session/sessiontest"
 )
 
 // replyCode returns the error code of a reply frame ("" for success).
@@ -43,15 +44,15 @@ func TestFailedConnectIsFinal(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m, n := newScripted(t)
 			n.authErr = tc.authErr
-			tr := &recordingTransport{}
+			tr := &sessiontest.Recorder{}
 			s := m.Open(tr)
 			s.HandleFrame([]byte(tc.frame))
 			n.authErr = nil
 			s.HandleFrame([]byte(`{"id":2,"op":"connect","user":"good"}`))
 			s.HandleFrame([]byte(`{"id":3,"op":"ping"}`))
-			waitFor(t, func() bool { return tr.closed.Load() != nil })
+			waitFor(t, func() bool { return tr.Closed() != nil })
 
-			got := tr.written()
+			got := tr.Frames()
 			if len(got) != 2 {
 				t.Fatalf("want the error reply and the disconnect, got %q", got)
 			}
@@ -61,7 +62,7 @@ func TestFailedConnectIsFinal(t *testing.T) {
 			if typ, _, d := replyCode(t, got[1]); typ != "disconnect" || d != protocol.DisconnectUnauthorized.Code {
 				t.Fatalf("second frame %s, want disconnect 3502", got[1])
 			}
-			if d := tr.closed.Load(); *d != protocol.DisconnectUnauthorized {
+			if d := tr.Closed(); *d != protocol.DisconnectUnauthorized {
 				t.Fatalf("closed with %+v", d)
 			}
 			n.mu.Lock()
@@ -78,19 +79,19 @@ func TestFailedConnectIsFinal(t *testing.T) {
 // and leave the connection pending.
 func TestPendingNonConnectIsAStrike(t *testing.T) {
 	m, _ := newScripted(t)
-	tr := &recordingTransport{}
+	tr := &sessiontest.Recorder{}
 	s := m.Open(tr)
 	s.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"c"}`))
 	s.HandleFrame([]byte(`{"id":2,"op":"subscribe"}`))
 	s.HandleFrame([]byte(`{"id":3,"op":"connect","user":"u"}`))
-	waitFor(t, func() bool { return len(tr.written()) == 3 })
-	got := tr.written()
+	waitFor(t, func() bool { return len(tr.Frames()) == 3 })
+	got := tr.Frames()
 	for i, want := range []string{"not_connected", "missing_field", ""} {
 		if typ, code, _ := replyCode(t, got[i]); typ != "reply" || code != want {
 			t.Fatalf("frame %d: %s, want reply %q", i, got[i], want)
 		}
 	}
-	if tr.closed.Load() != nil {
-		t.Fatalf("closed: %+v", tr.closed.Load())
+	if tr.Closed() != nil {
+		t.Fatalf("closed: %+v", tr.Closed())
 	}
 }

@@ -5,45 +5,14 @@ import (
 	"io"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/heraldpush/herald/internal/protocol"
+	"github.com/heraldpush/herald/internal/session/sessiontest"
 )
-
-// recordingTransport keeps every frame it is asked to write.
-type recordingTransport struct {
-	mu     sync.Mutex
-	frames []string
-	closed atomic.Pointer[protocol.Disconnect]
-}
-
-func (r *recordingTransport) Wire() protocol.Wire { return protocol.WireLine }
-func (r *recordingTransport) RemoteAddr() string  { return "test" }
-func (r *recordingTransport) Write(frames [][]byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, f := range frames {
-		r.frames = append(r.frames, strings.TrimSpace(string(f)))
-		n += len(f)
-	}
-	return n, nil
-}
-func (r *recordingTransport) Abort() {}
-func (r *recordingTransport) Close(d protocol.Disconnect) error {
-	r.closed.Store(&d)
-	return nil
-}
-
-func (r *recordingTransport) written() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.frames)
-}
 
 // scriptedNode is a Node whose calls can be made to panic, and which records
 // what the session registers and unregisters.
@@ -162,7 +131,7 @@ func TestHandlerPanicLeavesNoLockHeld(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.method, func(t *testing.T) {
 			m, n := newScripted(t)
-			tr := &recordingTransport{}
+			tr := &sessiontest.Recorder{}
 			s := m.Open(tr)
 			for _, f := range tc.setup {
 				if p := handleRecovered(s, f); p != nil {
@@ -182,8 +151,8 @@ func TestHandlerPanicLeavesNoLockHeld(t *testing.T) {
 			})
 			// The session closes the connection as a server error; then
 			// the transport reports it closed.
-			waitFor(t, func() bool { return tr.closed.Load() != nil })
-			if d := tr.closed.Load(); *d != protocol.DisconnectServerError {
+			waitFor(t, func() bool { return tr.Closed() != nil })
+			if d := tr.Closed(); *d != protocol.DisconnectServerError {
 				t.Fatalf("closed with %+v, want server_error", d)
 			}
 			within(t, 5*time.Second, "Closed", func() { s.Closed(nil) })
