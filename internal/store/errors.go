@@ -23,6 +23,9 @@ var (
 	ErrClosed = errors.New("store: closed")
 	// ErrNewerFormat: the data directory was written by a newer version.
 	ErrNewerFormat = errors.New("store: data written by a newer version")
+	// ErrDamaged: the store found a damaged file; it serves nothing more
+	// until the directory is repaired or restored.
+	ErrDamaged = errors.New("store: damaged data")
 	// ErrLocked: the data directory is held by another running process.
 	ErrLocked = errors.New("store: data directory in use by another process")
 )

@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -52,6 +53,9 @@ type Store struct {
 	// Close, so that no operation reaches a closed database.
 	closeMu sync.RWMutex
 	closed  bool
+	// damaged is set once the engine reports a damaged file; every
+	// operation then fails with it.
+	damaged atomic.Pointer[error]
 
 	seed     maphash.Seed
 	channels [shards]stateShard
@@ -94,7 +98,20 @@ func Open(dir string, opts Options) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	db, err := pebble.Open(dir, &pebble.Options{Lock: lock, Logger: pebbleLogger{logger}})
+	s := &Store{lock: lock, seed: maphash.MakeSeed()}
+	db, err := pebble.Open(dir, &pebble.Options{
+		Lock:   lock,
+		Logger: pebbleLogger{logger},
+		EventListener: &pebble.EventListener{
+			// The engine found a damaged file: log it and refuse all further
+			// operations, rather than its default of exiting the process.
+			DataCorruption: func(info pebble.DataCorruptionInfo) {
+				logger.Error("store: damaged file", "path", info.Path, "err", info.Details)
+				err := fmt.Errorf("%w: %s: %v", store.ErrDamaged, info.Path, info.Details)
+				s.damaged.CompareAndSwap(nil, &err)
+			},
+		},
+	})
 	if err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("open store in %s (damaged or unreadable; restore it from a backup or move it away): %w", dir, err)
@@ -106,7 +123,7 @@ func Open(dir string, opts Options) (*Store, error) {
 			return nil, err
 		}
 	}
-	s := &Store{db: db, lock: lock, seed: maphash.MakeSeed()}
+	s.db = db
 	for i := range shards {
 		s.channels[i].m = make(map[string]*seqState)
 		s.users[i].m = make(map[string]*seqState)
@@ -119,8 +136,14 @@ func Open(dir string, opts Options) (*Store, error) {
 func checkFormat(dir string) (fresh bool, err error) {
 	b, err := os.ReadFile(filepath.Join(dir, formatFile))
 	if errors.Is(err, os.ErrNotExist) {
-		if _, err := os.Stat(filepath.Join(dir, "CURRENT")); err == nil {
-			return false, fmt.Errorf("store directory %s holds data without a %s file: not a Herald store", dir, formatFile)
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return false, fmt.Errorf("read store directory: %w", err)
+		}
+		for _, e := range entries {
+			if n := e.Name(); n == "CURRENT" || strings.HasPrefix(n, "MANIFEST-") || strings.HasPrefix(n, "marker.") {
+				return false, fmt.Errorf("store directory %s holds data without a %s file: not a Herald store", dir, formatFile)
+			}
 		}
 		return true, nil
 	}
@@ -198,6 +221,10 @@ func (s *Store) enter(ctx context.Context) (func(), error) {
 	if s.closed {
 		s.closeMu.RUnlock()
 		return nil, store.ErrClosed
+	}
+	if err := s.damaged.Load(); err != nil {
+		s.closeMu.RUnlock()
+		return nil, *err
 	}
 	return s.closeMu.RUnlock, nil
 }
