@@ -1,0 +1,76 @@
+package embedded
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"hash/maphash"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/heraldpush/herald/internal/store"
+)
+
+// Remember implements store.Idempotency. Keys are locked in stripes so
+// that the check and the write are one step for each key.
+func (s *Store) Remember(ctx context.Context, key string, bodyHash, result []byte, now time.Time, window time.Duration) ([]byte, bool, error) {
+	if err := validName(key); err != nil {
+		return nil, false, err
+	}
+	if len(bodyHash) > 255 {
+		return nil, false, fmt.Errorf("remember %q: body hash longer than 255 bytes", key)
+	}
+	exit, err := s.enter(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	defer exit()
+	mu := &s.keys[maphash.String(s.seed, key)%uint64(len(s.keys))]
+	mu.Lock()
+	defer mu.Unlock()
+
+	k := nameKey(prefixIdempotency, key)
+	v, err := s.get(k)
+	if err != nil {
+		return nil, false, fmt.Errorf("remember %q: %w", key, err)
+	}
+	if len(v) >= 9 && len(v) >= 9+int(v[8]) {
+		at := time.Unix(0, int64(binary.BigEndian.Uint64(v)))
+		if now.Sub(at) < window {
+			hash, prev := v[9:9+int(v[8])], v[9+int(v[8]):]
+			if !bytes.Equal(hash, bodyHash) {
+				return nil, false, fmt.Errorf("%w: %q", store.ErrIdempotencyConflict, key)
+			}
+			return prev, false, nil
+		}
+	}
+	nv := binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano()))
+	nv = append(nv, byte(len(bodyHash)))
+	nv = append(nv, bodyHash...)
+	nv = append(nv, result...)
+	if err := s.db.Set(k, nv, pebble.Sync); err != nil {
+		return nil, false, fmt.Errorf("remember %q: %w", key, err)
+	}
+	return append([]byte(nil), result...), true, nil
+}
+
+// Forget implements store.Idempotency.
+func (s *Store) Forget(ctx context.Context, key string) error {
+	if err := validName(key); err != nil {
+		return err
+	}
+	exit, err := s.enter(ctx)
+	if err != nil {
+		return err
+	}
+	defer exit()
+	mu := &s.keys[maphash.String(s.seed, key)%uint64(len(s.keys))]
+	mu.Lock()
+	defer mu.Unlock()
+	if err := s.db.Delete(nameKey(prefixIdempotency, key), pebble.Sync); err != nil {
+		return fmt.Errorf("forget %q: %w", key, err)
+	}
+	return nil
+}

@@ -1,0 +1,243 @@
+package embedded
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/heraldpush/herald/internal/store"
+)
+
+// loadUser reads the user's inbox head from disk on first use; st.mu held.
+func (s *Store) loadUser(st *seqState, user string) error {
+	if st.loaded {
+		return nil
+	}
+	meta, err := s.get(nameKey(prefixInboxMeta, user))
+	if err != nil {
+		return fmt.Errorf("read inbox of %s: %w", user, err)
+	}
+	if len(meta) >= 8 {
+		st.base = binary.BigEndian.Uint64(meta)
+	}
+	last, err := s.lastSeq(seqPrefix(prefixInbox, user))
+	if err != nil {
+		return fmt.Errorf("read inbox of %s: %w", user, err)
+	}
+	st.next = max(last, st.base)
+	st.durable = st.next
+	st.loaded = true
+	return nil
+}
+
+// user returns the loaded inbox state of user, locked.
+func (s *Store) user(user string) (*seqState, error) {
+	if err := validName(user); err != nil {
+		return nil, err
+	}
+	st := s.state(&s.users, user)
+	st.mu.Lock()
+	if err := s.loadUser(st, user); err != nil {
+		st.mu.Unlock()
+		return nil, err
+	}
+	return st, nil
+}
+
+// Push implements store.Inbox.
+func (s *Store) Push(ctx context.Context, user string, at time.Time, data []byte) (uint64, error) {
+	exit, err := s.enter(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer exit()
+	st, err := s.user(user)
+	if err != nil {
+		return 0, err
+	}
+	seq := st.next + 1
+	b := s.db.NewBatch()
+	defer b.Close()
+	b.Set(seqKey(prefixInbox, user, seq), encodeRecord(at, data), nil)
+	if err := s.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+		st.mu.Unlock()
+		return 0, fmt.Errorf("push to %s: %w", user, err)
+	}
+	st.next = seq
+	st.mu.Unlock()
+
+	if err := b.SyncWait(); err != nil {
+		return 0, fmt.Errorf("push to %s: sync: %w", user, err)
+	}
+	st.mu.Lock()
+	st.durable = max(st.durable, seq)
+	st.mu.Unlock()
+	return seq, nil
+}
+
+// position returns device's position and whether the device is known; the
+// user's st.mu held.
+func (s *Store) position(st *seqState, user, device string) (uint64, bool, error) {
+	v, err := s.get(deviceKey(user, device))
+	if err != nil {
+		return 0, false, err
+	}
+	if len(v) >= 8 {
+		return binary.BigEndian.Uint64(v), true, nil
+	}
+	first, err := s.firstSeq(seqPrefix(prefixInbox, user), st.durable)
+	if err != nil {
+		return 0, false, err
+	}
+	if first == 0 {
+		return st.durable, false, nil
+	}
+	return first - 1, false, nil
+}
+
+// Ack implements store.Inbox.
+func (s *Store) Ack(ctx context.Context, user, device string, seq uint64) error {
+	if err := validName(device); err != nil {
+		return err
+	}
+	exit, err := s.enter(ctx)
+	if err != nil {
+		return err
+	}
+	defer exit()
+	st, err := s.user(user)
+	if err != nil {
+		return err
+	}
+	defer st.mu.Unlock()
+	pos, known, err := s.position(st, user, device)
+	if err != nil {
+		return fmt.Errorf("ack for %s/%s: %w", user, device, err)
+	}
+	switch {
+	case seq < pos:
+		return fmt.Errorf("%w: %d is below %d", store.ErrAckBackwards, seq, pos)
+	case seq > st.durable:
+		return fmt.Errorf("%w: %d is above %d", store.ErrAckBeyondEnd, seq, st.durable)
+	case seq == pos && known:
+		return nil
+	}
+	if err := s.db.Set(deviceKey(user, device), binary.BigEndian.AppendUint64(nil, seq), pebble.Sync); err != nil {
+		return fmt.Errorf("ack for %s/%s: %w", user, device, err)
+	}
+	return nil
+}
+
+// Pending implements store.Inbox.
+func (s *Store) Pending(ctx context.Context, user, device string, limit int) (store.Pending, error) {
+	if limit <= 0 {
+		return store.Pending{}, store.ErrInvalidLimit
+	}
+	if err := validName(device); err != nil {
+		return store.Pending{}, err
+	}
+	exit, err := s.enter(ctx)
+	if err != nil {
+		return store.Pending{}, err
+	}
+	defer exit()
+	st, err := s.user(user)
+	if err != nil {
+		return store.Pending{}, err
+	}
+	pos, _, err := s.position(st, user, device)
+	top := st.durable
+	st.mu.Unlock()
+	if err != nil {
+		return store.Pending{}, fmt.Errorf("pending for %s/%s: %w", user, device, err)
+	}
+	recs, err := s.readSeq(seqPrefix(prefixInbox, user), store.Range{From: pos + 1, Limit: limit}, top)
+	if err != nil {
+		return store.Pending{}, fmt.Errorf("pending for %s/%s: %w", user, device, err)
+	}
+	p := store.Pending{Acked: pos, Records: recs}
+	if len(recs) > 0 {
+		p.Missed = recs[0].Offset - pos - 1
+	} else {
+		p.Missed = top - pos
+	}
+	return p, nil
+}
+
+// Expire implements store.Inbox.
+func (s *Store) Expire(ctx context.Context, user string, lim store.InboxLimits) (int, error) {
+	exit, err := s.enter(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer exit()
+	st, err := s.user(user)
+	if err != nil {
+		return 0, err
+	}
+	defer st.mu.Unlock()
+
+	// Everything every known device acknowledged can go.
+	var acked uint64
+	known := false
+	devices := seqPrefix(prefixDevice, user)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: devices, UpperBound: upperBound(devices)})
+	if err != nil {
+		return 0, fmt.Errorf("expire inbox of %s: %w", user, err)
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		if v := it.Value(); len(v) >= 8 {
+			p := binary.BigEndian.Uint64(v)
+			if !known || p < acked {
+				acked = p
+			}
+			known = true
+		}
+	}
+	if err := it.Close(); err != nil {
+		return 0, fmt.Errorf("expire inbox of %s: %w", user, err)
+	}
+
+	prefix := seqPrefix(prefixInbox, user)
+	first, err := s.firstSeq(prefix, st.durable)
+	if err != nil || first == 0 {
+		return 0, err
+	}
+	recs, err := s.readSeq(prefix, store.Range{From: first, Limit: int(st.durable - first + 1)}, st.durable)
+	if err != nil {
+		return 0, fmt.Errorf("expire inbox of %s: %w", user, err)
+	}
+	count, bytes := len(recs), int64(0)
+	for _, r := range recs {
+		bytes += int64(len(r.Data))
+	}
+	last := first - 1
+	for _, r := range recs {
+		drop := (known && r.Offset <= acked) ||
+			(!lim.Before.IsZero() && r.Time.Before(lim.Before)) ||
+			(lim.MaxCount > 0 && count > lim.MaxCount) ||
+			(lim.MaxBytes > 0 && bytes > lim.MaxBytes)
+		if !drop {
+			break
+		}
+		last = r.Offset
+		count--
+		bytes -= int64(len(r.Data))
+	}
+	if last < first {
+		return 0, nil
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	b.DeleteRange(seqKey(prefixInbox, user, first), seqKey(prefixInbox, user, last+1), nil)
+	base := max(st.base, last)
+	b.Set(nameKey(prefixInboxMeta, user), binary.BigEndian.AppendUint64(nil, base), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return 0, fmt.Errorf("expire inbox of %s: %w", user, err)
+	}
+	st.base = base
+	return int(last - first + 1), nil
+}

@@ -1,0 +1,147 @@
+// Package store is the contract for what Herald keeps on disk: channel
+// history, per-user inboxes of direct messages with a position per device,
+// and idempotency keys. The embedded implementation (internal/store/embedded)
+// keeps it in the data directory; a Redis implementation can keep the same
+// contract for a cluster. Every implementation runs the conformance test in
+// internal/store/storetest.
+//
+// The store keeps messages as opaque bytes: the caller encodes a message once
+// (the encoded protocol.Message) and stores those bytes, so the store does not
+// depend on the wire format and never decodes what it keeps. Offsets and
+// sequences are assigned by the store, atomically with storing the bytes; the
+// caller stamps them on the message it delivers live.
+//
+// Every write that returns a nil error is durable: on disk (fsync'd) in the
+// embedded store. A record becomes readable only once it is durable, so
+// nothing a reader sees can be lost by a crash and given to another message.
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Record is one stored message.
+type Record struct {
+	// Offset is the channel offset or the inbox sequence: 1 for the first
+	// message, then one more for each message, never reused within an
+	// epoch.
+	Offset uint64
+	// Time is when the message was accepted, as given to Append or Push;
+	// trims by age compare it.
+	Time time.Time
+	// Data is the encoded message.
+	Data []byte
+}
+
+// Position is where a channel's history stands.
+type Position struct {
+	// Offset is the offset of the newest message appended (0 when none).
+	Offset uint64
+	// Epoch names the channel's history: it changes when the history was
+	// lost or reset, and offsets are comparable only within one epoch.
+	Epoch string
+}
+
+// Range selects records of a channel's history.
+type Range struct {
+	// From is the first offset returned: the lowest going forwards, the
+	// highest going backwards, where 0 means the newest.
+	From uint64
+	// Backwards reads newest first; otherwise oldest first.
+	Backwards bool
+	// Limit is the most records returned; it must be positive.
+	Limit int
+}
+
+// History keeps the messages of each channel in order of offset.
+type History interface {
+	// Append stores data as the next message of channel and returns its
+	// offset and the channel's epoch. The offset is assigned atomically with
+	// storing: concurrent appends to one channel get distinct offsets with
+	// no gap, readable in offset order.
+	Append(ctx context.Context, channel string, at time.Time, data []byte) (Position, error)
+	// Top returns the channel's position. A channel never seen gets its
+	// epoch here, at offset 0.
+	Top(ctx context.Context, channel string) (Position, error)
+	// Read returns the records r selects, and the channel's position at the
+	// time of the read. Records trimmed away are not returned: a caller
+	// that finds the first record above the offset it asked for has a gap.
+	Read(ctx context.Context, channel string, r Range) ([]Record, Position, error)
+	// Trim drops the oldest records of channel while more than keep remain
+	// or the oldest is older than before (zero: no age limit), and returns
+	// how many it dropped. Trimming never changes the epoch, and offsets
+	// continue after the dropped ones.
+	Trim(ctx context.Context, channel string, keep int, before time.Time) (int, error)
+	// Reset drops the channel's whole history and starts a new epoch at
+	// offset 0.
+	Reset(ctx context.Context, channel string) (Position, error)
+}
+
+// InboxLimits bounds one user's inbox.
+type InboxLimits struct {
+	// Before drops messages older than it (zero: no age limit).
+	Before time.Time
+	// MaxCount and MaxBytes (of Data) cap the inbox; 0 means no cap. The
+	// oldest messages are dropped first.
+	MaxCount int
+	MaxBytes int64
+}
+
+// Pending is what a device has not acknowledged.
+type Pending struct {
+	// Acked is the device's position: every message up to it is
+	// acknowledged. A device never seen is at the sequence just before the
+	// oldest message kept.
+	Acked uint64
+	// Missed counts the messages after Acked that were dropped (expired or
+	// capped) before the device acknowledged them: they come right before
+	// the first record.
+	Missed uint64
+	// Records are the unacknowledged messages, oldest first.
+	Records []Record
+}
+
+// Inbox keeps each user's direct messages until every device of the user
+// the store knows has acknowledged them, or until they expire.
+type Inbox interface {
+	// Push stores data as the next message of user's inbox and returns its
+	// sequence, assigned atomically with storing (as Append does).
+	Push(ctx context.Context, user string, at time.Time, data []byte) (uint64, error)
+	// Ack moves device's position to seq: every message up to seq is
+	// acknowledged (cumulative), and the device becomes known. seq below
+	// the position gives ErrAckBackwards, above the inbox's last sequence
+	// ErrAckBeyondEnd; acknowledging the position again is a no-op.
+	Ack(ctx context.Context, user, device string, seq uint64) error
+	// Pending returns at most limit messages after device's position,
+	// oldest first, with the gap the device missed. It does not move the
+	// position.
+	Pending(ctx context.Context, user, device string, limit int) (Pending, error)
+	// Expire drops user's messages that every known device has
+	// acknowledged (when at least one device is known), then the oldest
+	// while beyond lim, and returns how many it dropped.
+	Expire(ctx context.Context, user string, lim InboxLimits) (int, error)
+}
+
+// Idempotency remembers the first result of a request for a window, so that
+// a retry returns it instead of acting twice.
+type Idempotency interface {
+	// Remember stores result under key unless key holds a result younger
+	// than window (measured from now). It returns the result that key holds
+	// afterwards and whether it was stored by this call. A key held with a
+	// different bodyHash gives ErrIdempotencyConflict. Concurrent calls
+	// with one key store exactly one result.
+	Remember(ctx context.Context, key string, bodyHash, result []byte, now time.Time, window time.Duration) (stored []byte, fresh bool, err error)
+	// Forget drops key, so that a request whose action failed after
+	// Remember can be retried.
+	Forget(ctx context.Context, key string) error
+}
+
+// Store is everything kept on disk.
+type Store interface {
+	History
+	Inbox
+	Idempotency
+	// Close flushes and releases the store; later calls give ErrClosed.
+	Close() error
+}
