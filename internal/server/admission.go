@@ -91,7 +91,7 @@ func (s *Server) admitWebSocket(w http.ResponseWriter, r *http.Request, client n
 		// the server's log is where a developer can learn it.
 		if s.refusedOrigins.first(origin, time.Now()) {
 			s.log.Info("refused a WebSocket from a page of another origin; list the origin in allowed-origins to let it connect",
-				"origin", truncate(origin, maxLoggedOrigin), "host", truncate(r.Host, maxLoggedOrigin), "remote", r.RemoteAddr)
+				"origin", truncate(origin, maxLoggedOrigin), "host", truncate(r.Host, maxLoggedOrigin), "remote", client.String())
 		}
 		transport.WriteError(w, http.StatusForbidden, "forbidden_origin", "origin "+origin+" may not open WebSockets here; see allowed-origins")
 		return false

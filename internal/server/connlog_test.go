@@ -52,6 +52,12 @@ func TestConnectsLogged(t *testing.T) {
 		bad := tr.dial(t, srv)
 		refused(t, bad, bad.connectToken(hmacToken(t, "bob", nil, -time.Hour)))
 		waitLog(t, buf, "level=INFO", `msg="connect refused"`, "transport="+tr.name, "code=unauthorized", `reason="token has expired"`, "err=")
+
+		// A connect frame the server cannot read is a refused connect too.
+		unread := tr.dial(t, srv)
+		unread.writeRaw(`{"id":1,"op":"connect","user":"bad user"}`)
+		unread.wantError("invalid_user")
+		waitLog(t, buf, "level=INFO", `msg="connect refused"`, "transport="+tr.name, "code=invalid_user")
 	}
 }
 

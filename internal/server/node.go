@@ -26,6 +26,10 @@ func (n node) Register(s *session.Session) *protocol.Error {
 	return nil
 }
 
+func (n node) ConnectRefused(s *session.Session, user string, perr *protocol.Error) {
+	n.s.connLog.refused(s, user, perr, nil)
+}
+
 func (n node) Unregister(s *session.Session, channels []string) {
 	n.s.hub.Unregister(s, channels)
 }

@@ -220,3 +220,26 @@ func TestHTTPConnectionBoundSparesTrustedProxy(t *testing.T) {
 		})
 	}
 }
+
+// A refused origin is logged with the forwarded client's address behind a
+// trusted proxy, as every other line about the connection is.
+func TestRefusedOriginLogsForwardedClient(t *testing.T) {
+	logs := &logBuffer{}
+	cfg := rateConfig("127.0.0.0/8")
+	cfg.AllowedOrigins = []string{"https://app.example.com"}
+	srv := startLogged(t, cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	if got := upgrade(t, srv, "X-Forwarded-For", "203.0.113.9", "Origin", "https://elsewhere.example"); got != http.StatusForbidden {
+		t.Fatalf("status %d, want 403", got)
+	}
+	checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, "origin=https://elsewhere.example") {
+				if !strings.Contains(line, "remote=203.0.113.9") {
+					t.Fatalf("want remote=203.0.113.9 in %s", line)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no refused-origin line in:\n%s", logs.String())
+	})
+}

@@ -25,6 +25,7 @@ func (s *Session) HandleFrame(frame []byte) {
 		if st == statePending && req.Op == protocol.OpConnect {
 			// A connect the server cannot even read (a malformed user id,
 			// a field of the wrong type) fails like any other connect.
+			s.mgr.node.ConnectRefused(s, req.User, perr)
 			s.refuse(req.ID, perr, protocol.DisconnectUnauthorized)
 			return
 		}

@@ -39,6 +39,8 @@ func (n *scriptedNode) Authenticate(_ context.Context, _ *Session, req *protocol
 	return Identity{User: req.User}, nil
 }
 
+func (n *scriptedNode) ConnectRefused(*Session, string, *protocol.Error) {}
+
 func (n *scriptedNode) Register(*Session) *protocol.Error {
 	n.maybePanic("Register")
 	n.mu.Lock()

@@ -62,6 +62,10 @@ type Node interface {
 	Register(s *Session) *protocol.Error
 	// Unregister removes the session and the given subscriptions.
 	Unregister(s *Session, channels []string)
+	// ConnectRefused reports a connect refused before it reached
+	// Authenticate (a frame the session could not read), so that the node
+	// logs it like the refusals it makes itself.
+	ConnectRefused(s *Session, user string, perr *protocol.Error)
 	Subscribe(ctx context.Context, s *Session, channel string) *protocol.Error
 	Unsubscribe(s *Session, channel string)
 	// Route publishes, sends or broadcasts the message in req on behalf of

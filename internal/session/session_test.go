@@ -47,6 +47,7 @@ func (nopNode) Authenticate(context.Context, *Session, *protocol.Request) (Ident
 	return Identity{User: "u"}, nil
 }
 func (nopNode) Register(*Session) *protocol.Error                           { return nil }
+func (nopNode) ConnectRefused(*Session, string, *protocol.Error)            {}
 func (nopNode) Unregister(*Session, []string)                               {}
 func (nopNode) Subscribe(context.Context, *Session, string) *protocol.Error { return nil }
 func (nopNode) Unsubscribe(*Session, string)                                {}
