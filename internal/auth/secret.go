@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/heraldpush/herald/internal/fsutil"
 )
 
 // SecretFile is the name of the generated secret in the data directory.
@@ -134,20 +136,5 @@ func createExclusive(path string, data []byte) (bool, error) {
 	case rerr != nil:
 		return false, rerr
 	}
-	return true, syncDir(dir)
-}
-
-// syncDir makes the entries of dir durable: the new name of a file is in
-// the directory, not the file, and survives a crash only once the
-// directory is synced.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return true, fsutil.SyncDir(dir)
 }

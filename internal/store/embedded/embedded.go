@@ -32,6 +32,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/heraldpush/herald/internal/fsutil"
 	"github.com/heraldpush/herald/internal/store"
 )
 
@@ -177,24 +178,12 @@ func writeFormat(dir string) error {
 		err = os.Rename(tmp, filepath.Join(dir, formatFile))
 	}
 	if err == nil {
-		err = syncDir(dir)
+		err = fsutil.SyncDir(dir)
 	}
 	if err != nil {
 		return fmt.Errorf("write store format: %w", err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // Close closes the database and releases the directory lock.
