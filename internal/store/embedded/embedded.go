@@ -218,6 +218,28 @@ func (s *Store) enter(ctx context.Context) (func(), error) {
 	return s.closeMu.RUnlock, nil
 }
 
+// locked enters the store and returns the state of name in shards, loaded
+// by load and locked, with the function that leaves the store. The caller
+// unlocks the state.
+func (s *Store) locked(ctx context.Context, shards *[shards]stateShard, name string, load func(*seqState, string) error) (*seqState, func(), error) {
+	exit, err := s.enter(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := validName(name); err != nil {
+		exit()
+		return nil, nil, err
+	}
+	st := s.state(shards, name)
+	st.mu.Lock()
+	if err := load(st, name); err != nil {
+		st.mu.Unlock()
+		exit()
+		return nil, nil, err
+	}
+	return st, exit, nil
+}
+
 // seqState is the in-memory head of one channel's or user's records,
 // loaded from disk on first use. Its mutex orders offset assignment.
 type seqState struct {

@@ -51,31 +51,19 @@ func (s *Store) loadChannel(st *seqState, channel string) error {
 	return nil
 }
 
-// channel returns the loaded state of channel, locked.
-func (s *Store) channel(channel string) (*seqState, error) {
-	if err := validName(channel); err != nil {
-		return nil, err
-	}
-	st := s.state(&s.channels, channel)
-	st.mu.Lock()
-	if err := s.loadChannel(st, channel); err != nil {
-		st.mu.Unlock()
-		return nil, err
-	}
-	return st, nil
+// channel enters the store and returns the loaded state of channel, locked, with
+// the function that leaves the store.
+func (s *Store) channel(ctx context.Context, channel string) (*seqState, func(), error) {
+	return s.locked(ctx, &s.channels, channel, s.loadChannel)
 }
 
 // Append implements store.History.
 func (s *Store) Append(ctx context.Context, channel string, at time.Time, data []byte) (store.Position, error) {
-	exit, err := s.enter(ctx)
+	st, exit, err := s.channel(ctx, channel)
 	if err != nil {
 		return store.Position{}, err
 	}
 	defer exit()
-	st, err := s.channel(channel)
-	if err != nil {
-		return store.Position{}, err
-	}
 	off := st.next + 1
 	b := s.db.NewBatch()
 	defer b.Close()
@@ -117,15 +105,11 @@ func (s *Store) storeMeta(st *seqState, channel string) error {
 
 // Top implements store.History.
 func (s *Store) Top(ctx context.Context, channel string) (store.Position, error) {
-	exit, err := s.enter(ctx)
+	st, exit, err := s.channel(ctx, channel)
 	if err != nil {
 		return store.Position{}, err
 	}
 	defer exit()
-	st, err := s.channel(channel)
-	if err != nil {
-		return store.Position{}, err
-	}
 	defer st.mu.Unlock()
 	if err := s.storeMeta(st, channel); err != nil {
 		return store.Position{}, err
@@ -138,15 +122,11 @@ func (s *Store) Read(ctx context.Context, channel string, r store.Range) ([]stor
 	if r.Limit <= 0 {
 		return nil, store.Position{}, store.ErrInvalidLimit
 	}
-	exit, err := s.enter(ctx)
+	st, exit, err := s.channel(ctx, channel)
 	if err != nil {
 		return nil, store.Position{}, err
 	}
 	defer exit()
-	st, err := s.channel(channel)
-	if err != nil {
-		return nil, store.Position{}, err
-	}
 	if err := s.storeMeta(st, channel); err != nil {
 		st.mu.Unlock()
 		return nil, store.Position{}, err
@@ -202,15 +182,11 @@ func (s *Store) readSeq(prefix []byte, r store.Range, top uint64) ([]store.Recor
 
 // Trim implements store.History.
 func (s *Store) Trim(ctx context.Context, channel string, keep int, before time.Time) (int, error) {
-	exit, err := s.enter(ctx)
+	st, exit, err := s.channel(ctx, channel)
 	if err != nil {
 		return 0, err
 	}
 	defer exit()
-	st, err := s.channel(channel)
-	if err != nil {
-		return 0, err
-	}
 	defer st.mu.Unlock()
 	prefix := seqPrefix(prefixHistory, channel)
 	first, err := s.firstSeq(prefix, st.durable)
@@ -254,15 +230,11 @@ func (s *Store) Trim(ctx context.Context, channel string, keep int, before time.
 
 // Reset implements store.History.
 func (s *Store) Reset(ctx context.Context, channel string) (store.Position, error) {
-	exit, err := s.enter(ctx)
+	st, exit, err := s.channel(ctx, channel)
 	if err != nil {
 		return store.Position{}, err
 	}
 	defer exit()
-	st, err := s.channel(channel)
-	if err != nil {
-		return store.Position{}, err
-	}
 	defer st.mu.Unlock()
 	prefix := seqPrefix(prefixHistory, channel)
 	epoch := newEpoch()

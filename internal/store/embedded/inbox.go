@@ -33,31 +33,19 @@ func (s *Store) loadUser(st *seqState, user string) error {
 	return nil
 }
 
-// user returns the loaded inbox state of user, locked.
-func (s *Store) user(user string) (*seqState, error) {
-	if err := validName(user); err != nil {
-		return nil, err
-	}
-	st := s.state(&s.users, user)
-	st.mu.Lock()
-	if err := s.loadUser(st, user); err != nil {
-		st.mu.Unlock()
-		return nil, err
-	}
-	return st, nil
+// user enters the store and returns the loaded state of user, locked, with
+// the function that leaves the store.
+func (s *Store) user(ctx context.Context, user string) (*seqState, func(), error) {
+	return s.locked(ctx, &s.users, user, s.loadUser)
 }
 
 // Push implements store.Inbox.
 func (s *Store) Push(ctx context.Context, user string, at time.Time, data []byte) (uint64, error) {
-	exit, err := s.enter(ctx)
+	st, exit, err := s.user(ctx, user)
 	if err != nil {
 		return 0, err
 	}
 	defer exit()
-	st, err := s.user(user)
-	if err != nil {
-		return 0, err
-	}
 	seq := st.next + 1
 	b := s.db.NewBatch()
 	defer b.Close()
@@ -103,15 +91,11 @@ func (s *Store) Ack(ctx context.Context, user, device string, seq uint64) error 
 	if err := validName(device); err != nil {
 		return err
 	}
-	exit, err := s.enter(ctx)
+	st, exit, err := s.user(ctx, user)
 	if err != nil {
 		return err
 	}
 	defer exit()
-	st, err := s.user(user)
-	if err != nil {
-		return err
-	}
 	defer st.mu.Unlock()
 	pos, known, err := s.position(st, user, device)
 	if err != nil {
@@ -139,15 +123,11 @@ func (s *Store) Pending(ctx context.Context, user, device string, limit int) (st
 	if err := validName(device); err != nil {
 		return store.Pending{}, err
 	}
-	exit, err := s.enter(ctx)
+	st, exit, err := s.user(ctx, user)
 	if err != nil {
 		return store.Pending{}, err
 	}
 	defer exit()
-	st, err := s.user(user)
-	if err != nil {
-		return store.Pending{}, err
-	}
 	pos, _, err := s.position(st, user, device)
 	top := st.durable
 	st.mu.Unlock()
@@ -169,15 +149,11 @@ func (s *Store) Pending(ctx context.Context, user, device string, limit int) (st
 
 // Expire implements store.Inbox.
 func (s *Store) Expire(ctx context.Context, user string, lim store.InboxLimits) (int, error) {
-	exit, err := s.enter(ctx)
+	st, exit, err := s.user(ctx, user)
 	if err != nil {
 		return 0, err
 	}
 	defer exit()
-	st, err := s.user(user)
-	if err != nil {
-		return 0, err
-	}
 	defer st.mu.Unlock()
 
 	// Everything every known device acknowledged can go.
