@@ -113,6 +113,9 @@ type Inbox interface {
 	// the position gives ErrAckBackwards, above the inbox's last sequence
 	// ErrAckBeyondEnd; acknowledging the position again is a no-op.
 	Ack(ctx context.Context, user, device string, seq uint64) error
+	// Head returns the sequence of the newest message pushed to user's
+	// inbox (0 when none): the next Push gets a higher one.
+	Head(ctx context.Context, user string) (uint64, error)
 	// Pending returns at most limit messages after device's position,
 	// oldest first, with the gap the device missed. It does not move the
 	// position.

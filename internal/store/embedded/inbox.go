@@ -115,6 +115,17 @@ func (s *Store) Ack(ctx context.Context, user, device string, seq uint64) error 
 	return nil
 }
 
+// Head implements store.Inbox.
+func (s *Store) Head(ctx context.Context, user string) (uint64, error) {
+	st, exit, err := s.user(ctx, user)
+	if err != nil {
+		return 0, err
+	}
+	defer exit()
+	defer st.mu.Unlock()
+	return st.durable, nil
+}
+
 // Pending implements store.Inbox.
 func (s *Store) Pending(ctx context.Context, user, device string, limit int) (store.Pending, error) {
 	if limit <= 0 {

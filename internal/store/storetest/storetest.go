@@ -518,4 +518,11 @@ func testConcurrentPushes(t *testing.T, s store.Store) {
 	if len(p.Records) != len(seen) {
 		t.Fatalf("%d pending, %d pushed", len(p.Records), len(seen))
 	}
+	head, err := s.Head(ctx, "u")
+	if err != nil || head != uint64(len(seen)) {
+		t.Fatalf("head = %d, %v; want %d", head, err, len(seen))
+	}
+	if head, err := s.Head(ctx, "nobody"); err != nil || head != 0 {
+		t.Fatalf("head of an empty inbox = %d, %v; want 0", head, err)
+	}
 }
