@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"syscall"
@@ -23,6 +24,8 @@ import (
 	"github.com/heraldpush/herald/internal/hub"
 	"github.com/heraldpush/herald/internal/protocol"
 	"github.com/heraldpush/herald/internal/session"
+	"github.com/heraldpush/herald/internal/store"
+	"github.com/heraldpush/herald/internal/store/embedded"
 	"github.com/heraldpush/herald/internal/transport"
 )
 
@@ -43,6 +46,12 @@ type Server struct {
 	broker         broker.Broker
 	counters       counters
 	tr             *transport.Server
+	// store keeps channel history and inboxes; open between Start and
+	// Shutdown. The lanes order what is stored for live delivery.
+	store     store.Store
+	chanLanes *lanes
+	userLanes *lanes
+	runCtx    context.Context
 
 	cancelRun    context.CancelFunc
 	runDone      chan error
@@ -64,6 +73,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, verifier: verifier, keyName: keyName, policy: newPolicy(cfg.Namespaces), hub: hub.New(), broker: memory.New(),
+		chanLanes: newLanes(), userLanes: newLanes(), runCtx: context.Background(),
 		connects: newConnectLimiter(cfg.ConnectsPerIP, cfg.ConnectsBurst), connLog: newConnLog(log, keyName)}
 	writers := cfg.Writers
 	if writers == 0 {
@@ -150,9 +160,16 @@ func methodNotAllowed(allow string) http.Handler {
 // the concern of the command that runs the server), so one process may
 // run many servers, as tests do.
 func (s *Server) Start() error {
+	st, err := embedded.Open(filepath.Join(s.cfg.DataDir, "store"), embedded.Options{Logger: s.log})
+	if err != nil {
+		return explainStoreError(s.cfg.DataDir, err)
+	}
+	s.store = st
 	ctx, cancel := context.WithCancel(context.Background())
+	s.runCtx = ctx
 	if err := s.broker.Start(ctx, s.deliverLocal); err != nil {
 		cancel()
+		_ = st.Close()
 		return fmt.Errorf("start broker: %w", err)
 	}
 	s.cancelRun = cancel
@@ -162,6 +179,7 @@ func (s *Server) Start() error {
 		cancel()
 		<-s.runDone
 		_ = s.broker.Close()
+		_ = s.store.Close()
 		return explainListenError(err)
 	}
 	attrs := []any{"http", s.HTTPAddr().String()}
@@ -199,6 +217,20 @@ func explainListenError(err error) error {
 	return fmt.Errorf("--%s %s: %w; %s", le.Listener, le.Addr, le.Err, change)
 }
 
+// explainStoreError says what to do about a store that would not open.
+func explainStoreError(dir string, err error) error {
+	change := fmt.Sprintf("or set another directory with --data-dir or %s", config.EnvVar("data-dir"))
+	switch {
+	case errors.Is(err, store.ErrLocked):
+		return fmt.Errorf("--data-dir %s: %w: another herald is running with it; stop it, %s", dir, err, change)
+	case errors.Is(err, store.ErrNewerFormat):
+		return fmt.Errorf("--data-dir %s: %w: run that newer version of herald, %s", dir, err, change)
+	case errors.Is(err, store.ErrDamaged):
+		return fmt.Errorf("--data-dir %s: %w: restore the directory from a backup, %s (see docs/delivery.md)", dir, err, change)
+	}
+	return fmt.Errorf("--data-dir %s: open the store: %w; %s", dir, err, change)
+}
+
 // HTTPAddr is the address the HTTP listener is bound to.
 func (s *Server) HTTPAddr() net.Addr { return s.tr.HTTPAddr() }
 
@@ -231,6 +263,11 @@ func (s *Server) shutdown(ctx context.Context) error {
 	err := <-s.runDone
 	if cerr := s.broker.Close(); cerr != nil {
 		err = errors.Join(err, cerr)
+	}
+	// Every connection is closed and every API request answered (the
+	// transport has stopped), so no write is in flight.
+	if cerr := s.store.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("close store: %w", cerr))
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err

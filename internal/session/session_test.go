@@ -46,11 +46,18 @@ type nopNode struct{}
 func (nopNode) Authenticate(context.Context, *Session, *protocol.Request) (Identity, *protocol.Error) {
 	return Identity{User: "u"}, nil
 }
-func (nopNode) Register(*Session) *protocol.Error                           { return nil }
-func (nopNode) ConnectRefused(*Session, string, *protocol.Error)            {}
-func (nopNode) Unregister(*Session, []string)                               {}
-func (nopNode) Subscribe(context.Context, *Session, string) *protocol.Error { return nil }
-func (nopNode) Unsubscribe(*Session, string)                                {}
+func (nopNode) Register(_ *Session, reply func(*protocol.InboxState)) *protocol.Error {
+	reply(nil)
+	return nil
+}
+func (nopNode) ConnectRefused(*Session, string, *protocol.Error) {}
+func (nopNode) Unregister(*Session, []string)                    {}
+func (nopNode) Subscribe(_ context.Context, _ *Session, _ *protocol.Request, reply func(any)) *protocol.Error {
+	reply(nil)
+	return nil
+}
+func (nopNode) Ack(context.Context, *Session, uint64) *protocol.Error { return nil }
+func (nopNode) Unsubscribe(*Session, string)                          {}
 func (nopNode) Route(context.Context, *Session, *protocol.Request) (string, *protocol.Error) {
 	return "id", nil
 }
