@@ -106,8 +106,10 @@ type Pending struct {
 // the store knows has acknowledged them, or until they expire.
 type Inbox interface {
 	// Push stores data as the next message of user's inbox and returns its
-	// sequence, assigned atomically with storing (as Append does).
-	Push(ctx context.Context, user string, at time.Time, data []byte) (uint64, error)
+	// sequence, assigned atomically with storing (as Append does). id is the
+	// message's id, unique across all users; it is stored with the message
+	// so that the message's receipt can be found by it.
+	Push(ctx context.Context, user, id string, at time.Time, data []byte) (uint64, error)
 	// Ack moves device's position to seq: every message up to seq is
 	// acknowledged (cumulative), and the device becomes known. seq below
 	// the position gives ErrAckBackwards, above the inbox's last sequence

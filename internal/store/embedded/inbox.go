@@ -40,7 +40,10 @@ func (s *Store) user(ctx context.Context, user string) (*seqState, func(), error
 }
 
 // Push implements store.Inbox.
-func (s *Store) Push(ctx context.Context, user string, at time.Time, data []byte) (uint64, error) {
+func (s *Store) Push(ctx context.Context, user, id string, at time.Time, data []byte) (uint64, error) {
+	if err := validName(id); err != nil {
+		return 0, err
+	}
 	st, exit, err := s.user(ctx, user)
 	if err != nil {
 		return 0, err
@@ -50,6 +53,8 @@ func (s *Store) Push(ctx context.Context, user string, at time.Time, data []byte
 	b := s.db.NewBatch()
 	defer b.Close()
 	b.Set(seqKey(prefixInbox, user, seq), encodeRecord(at, data), nil)
+	b.Set(seqKey(prefixReceipt, user, seq), []byte(id), nil)
+	b.Set(nameKey(prefixMessageID, id), encodeMessageID(at, seq, user), nil)
 	if err := s.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
 		st.mu.Unlock()
 		return 0, fmt.Errorf("push to %s: %w", user, err)

@@ -18,6 +18,8 @@ import (
 //	i/<user>\x00<seq>        inbox record: time (8) + data
 //	u/<user>                 inbox meta: base (8)
 //	d/<user>\x00<device>     device position: acked seq (8)
+//	r/<user>\x00<seq>        receipt: message id
+//	m/<id>                   message id index: time (8) + seq (8) + user
 //	k/<key>                  idempotency: time (8) + hash length (1) + hash + result
 //
 // base is the highest offset ever dropped, so that the next offset is known
@@ -29,6 +31,8 @@ const (
 	prefixInboxMeta   = "u/"
 	prefixDevice      = "d/"
 	prefixIdempotency = "k/"
+	prefixReceipt     = "r/"
+	prefixMessageID   = "m/"
 )
 
 func validName(s string) error {
@@ -61,6 +65,14 @@ func nameKey(prefix, name string) []byte {
 
 func deviceKey(user, device string) []byte {
 	return append(seqPrefix(prefixDevice, user), device...)
+}
+
+// encodeMessageID is the value of a message id's index key.
+func encodeMessageID(at time.Time, seq uint64, user string) []byte {
+	v := make([]byte, 16, 16+len(user))
+	binary.BigEndian.PutUint64(v, uint64(at.UnixNano()))
+	binary.BigEndian.PutUint64(v[8:], seq)
+	return append(v, user...)
 }
 
 func encodeRecord(at time.Time, data []byte) []byte {

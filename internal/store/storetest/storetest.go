@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,11 +65,16 @@ func appendN(t *testing.T, s store.Store, channel string, n int, at func(i int) 
 func pushN(t *testing.T, s store.Store, user string, n int, at func(i int) time.Time) {
 	t.Helper()
 	for i := range n {
-		if _, err := s.Push(context.Background(), user, at(i), data(i)); err != nil {
+		if _, err := s.Push(context.Background(), user, newID(), at(i), data(i)); err != nil {
 			t.Fatalf("push %d to %s: %v", i, user, err)
 		}
 	}
 }
+
+var lastID atomic.Uint64
+
+// newID returns a message id no other call returned.
+func newID() string { return fmt.Sprintf("m%d", lastID.Add(1)) }
 
 func same(time.Time) func(int) time.Time { return func(int) time.Time { return t0 } }
 
@@ -262,7 +268,7 @@ func testAcks(t *testing.T, s store.Store) {
 	if p := pending(t, s, "u", "phone"); len(p.Records) != 0 || p.Missed != 0 {
 		t.Fatalf("everything acked: %+v", p)
 	}
-	if seq, err := s.Push(ctx, "u", t0, data(6)); err != nil || seq != 6 {
+	if seq, err := s.Push(ctx, "u", newID(), t0, data(6)); err != nil || seq != 6 {
 		t.Fatalf("push after acks: %d, %v", seq, err)
 	}
 	wantOffsets(t, "new message", pending(t, s, "u", "phone").Records, 6)
@@ -303,7 +309,7 @@ func testCapsReportGap(t *testing.T, s store.Store) {
 	if p.Acked != 4 || p.Missed != 1 || len(p.Records) != 0 {
 		t.Fatalf("all dropped: %+v, want acked 4, missed 1", p)
 	}
-	if seq, err := s.Push(ctx, "u", t0, data(6)); err != nil || seq != 6 {
+	if seq, err := s.Push(ctx, "u", newID(), t0, data(6)); err != nil || seq != 6 {
 		t.Fatalf("push after everything was dropped: %d, %v; want 6", seq, err)
 	}
 }
@@ -350,7 +356,7 @@ func testExpireByAge(t *testing.T, s store.Store) {
 func testExpireBytes(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	for range 3 {
-		if _, err := s.Push(ctx, "u", t0, make([]byte, 10)); err != nil {
+		if _, err := s.Push(ctx, "u", newID(), t0, make([]byte, 10)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -417,8 +423,11 @@ func testInvalidInput(t *testing.T, s store.Store) {
 		if _, err := s.Append(ctx, name, t0, nil); !errors.Is(err, store.ErrInvalidName) {
 			t.Errorf("append to %q: %v", name, err)
 		}
-		if _, err := s.Push(ctx, name, t0, nil); !errors.Is(err, store.ErrInvalidName) {
+		if _, err := s.Push(ctx, name, newID(), t0, nil); !errors.Is(err, store.ErrInvalidName) {
 			t.Errorf("push to %q: %v", name, err)
+		}
+		if _, err := s.Push(ctx, "u", name, t0, nil); !errors.Is(err, store.ErrInvalidName) {
+			t.Errorf("push with id %q: %v", name, err)
 		}
 		if err := s.Ack(ctx, "u", name, 0); !errors.Is(err, store.ErrInvalidName) {
 			t.Errorf("ack by device %q: %v", name, err)
@@ -491,7 +500,7 @@ func testConcurrentPushes(t *testing.T, s store.Store) {
 	for range writers {
 		wg.Go(func() {
 			for i := range perWriter / 4 {
-				seq, err := s.Push(ctx, "u", t0, data(i))
+				seq, err := s.Push(ctx, "u", newID(), t0, data(i))
 				if err != nil {
 					t.Errorf("push: %v", err)
 					return
