@@ -14,6 +14,14 @@
 // Every write that returns a nil error is durable: on disk (fsync'd) in the
 // embedded store. A record becomes readable only once it is durable, so
 // nothing a reader sees can be lost by a crash and given to another message.
+//
+// Append and Push may fail after the record was given its offset: the write
+// reached the engine but its sync failed. They then return that offset
+// together with the error. A non-zero offset on error means the offset is
+// used (no other record gets it while the store stays open) and the record
+// may or may not be readable, and may or may not survive a crash; a caller
+// that delivers live in offset order skips it. A zero offset on error means
+// nothing was stored.
 package store
 
 import (
@@ -59,7 +67,8 @@ type History interface {
 	// Append stores data as the next message of channel and returns its
 	// offset and the channel's epoch. The offset is assigned atomically with
 	// storing: concurrent appends to one channel get distinct offsets with
-	// no gap, readable in offset order.
+	// no gap, readable in offset order. On error, a non-zero Offset was used
+	// by a record whose sync failed (see the package comment).
 	Append(ctx context.Context, channel string, at time.Time, data []byte) (Position, error)
 	// Top returns the channel's position. A channel never seen gets its
 	// epoch here, at offset 0.
@@ -108,7 +117,9 @@ type Inbox interface {
 	// Push stores data as the next message of user's inbox and returns its
 	// sequence, assigned atomically with storing (as Append does). id is the
 	// message's id, unique across all users; it is stored with the message
-	// so that the message's receipt can be found by it.
+	// so that the message's receipt can be found by it. On error, a non-zero
+	// sequence was used by a record whose sync failed (see the package
+	// comment).
 	Push(ctx context.Context, user, id string, at time.Time, data []byte) (uint64, error)
 	// Ack moves device's position to seq: every message up to seq is
 	// acknowledged (cumulative), and the device becomes known. seq below

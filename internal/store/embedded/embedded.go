@@ -70,6 +70,9 @@ var _ store.Store = (*Store)(nil)
 type Options struct {
 	// Logger receives the engine's messages; nil discards them.
 	Logger *slog.Logger
+
+	// fs replaces the engine's file system in tests that inject faults.
+	fs vfs.FS
 }
 
 // Open opens (or creates) the store in dir. It refuses a directory written
@@ -101,6 +104,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	s := &Store{lock: lock, seed: maphash.MakeSeed()}
 	db, err := pebble.Open(dir, &pebble.Options{
+		FS:     opts.fs,
 		Lock:   lock,
 		Logger: pebbleLogger{logger},
 		EventListener: &pebble.EventListener{

@@ -63,7 +63,7 @@ func (s *Store) Push(ctx context.Context, user, id string, at time.Time, data []
 	st.mu.Unlock()
 
 	if err := b.SyncWait(); err != nil {
-		return 0, fmt.Errorf("push to %s: sync: %w", user, err)
+		return seq, fmt.Errorf("push to %s: sync: %w", user, err)
 	}
 	st.mu.Lock()
 	st.durable = max(st.durable, seq)
