@@ -1,6 +1,6 @@
 // Package store is the contract for what Herald keeps on disk: channel
 // history, per-user inboxes of direct messages with a position per device,
-// and idempotency keys. The embedded implementation (internal/store/embedded)
+// delivery receipts, and idempotency keys. The embedded implementation (internal/store/embedded)
 // keeps it in the data directory; a Redis implementation can keep the same
 // contract for a cluster. Every implementation runs the conformance test in
 // internal/store/storetest.
@@ -95,6 +95,10 @@ type InboxLimits struct {
 	// oldest messages are dropped first.
 	MaxCount int
 	MaxBytes int64
+	// ReceiptsBefore drops the receipts of messages accepted before it that
+	// are no longer in the inbox (zero: receipts are never dropped, so set
+	// it). A message's receipt is kept at least while the message is.
+	ReceiptsBefore time.Time
 }
 
 // Pending is what a device has not acknowledged.
@@ -124,7 +128,9 @@ type Inbox interface {
 	// Ack moves device's position to seq: every message up to seq is
 	// acknowledged (cumulative), and the device becomes known. seq below
 	// the position gives ErrAckBackwards, above the inbox's last sequence
-	// ErrAckBeyondEnd; acknowledging the position again is a no-op.
+	// ErrAckBeyondEnd; acknowledging the position again changes nothing.
+	// The store's clock gives the time receipts report for the
+	// acknowledgement.
 	Ack(ctx context.Context, user, device string, seq uint64) error
 	// Pending returns at most limit messages after device's position,
 	// oldest first, with the gap the device missed. It does not move the
@@ -134,6 +140,45 @@ type Inbox interface {
 	// acknowledged (when at least one device is known), then the oldest
 	// while beyond lim, and returns how many it dropped.
 	Expire(ctx context.Context, user string, lim InboxLimits) (int, error)
+}
+
+// DeviceReceipt is when one device got a message; a zero time: not yet.
+type DeviceReceipt struct {
+	Device string
+	// Delivered is when the message was first handed to the device (a
+	// Delivered call covering it, or else its acknowledgement).
+	Delivered time.Time
+	// Acked is when the device first acknowledged it.
+	Acked time.Time
+}
+
+// Receipt is what became of one direct message.
+type Receipt struct {
+	ID   string
+	User string
+	// Seq is the message's sequence in User's inbox.
+	Seq uint64
+	// Accepted is the time given to Push.
+	Accepted time.Time
+	// Devices are the user's devices the store knows, and devices since
+	// forgotten that had received the message, by name.
+	Devices []DeviceReceipt
+}
+
+// Receipts answers who got a direct message and when. A message's receipt
+// outlives the message in the inbox, up to InboxLimits.ReceiptsBefore.
+type Receipts interface {
+	// Delivered records that device was handed every message of user's
+	// inbox up to seq (cumulative), at the time at, and makes the device
+	// known. A seq at or below what was recorded before changes nothing;
+	// above the inbox's last sequence it gives ErrAckBeyondEnd. It is meant
+	// to be called every time messages are sent to a device, so it is
+	// cheap: it is not synced to disk, and a crash may lose the latest
+	// Delivered records (never an acknowledgement).
+	Delivered(ctx context.Context, user, device string, seq uint64, at time.Time) error
+	// Receipt returns the receipt of the message pushed with id, or
+	// ErrNotFound when no message had that id or its receipt was dropped.
+	Receipt(ctx context.Context, id string) (Receipt, error)
 }
 
 // Idempotency remembers the first result of a request for a window, so that
@@ -154,6 +199,7 @@ type Idempotency interface {
 type Store interface {
 	History
 	Inbox
+	Receipts
 	Idempotency
 	// Close flushes and releases the store; later calls give ErrClosed.
 	Close() error

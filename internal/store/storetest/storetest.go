@@ -31,6 +31,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AckedByAllDropped", testAckedByAllDropped},
 		{"ExpireByAge", testExpireByAge},
 		{"ExpireBytes", testExpireBytes},
+		{"Receipts", testReceipts},
+		{"ReceiptsOutliveMessages", testReceiptsOutliveMessages},
+		{"ReceiptsOnlyWhatWasHad", testReceiptsOnlyWhatWasHad},
 		{"Idempotency", testIdempotency},
 		{"InvalidInput", testInvalidInput},
 		{"ConcurrentAppends", testConcurrentAppends},
@@ -431,6 +434,12 @@ func testInvalidInput(t *testing.T, s store.Store) {
 		}
 		if err := s.Ack(ctx, "u", name, 0); !errors.Is(err, store.ErrInvalidName) {
 			t.Errorf("ack by device %q: %v", name, err)
+		}
+		if err := s.Delivered(ctx, "u", name, 0, t0); !errors.Is(err, store.ErrInvalidName) {
+			t.Errorf("delivered to device %q: %v", name, err)
+		}
+		if _, err := s.Receipt(ctx, name); !errors.Is(err, store.ErrInvalidName) {
+			t.Errorf("receipt of %q: %v", name, err)
 		}
 		if _, _, err := s.Remember(ctx, name, nil, nil, t0, time.Hour); !errors.Is(err, store.ErrInvalidName) {
 			t.Errorf("remember %q: %v", name, err)

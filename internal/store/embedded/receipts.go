@@ -1,0 +1,226 @@
+package embedded
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/heraldpush/herald/internal/store"
+)
+
+// Delivered implements store.Receipts.
+func (s *Store) Delivered(ctx context.Context, user, device string, seq uint64, at time.Time) error {
+	if err := validName(device); err != nil {
+		return err
+	}
+	st, exit, err := s.user(ctx, user)
+	if err != nil {
+		return err
+	}
+	defer exit()
+	defer st.mu.Unlock()
+	if seq > st.durable {
+		return fmt.Errorf("%w: delivered %d is above %d", store.ErrAckBeyondEnd, seq, st.durable)
+	}
+	d, err := s.device(st, user, device)
+	if err != nil {
+		return fmt.Errorf("delivered to %s/%s: %w", user, device, err)
+	}
+	if d.known && seq <= d.delivered {
+		return nil
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	s.advance(b, prefixDeliverMark, user, device, &d, st.base, seq, at)
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("delivered to %s/%s: %w", user, device, err)
+	}
+	return nil
+}
+
+// Receipt implements store.Receipts.
+func (s *Store) Receipt(ctx context.Context, id string) (store.Receipt, error) {
+	if err := validName(id); err != nil {
+		return store.Receipt{}, err
+	}
+	r, err := s.lookupID(ctx, id)
+	if err != nil {
+		return store.Receipt{}, err
+	}
+	// Under the user's lock, so that no Expire drops half of it meanwhile.
+	st, exit, err := s.user(ctx, r.User)
+	if err != nil {
+		return store.Receipt{}, err
+	}
+	defer exit()
+	defer st.mu.Unlock()
+	v, err := s.get(nameKey(prefixMessageID, id))
+	if err != nil {
+		return store.Receipt{}, fmt.Errorf("receipt of %s: %w", id, err)
+	}
+	if v == nil || r.Seq > st.durable {
+		return store.Receipt{}, fmt.Errorf("%w: message %s", store.ErrNotFound, id)
+	}
+	var devices []string
+	for _, p := range [][]byte{seqPrefix(prefixDevice, r.User), seqPrefix(prefixAckMark, r.User), seqPrefix(prefixDeliverMark, r.User)} {
+		names, err := s.names(p, "", 0)
+		if err != nil {
+			return store.Receipt{}, fmt.Errorf("receipt of %s: %w", id, err)
+		}
+		devices = append(devices, names...)
+	}
+	slices.Sort(devices)
+	for _, device := range slices.Compact(devices) {
+		dr, known, err := s.deviceReceipt(r.User, device, r.Seq)
+		if err != nil {
+			return store.Receipt{}, fmt.Errorf("receipt of %s: %w", id, err)
+		}
+		if known || !dr.Delivered.IsZero() {
+			r.Devices = append(r.Devices, dr)
+		}
+	}
+	return r, nil
+}
+
+// lookupID reads the index entry of message id.
+func (s *Store) lookupID(ctx context.Context, id string) (store.Receipt, error) {
+	exit, err := s.enter(ctx)
+	if err != nil {
+		return store.Receipt{}, err
+	}
+	defer exit()
+	v, err := s.get(nameKey(prefixMessageID, id))
+	if err != nil {
+		return store.Receipt{}, fmt.Errorf("receipt of %s: %w", id, err)
+	}
+	if v == nil {
+		return store.Receipt{}, fmt.Errorf("%w: message %s", store.ErrNotFound, id)
+	}
+	if len(v) < 16 {
+		return store.Receipt{}, fmt.Errorf("receipt of %s: damaged index entry", id)
+	}
+	return store.Receipt{ID: id, User: string(v[16:]), Seq: binary.BigEndian.Uint64(v[8:]), Accepted: decodeTime(v)}, nil
+}
+
+// deviceReceipt returns when device got message seq, and whether the device
+// is known; the user's st.mu held.
+func (s *Store) deviceReceipt(user, device string, seq uint64) (store.DeviceReceipt, bool, error) {
+	dr := store.DeviceReceipt{Device: device}
+	v, err := s.get(deviceKey(user, device))
+	if err != nil {
+		return dr, false, err
+	}
+	if dr.Acked, err = s.covering(prefixAckMark, user, device, seq); err != nil {
+		return dr, false, err
+	}
+	if dr.Delivered, err = s.covering(prefixDeliverMark, user, device, seq); err != nil {
+		return dr, false, err
+	}
+	if dr.Delivered.IsZero() {
+		dr.Delivered = dr.Acked
+	}
+	return dr, v != nil, nil
+}
+
+// covering returns the time of the mark of device that covers seq, or the
+// zero time.
+func (s *Store) covering(prefix, user, device string, seq uint64) (time.Time, error) {
+	marks := markPrefix(prefix, user, device)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: markKey(prefix, user, device, seq), UpperBound: upperBound(marks)})
+	if err != nil {
+		return time.Time{}, err
+	}
+	var at time.Time
+	if it.First() {
+		if v := it.Value(); len(v) >= 16 && binary.BigEndian.Uint64(v[8:]) <= seq {
+			at = decodeTime(v)
+		}
+	}
+	return at, it.Close()
+}
+
+// expireReceipts adds to b the removal of the receipts of user's messages
+// up to base accepted before before, and returns the lowest sequence whose
+// receipt is kept (or the one after the last assigned); st.mu held.
+func (s *Store) expireReceipts(b *pebble.Batch, st *seqState, user string, base uint64, before time.Time) (uint64, error) {
+	prefix := seqPrefix(prefixReceipt, user)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: upperBound(prefix)})
+	if err != nil {
+		return 0, err
+	}
+	keep, first := st.next+1, uint64(0)
+	for ok := it.First(); ok; ok = it.Next() {
+		seq, v := seqOf(it.Key()), it.Value()
+		if first == 0 {
+			first = seq
+		}
+		if seq > base || len(v) < 8 || !decodeTime(v).Before(before) {
+			keep = seq
+			break
+		}
+		b.Delete(nameKey(prefixMessageID, string(v[8:])), nil)
+	}
+	if err := it.Close(); err != nil {
+		return 0, err
+	}
+	if first != 0 && first < keep {
+		b.DeleteRange(seqKey(prefixReceipt, user, first), seqKey(prefixReceipt, user, keep), nil)
+	}
+	return keep, nil
+}
+
+// pruneMarks adds to b the removal of user's marks below keep: a receipt
+// at or above keep needs only marks at or above it.
+func (s *Store) pruneMarks(b *pebble.Batch, user string, keep uint64) error {
+	for _, p := range []string{prefixAckMark, prefixDeliverMark} {
+		devices, err := s.names(seqPrefix(p, user), "", 0)
+		if err != nil {
+			return err
+		}
+		for _, device := range devices {
+			if first, err := s.firstSeq(markPrefix(p, user, device), keep-1); err != nil || first == 0 {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			b.DeleteRange(markPrefix(p, user, device), markKey(p, user, device, keep), nil)
+		}
+	}
+	return nil
+}
+
+// names returns the names that keys under prefix start with, in order,
+// after after ("": from the first), at most limit (0: all). A name ends at
+// a NUL byte or at the end of the key.
+func (s *Store) names(prefix []byte, after string, limit int) ([]string, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: upperBound(prefix)})
+	if err != nil {
+		return nil, err
+	}
+	// past is the first key after every key of name.
+	past := func(name string) []byte {
+		return append(append(slices.Clip(prefix), name...), 1)
+	}
+	seek := prefix
+	if after != "" {
+		seek = past(after)
+	}
+	var out []string
+	for ok := it.SeekGE(seek); ok && (limit <= 0 || len(out) < limit); ok = it.SeekGE(past(out[len(out)-1])) {
+		k := it.Key()[len(prefix):]
+		if i := bytes.IndexByte(k, 0); i >= 0 {
+			k = k[:i]
+		}
+		out = append(out, string(k))
+	}
+	if err := it.Close(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
