@@ -89,7 +89,8 @@ type History interface {
 
 // InboxLimits bounds one user's inbox.
 type InboxLimits struct {
-	// Before drops messages older than it (zero: no age limit).
+	// Before drops messages older than it, and forgets devices last active
+	// before it (zero: no age limit).
 	Before time.Time
 	// MaxCount and MaxBytes (of Data) cap the inbox; 0 means no cap. The
 	// oldest messages are dropped first.
@@ -116,7 +117,8 @@ type Pending struct {
 }
 
 // Inbox keeps each user's direct messages until every device of the user
-// the store knows has acknowledged them, or until they expire.
+// the store knows has acknowledged them, or until they expire. A device is
+// known from its first Ack, Delivered or Seen until Expire forgets it.
 type Inbox interface {
 	// Push stores data as the next message of user's inbox and returns its
 	// sequence, assigned atomically with storing (as Append does). id is the
@@ -136,9 +138,17 @@ type Inbox interface {
 	// oldest first, with the gap the device missed. It does not move the
 	// position.
 	Pending(ctx context.Context, user, device string, limit int) (Pending, error)
-	// Expire drops user's messages that every known device has
-	// acknowledged (when at least one device is known), then the oldest
-	// while beyond lim, and returns how many it dropped.
+	// Seen records that device was active at the time at (connected, say)
+	// and makes it known, without moving its position. Like Delivered, it
+	// is not synced.
+	Seen(ctx context.Context, user, device string, at time.Time) error
+	// Expire first forgets the devices last active (Ack, Delivered or
+	// Seen) before lim.Before, so that a device lost for good does not
+	// keep messages forever; a forgotten device that comes back starts
+	// like a new one. It then drops user's messages that every known
+	// device has acknowledged (when at least one device is known), then
+	// the oldest while beyond lim, and the receipts past
+	// lim.ReceiptsBefore. It returns how many messages it dropped.
 	Expire(ctx context.Context, user string, lim InboxLimits) (int, error)
 }
 

@@ -174,7 +174,8 @@ func (s *Store) Expire(ctx context.Context, user string, lim store.InboxLimits) 
 // the known devices' positions drop, and returns how many it drops and the
 // base after it.
 func (s *Store) expireInbox(b *pebble.Batch, st *seqState, user string, lim store.InboxLimits) (int, uint64, error) {
-	// Everything every known device acknowledged can go.
+	// Everything every known device acknowledged can go, once devices
+	// inactive for too long are forgotten.
 	var acked uint64
 	known := false
 	devices := seqPrefix(prefixDevice, user)
@@ -184,6 +185,10 @@ func (s *Store) expireInbox(b *pebble.Batch, st *seqState, user string, lim stor
 	}
 	for ok := it.First(); ok; ok = it.Next() {
 		if d, ok := decodeDevice(it.Value()); ok {
+			if !lim.Before.IsZero() && d.seen.Before(lim.Before) {
+				b.Delete(it.Key(), nil)
+				continue
+			}
 			if !known || d.acked < acked {
 				acked = d.acked
 			}

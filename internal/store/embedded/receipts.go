@@ -43,6 +43,30 @@ func (s *Store) Delivered(ctx context.Context, user, device string, seq uint64, 
 	return nil
 }
 
+// Seen implements store.Inbox.
+func (s *Store) Seen(ctx context.Context, user, device string, at time.Time) error {
+	if err := validName(device); err != nil {
+		return err
+	}
+	st, exit, err := s.user(ctx, user)
+	if err != nil {
+		return err
+	}
+	defer exit()
+	defer st.mu.Unlock()
+	d, err := s.device(st, user, device)
+	if err != nil {
+		return fmt.Errorf("seen %s/%s: %w", user, device, err)
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	s.advance(b, prefixDeliverMark, user, device, &d, st.base, d.delivered, at)
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("seen %s/%s: %w", user, device, err)
+	}
+	return nil
+}
+
 // Receipt implements store.Receipts.
 func (s *Store) Receipt(ctx context.Context, id string) (store.Receipt, error) {
 	if err := validName(id); err != nil {

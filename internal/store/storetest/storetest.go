@@ -31,6 +31,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AckedByAllDropped", testAckedByAllDropped},
 		{"ExpireByAge", testExpireByAge},
 		{"ExpireBytes", testExpireBytes},
+		{"ForgetDevices", testForgetDevices},
 		{"Receipts", testReceipts},
 		{"ReceiptsOutliveMessages", testReceiptsOutliveMessages},
 		{"ReceiptsOnlyWhatWasHad", testReceiptsOnlyWhatWasHad},
@@ -535,5 +536,50 @@ func testConcurrentPushes(t *testing.T, s store.Store) {
 	}
 	if len(p.Records) != len(seen) {
 		t.Fatalf("%d pending, %d pushed", len(p.Records), len(seen))
+	}
+}
+
+// testForgetDevices: a device inactive since before lim.Before no longer
+// keeps messages; an active one does.
+func testForgetDevices(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	hours := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Hour) }
+	pushN(t, s, "u", 3, func(i int) time.Time { return hours(3 + i) })
+	if err := s.Seen(ctx, "u", "lost", hours(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Seen(ctx, "u", "tablet", hours(5)); err != nil {
+		t.Fatal(err)
+	}
+	if p := pending(t, s, "u", "tablet"); p.Acked != 0 || len(p.Records) != 3 {
+		t.Fatalf("seen moved the position: %+v", p)
+	}
+	if err := s.Delivered(ctx, "u", "tablet", 3, hours(6)); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"laptop", "tablet"} {
+		if err := s.Ack(ctx, "u", d, 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.Expire(ctx, "u", store.InboxLimits{Before: hours(0)}); err != nil || n != 0 {
+		t.Fatalf("a known device has not acknowledged: dropped %d, %v", n, err)
+	}
+	if n, err := s.Expire(ctx, "u", store.InboxLimits{Before: hours(2)}); err != nil || n != 3 {
+		t.Fatalf("the device inactive since hour 1 forgotten: dropped %d, %v; want 3", n, err)
+	}
+	if p := pending(t, s, "u", "lost"); p.Acked != 3 || p.Missed != 0 || len(p.Records) != 0 {
+		t.Fatalf("forgotten device back: %+v, want a new device's start", p)
+	}
+	// The tablet, active at hour 6, still keeps what it has not acknowledged.
+	pushN(t, s, "u", 1, func(int) time.Time { return hours(7) })
+	if err := s.Ack(ctx, "u", "laptop", 4); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Expire(ctx, "u", store.InboxLimits{Before: hours(2)}); err != nil || n != 0 {
+		t.Fatalf("tablet active since: dropped %d, %v", n, err)
+	}
+	if err := s.Seen(ctx, "u", "", t0); !errors.Is(err, store.ErrInvalidName) {
+		t.Fatalf("seen with no device: %v", err)
 	}
 }
