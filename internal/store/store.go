@@ -85,6 +85,12 @@ type History interface {
 	// Reset drops the channel's whole history and starts a new epoch at
 	// offset 0.
 	Reset(ctx context.Context, channel string) (Position, error)
+	// Channels returns, in byte order, at most limit names of channels
+	// that hold records, starting after after ("": from the first). A
+	// sweep trims every channel by paging through them, each call after
+	// the last name of the one before; channels created meanwhile may or
+	// may not be seen.
+	Channels(ctx context.Context, after string, limit int) ([]string, error)
 }
 
 // InboxLimits bounds one user's inbox.
@@ -150,6 +156,11 @@ type Inbox interface {
 	// the oldest while beyond lim, and the receipts past
 	// lim.ReceiptsBefore. It returns how many messages it dropped.
 	Expire(ctx context.Context, user string, lim InboxLimits) (int, error)
+	// Users returns, in byte order, at most limit names of users that
+	// hold messages, devices or receipts, starting after after ("": from
+	// the first); a sweep pages through them as through Channels and
+	// calls Expire on each.
+	Users(ctx context.Context, after string, limit int) ([]string, error)
 }
 
 // DeviceReceipt is when one device got a message; a zero time: not yet.

@@ -1,7 +1,6 @@
 package embedded
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -217,34 +216,4 @@ func (s *Store) pruneMarks(b *pebble.Batch, user string, keep uint64) error {
 		}
 	}
 	return nil
-}
-
-// names returns the names that keys under prefix start with, in order,
-// after after ("": from the first), at most limit (0: all). A name ends at
-// a NUL byte or at the end of the key.
-func (s *Store) names(prefix []byte, after string, limit int) ([]string, error) {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: upperBound(prefix)})
-	if err != nil {
-		return nil, err
-	}
-	// past is the first key after every key of name.
-	past := func(name string) []byte {
-		return append(append(slices.Clip(prefix), name...), 1)
-	}
-	seek := prefix
-	if after != "" {
-		seek = past(after)
-	}
-	var out []string
-	for ok := it.SeekGE(seek); ok && (limit <= 0 || len(out) < limit); ok = it.SeekGE(past(out[len(out)-1])) {
-		k := it.Key()[len(prefix):]
-		if i := bytes.IndexByte(k, 0); i >= 0 {
-			k = k[:i]
-		}
-		out = append(out, string(k))
-	}
-	if err := it.Close(); err != nil {
-		return nil, err
-	}
-	return out, nil
 }

@@ -35,6 +35,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Receipts", testReceipts},
 		{"ReceiptsOutliveMessages", testReceiptsOutliveMessages},
 		{"ReceiptsOnlyWhatWasHad", testReceiptsOnlyWhatWasHad},
+		{"Listing", testListing},
 		{"Idempotency", testIdempotency},
 		{"InvalidInput", testInvalidInput},
 		{"ConcurrentAppends", testConcurrentAppends},
@@ -581,5 +582,58 @@ func testForgetDevices(t *testing.T, s store.Store) {
 	}
 	if err := s.Seen(ctx, "u", "", t0); !errors.Is(err, store.ErrInvalidName) {
 		t.Fatalf("seen with no device: %v", err)
+	}
+}
+
+func list(t *testing.T, what string, f func(ctx context.Context, after string, limit int) ([]string, error), after string, limit int, want ...string) {
+	t.Helper()
+	got, err := f(context.Background(), after, limit)
+	if err != nil {
+		t.Fatalf("%s after %q: %v", what, after, err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("%s after %q, limit %d: %q, want %q", what, after, limit, got, want)
+	}
+}
+
+// testListing: channels and users with data are listed in order, in pages.
+func testListing(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	list(t, "channels", s.Channels, "", 10)
+	list(t, "users", s.Users, "", 10)
+	for _, c := range []string{"b", "a/b", "c", "a"} {
+		appendN(t, s, c, 2, same(t0))
+	}
+	if _, err := s.Top(ctx, "quiet"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Reset(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	list(t, "channels", s.Channels, "", 2, "a", "a/b")
+	list(t, "channels", s.Channels, "a/b", 2, "b")
+	list(t, "channels", s.Channels, "b", 2)
+	if _, err := s.Channels(ctx, "", 0); !errors.Is(err, store.ErrInvalidLimit) {
+		t.Fatalf("channels with no limit: %v", err)
+	}
+
+	pushN(t, s, "u2", 1, same(t0))
+	if err := s.Seen(ctx, "u1", "phone", t0); err != nil {
+		t.Fatal(err)
+	}
+	pushN(t, s, "u3", 1, same(t0))
+	if err := s.Ack(ctx, "u3", "phone", 1); err != nil {
+		t.Fatal(err)
+	}
+	list(t, "users", s.Users, "", 10, "u1", "u2", "u3")
+	list(t, "users", s.Users, "u1", 1, "u2")
+	// Once its messages, devices and receipts are gone, a user is not listed.
+	far := time.Now().Add(time.Hour)
+	if _, err := s.Expire(ctx, "u3", store.InboxLimits{Before: far, ReceiptsBefore: far}); err != nil {
+		t.Fatal(err)
+	}
+	list(t, "users", s.Users, "", 10, "u1", "u2")
+	if _, err := s.Users(ctx, "", -1); !errors.Is(err, store.ErrInvalidLimit) {
+		t.Fatalf("users with a negative limit: %v", err)
 	}
 }
