@@ -1,7 +1,9 @@
 package embedded
 
 import (
+	"context"
 	"encoding/binary"
+	"fmt"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -52,6 +54,38 @@ func (s *Store) device(st *seqState, user, device string) (deviceRecord, error) 
 		start = first - 1
 	}
 	return deviceRecord{acked: start, delivered: start}, nil
+}
+
+// deviceOp runs op on the record of user's device under the user's lock,
+// then commits what op added to the batch, synced when op says so.
+func (s *Store) deviceOp(ctx context.Context, what, user, device string, op func(st *seqState, d *deviceRecord, b *pebble.Batch) (sync bool, err error)) error {
+	if err := validName(device); err != nil {
+		return err
+	}
+	st, exit, err := s.user(ctx, user)
+	if err != nil {
+		return err
+	}
+	defer exit()
+	defer st.mu.Unlock()
+	d, err := s.device(st, user, device)
+	if err != nil {
+		return fmt.Errorf("%s %s/%s: %w", what, user, device, err)
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	sync, err := op(st, &d, b)
+	if err != nil || b.Empty() {
+		return err
+	}
+	opts := pebble.NoSync
+	if sync {
+		opts = pebble.Sync
+	}
+	if err := b.Commit(opts); err != nil {
+		return fmt.Errorf("%s %s/%s: %w", what, user, device, err)
+	}
+	return nil
 }
 
 // advance records in b that device d reached seq (acknowledged or was

@@ -73,38 +73,19 @@ func (s *Store) Push(ctx context.Context, user, id string, at time.Time, data []
 
 // Ack implements store.Inbox.
 func (s *Store) Ack(ctx context.Context, user, device string, seq uint64) error {
-	if err := validName(device); err != nil {
-		return err
-	}
-	st, exit, err := s.user(ctx, user)
-	if err != nil {
-		return err
-	}
-	defer exit()
-	defer st.mu.Unlock()
-	d, err := s.device(st, user, device)
-	if err != nil {
-		return fmt.Errorf("ack for %s/%s: %w", user, device, err)
-	}
-	switch {
-	case seq < d.acked:
-		return fmt.Errorf("%w: %d is below %d", store.ErrAckBackwards, seq, d.acked)
-	case seq > st.durable:
-		return fmt.Errorf("%w: %d is above %d", store.ErrAckBeyondEnd, seq, st.durable)
-	}
-	// Acknowledging the position again only records that the device was
-	// active, which need not be synced.
-	sync := pebble.NoSync
-	if seq > d.acked || !d.known {
-		sync = pebble.Sync
-	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	s.advance(b, prefixAckMark, user, device, &d, st.base, seq, time.Now())
-	if err := b.Commit(sync); err != nil {
-		return fmt.Errorf("ack for %s/%s: %w", user, device, err)
-	}
-	return nil
+	return s.deviceOp(ctx, "ack for", user, device, func(st *seqState, d *deviceRecord, b *pebble.Batch) (bool, error) {
+		switch {
+		case seq < d.acked:
+			return false, fmt.Errorf("%w: %d is below %d", store.ErrAckBackwards, seq, d.acked)
+		case seq > st.durable:
+			return false, fmt.Errorf("%w: %d is above %d", store.ErrAckBeyondEnd, seq, st.durable)
+		}
+		// Acknowledging the position again only records that the device
+		// was active, which need not be synced.
+		sync := seq > d.acked || !d.known
+		s.advance(b, prefixAckMark, user, device, d, st.base, seq, time.Now())
+		return sync, nil
+	})
 }
 
 // Pending implements store.Inbox.

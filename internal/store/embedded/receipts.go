@@ -14,56 +14,23 @@ import (
 
 // Delivered implements store.Receipts.
 func (s *Store) Delivered(ctx context.Context, user, device string, seq uint64, at time.Time) error {
-	if err := validName(device); err != nil {
-		return err
-	}
-	st, exit, err := s.user(ctx, user)
-	if err != nil {
-		return err
-	}
-	defer exit()
-	defer st.mu.Unlock()
-	if seq > st.durable {
-		return fmt.Errorf("%w: delivered %d is above %d", store.ErrAckBeyondEnd, seq, st.durable)
-	}
-	d, err := s.device(st, user, device)
-	if err != nil {
-		return fmt.Errorf("delivered to %s/%s: %w", user, device, err)
-	}
-	if d.known && seq <= d.delivered {
-		return nil
-	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	s.advance(b, prefixDeliverMark, user, device, &d, st.base, seq, at)
-	if err := b.Commit(pebble.NoSync); err != nil {
-		return fmt.Errorf("delivered to %s/%s: %w", user, device, err)
-	}
-	return nil
+	return s.deviceOp(ctx, "delivered to", user, device, func(st *seqState, d *deviceRecord, b *pebble.Batch) (bool, error) {
+		if seq > st.durable {
+			return false, fmt.Errorf("%w: delivered %d is above %d", store.ErrAckBeyondEnd, seq, st.durable)
+		}
+		if !d.known || seq > d.delivered {
+			s.advance(b, prefixDeliverMark, user, device, d, st.base, seq, at)
+		}
+		return false, nil
+	})
 }
 
 // Seen implements store.Inbox.
 func (s *Store) Seen(ctx context.Context, user, device string, at time.Time) error {
-	if err := validName(device); err != nil {
-		return err
-	}
-	st, exit, err := s.user(ctx, user)
-	if err != nil {
-		return err
-	}
-	defer exit()
-	defer st.mu.Unlock()
-	d, err := s.device(st, user, device)
-	if err != nil {
-		return fmt.Errorf("seen %s/%s: %w", user, device, err)
-	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	s.advance(b, prefixDeliverMark, user, device, &d, st.base, d.delivered, at)
-	if err := b.Commit(pebble.NoSync); err != nil {
-		return fmt.Errorf("seen %s/%s: %w", user, device, err)
-	}
-	return nil
+	return s.deviceOp(ctx, "seen", user, device, func(st *seqState, d *deviceRecord, b *pebble.Batch) (bool, error) {
+		s.advance(b, prefixDeliverMark, user, device, d, st.base, d.delivered, at)
+		return false, nil
+	})
 }
 
 // Receipt implements store.Receipts.
