@@ -99,7 +99,7 @@ func (s *Server) sendStored(ctx context.Context, m *protocol.Message) error {
 	if err != nil {
 		return err
 	}
-	seq, err := s.store.Push(ctx, m.To, time.UnixMilli(m.Time), stored(m))
+	seq, err := s.store.Push(ctx, m.To, m.ID, time.UnixMilli(m.Time), stored(m))
 	l.mu.Lock()
 	m.Seq = seq
 	if err != nil {
@@ -125,11 +125,16 @@ func (s *Server) publishLive(m *protocol.Message) {
 	}
 }
 
+// inboxLimits are the bounds of every inbox now. A receipt is kept as
+// long as a message may wait in an inbox: for the inbox TTL after the
+// message was accepted.
 func (s *Server) inboxLimits() store.InboxLimits {
+	before := time.Now().Add(-s.cfg.InboxTTL)
 	return store.InboxLimits{
-		Before:   time.Now().Add(-s.cfg.InboxTTL),
-		MaxCount: s.cfg.InboxMaxMessages,
-		MaxBytes: s.cfg.InboxMaxBytes,
+		Before:         before,
+		MaxCount:       s.cfg.InboxMaxMessages,
+		MaxBytes:       s.cfg.InboxMaxBytes,
+		ReceiptsBefore: before,
 	}
 }
 
@@ -233,11 +238,8 @@ func (s *Server) registerDevice(ctx context.Context, sess *session.Session, repl
 	}
 	if err == nil {
 		// The device is known from now on: the inbox keeps what it has
-		// not acknowledged. For a known device this changes nothing; a
-		// connection of the same device may have moved it on meanwhile.
-		if err = s.store.Ack(ctx, user, device, p.Acked); errors.Is(err, store.ErrAckBackwards) {
-			err = nil
-		}
+		// not acknowledged.
+		err = s.store.Seen(ctx, user, device, time.Now())
 	}
 	if err != nil {
 		s.log.Error("read inbox", "user", user, "device", device, "err", err)
@@ -256,9 +258,12 @@ func (s *Server) registerDevice(ctx context.Context, sess *session.Session, repl
 	if perr := s.register(sess); perr != nil {
 		return perr
 	}
-	reply(&protocol.InboxState{Acked: p.Acked, Pending: len(frames), Missed: p.Missed})
+	reply(&protocol.InboxState{Acked: p.Acked, Pending: len(frames), Missed: p.Missed, New: !p.Known})
 	sess.DeliverBacklog(frames)
 	s.counters.deliveries.Add(int64(len(frames)))
+	if n := len(p.Records); n > 0 {
+		s.receipts.delivered(user, device, p.Records[n-1].Offset)
+	}
 	return nil
 }
 

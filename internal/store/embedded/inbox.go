@@ -122,7 +122,7 @@ func (s *Store) Pending(ctx context.Context, user, device string, limit int) (st
 	if err != nil {
 		return store.Pending{}, fmt.Errorf("pending for %s/%s: %w", user, device, err)
 	}
-	p := store.Pending{Acked: pos, Records: recs}
+	p := store.Pending{Acked: pos, Records: recs, Known: d.known}
 	if len(recs) > 0 {
 		p.Missed = recs[0].Offset - pos - 1
 	} else {

@@ -231,7 +231,7 @@ func testAcks(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	pushN(t, s, "u", 5, same(t0))
 	p := pending(t, s, "u", "phone")
-	if p.Acked != 0 || p.Missed != 0 {
+	if p.Acked != 0 || p.Missed != 0 || p.Known {
 		t.Fatalf("new device: %+v", p)
 	}
 	wantOffsets(t, "new device", p.Records, 1, 2, 3, 4, 5)
@@ -243,8 +243,8 @@ func testAcks(t *testing.T, s store.Store) {
 	}
 	p = pending(t, s, "u", "phone")
 	wantOffsets(t, "after ack 2", p.Records, 3, 4, 5)
-	if p.Acked != 2 {
-		t.Fatalf("acked %d, want 2", p.Acked)
+	if p.Acked != 2 || !p.Known {
+		t.Fatalf("acked %d (known %t), want 2 (known)", p.Acked, p.Known)
 	}
 	if err := s.Ack(ctx, "u", "phone", 1); !errors.Is(err, store.ErrAckBackwards) {
 		t.Fatalf("ack backwards: %v", err)
