@@ -25,14 +25,15 @@ func newCredentials(hmacSecret string) credentials {
 	return credentials{key: &k}
 }
 
-// connectFrame returns the connect frame for user.
-func (c credentials) connectFrame(user string) ([]byte, error) {
+// connectFrame returns the connect frame for user, naming device when it
+// is not empty.
+func (c credentials) connectFrame(user, device string) ([]byte, error) {
 	if c.key == nil {
-		return appendConnect(nil, user, ""), nil
+		return appendConnect(nil, user, "", device), nil
 	}
 	tok, err := auth.Mint(*c.key, auth.Claims{}, user, tokenTTL)
 	if err != nil {
 		return nil, fmt.Errorf("token for %s: %w", user, err)
 	}
-	return appendConnect(nil, user, tok), nil
+	return appendConnect(nil, user, tok, device), nil
 }

@@ -12,7 +12,7 @@ func TestMintToken(t *testing.T) {
 	t.Parallel()
 	secret := []byte("0123456789abcdef0123456789abcdef")
 	before := time.Now().Truncate(time.Second)
-	frame, err := newCredentials(string(secret)).connectFrame("b7")
+	frame, err := newCredentials(string(secret)).connectFrame("b7", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func TestMintToken(t *testing.T) {
 		t.Errorf("sub %q exp %v, want b7 and now+1h", c.Subject, exp)
 	}
 
-	frame, _ = newCredentials("").connectFrame("b7")
+	frame, _ = newCredentials("").connectFrame("b7", "")
 	if err := json.Unmarshal(frame, &f); err != nil || f.User != "b7" {
 		t.Errorf("insecure connect frame %s", frame)
 	}

@@ -22,9 +22,46 @@ type client struct {
 	onReply func(serverFrame)
 
 	received atomic.Int64 // stamped messages delivered to this client
+	lastAt   atomic.Int64 // unix nanos of the latest delivery
 	closing  atomic.Bool  // set before the load tool closes the connection
 	dropped  atomic.Bool  // the connection ended before the load tool closed it
 	done     chan struct{}
+
+	// Set by the handshake, read after it: when the connect and the
+	// subscribe were sent, the subscribe reply's channel position
+	// (history channels), and the connect reply's inbox (connections that
+	// name a device).
+	connectedAt  time.Time
+	subscribedAt time.Time
+	pos          position
+	inbox        inboxState
+	// ackAfter, when not 0, is the delivery after which the client
+	// acknowledges its inbox up to that message's seq.
+	ackAfter int64
+}
+
+// hello is what a connection says after the connect handshake: who it is,
+// and what it subscribes to.
+type hello struct {
+	user    string
+	device  string    // "": no device
+	channel string    // "": subscribe to nothing
+	from    *position // subscribe recovering from this position
+}
+
+// position is a channel's position, as a subscribe reply gives it.
+type position struct {
+	Offset    uint64 `json:"offset"`
+	Epoch     string `json:"epoch"`
+	Recovered *bool  `json:"recovered"`
+	Missed    int64  `json:"missed"`
+}
+
+// inboxState is a device's inbox, as a connect reply gives it.
+type inboxState struct {
+	Acked   uint64 `json:"acked"`
+	Pending int64  `json:"pending"`
+	Missed  uint64 `json:"missed"`
 }
 
 // opener dials clients and runs their handshakes.
@@ -42,6 +79,12 @@ var aLongTimeAgo = time.Unix(1, 0)
 // empty, subscribes to it. handshakes counts successful connect replies
 // (not TCP connects). The returned client's reader is not started.
 func (o *opener) open(ctx context.Context, n int, user, channel string, handshakes *atomic.Int64) (*client, error) {
+	return o.openHello(ctx, n, hello{user: user, channel: channel}, handshakes)
+}
+
+// openHello is open with a device and a recovering subscribe.
+func (o *opener) openHello(ctx context.Context, n int, h hello, handshakes *atomic.Int64) (*client, error) {
+	user, channel := h.user, h.channel
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	conn, err := o.dialer.dial(ctx, n)
@@ -62,22 +105,34 @@ func (o *opener) open(ctx context.Context, n int, user, channel string, handshak
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(aLongTimeAgo) })
 	defer stop()
 
-	frame, err := o.creds.connectFrame(user)
+	frame, err := o.creds.connectFrame(user, h.device)
 	if err != nil {
 		return fail(err)
 	}
+	c.connectedAt = time.Now()
 	if err := conn.WriteFrame(frame); err != nil {
 		return fail(fmt.Errorf("%w: %s: send connect: %w", ErrHandshake, user, err))
 	}
-	if err := c.awaitReply(connectID); err != nil {
+	reply, err := c.awaitReply(connectID)
+	if err == nil && h.device != "" {
+		err = decodeResult(reply, &struct {
+			Inbox *inboxState `json:"inbox"`
+		}{&c.inbox})
+	}
+	if err != nil {
 		return fail(fmt.Errorf("%w: %s: connect: %w", ErrHandshake, user, err))
 	}
 	handshakes.Add(1)
 	if channel != "" {
-		if err := conn.WriteFrame(appendSubscribe(nil, channel)); err != nil {
+		c.subscribedAt = time.Now()
+		if err := conn.WriteFrame(appendSubscribe(nil, channel, h.from)); err != nil {
 			return fail(fmt.Errorf("%w: %s: send subscribe: %w", ErrHandshake, user, err))
 		}
-		if err := c.awaitReply(subscribeID); err != nil {
+		reply, err := c.awaitReply(subscribeID)
+		if err == nil {
+			err = decodeResult(reply, &c.pos)
+		}
+		if err != nil {
 			return fail(fmt.Errorf("%w: %s: subscribe %s: %w", ErrHandshake, user, channel, err))
 		}
 	}
@@ -89,28 +144,29 @@ func (o *opener) open(ctx context.Context, n int, user, channel string, handshak
 }
 
 // awaitReply reads frames until the reply to id, handling any other frame
-// on the way (pings, messages).
-func (c *client) awaitReply(id uint64) error {
+// on the way (pings, messages), and returns the reply, valid until the
+// next read.
+func (c *client) awaitReply(id uint64) ([]byte, error) {
 	for {
 		b, err := c.conn.ReadFrame()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		f, err := parseServerFrame(b)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		switch {
 		case f.typ == frameReply && (f.replyID == id || f.replyID == 0):
 			if f.errCode != "" {
-				return &replyError{Code: f.errCode, Message: f.errMsg}
+				return nil, &replyError{Code: f.errCode, Message: f.errMsg}
 			}
 			if f.replyID == 0 {
-				return errors.New("reply without id")
+				return nil, errors.New("reply without id")
 			}
-			return nil
+			return b, nil
 		case f.typ == frameDisconnect:
-			return &disconnectError{Code: f.code, Reason: f.reason}
+			return nil, &disconnectError{Code: f.code, Reason: f.reason}
 		default:
 			c.handle(f)
 		}
@@ -146,8 +202,13 @@ func (c *client) handle(f serverFrame) {
 			c.sink.foreign.Add(1)
 			return
 		}
-		c.received.Add(1)
-		c.sink.deliver(c.n, f.sentAt)
+		n := c.received.Add(1)
+		c.lastAt.Store(c.sink.deliver(c.n, f.sentAt))
+		if n == c.ackAfter && f.seq != 0 {
+			if err := c.conn.WriteFrame(appendAck(nil, f.seq)); err != nil && !c.closing.Load() {
+				c.sink.errs.add("ack", err)
+			}
+		}
 	case framePing:
 		if err := c.conn.WriteFrame(pongFrame); err != nil && !c.closing.Load() {
 			c.sink.errs.add("pong", err)

@@ -11,8 +11,20 @@ import (
 // Messages direct messages through POST /v1/send: one call per message when
 // Batch is 1, else Batch recipients per call. Every user must receive every
 // message. The measured phase runs from the first call to the last
-// delivery.
+// delivery (one phase per round).
 func (r *runner) runDirect(ctx context.Context) {
+	l := r.prepareDirect(ctx)
+	if l == nil {
+		return
+	}
+	for i := range r.o.Rounds {
+		r.round(ctx, l, roundSize(r.o.Messages, r.o.Rounds, i))
+	}
+	r.endLoad(l)
+}
+
+// prepareDirect connects the users; it returns nil when none connected.
+func (r *runner) prepareDirect(ctx context.Context) *load {
 	o := r.o
 	r.measureConnect(ctx, "connecting", connectSpec{
 		count:   o.Clients,
@@ -21,41 +33,45 @@ func (r *runner) runDirect(ctx context.Context) {
 	})
 	clients := r.fleet.snapshot()
 	if len(clients) == 0 || ctx.Err() != nil {
-		return
+		return nil
 	}
 	r.res.Publisher = ViaAPI
 	users := make([]string, len(clients))
 	for i, c := range clients {
 		users[i] = o.user(c.n)
 	}
-	expected := int64(len(users)) * int64(o.Messages)
-	r.sink.expect(expected)
-	s := &directSender{api: r.api, users: users, batch: o.Batch, rounds: o.Messages, size: o.Size, errs: &r.sink.errs}
-	sendStart := r.deliveryPhase(ctx, expected, func() { s.run(ctx, o.APIConcurrency, o.Rate) }, s.sent.Load)
-	r.res.Sent, r.res.APICalls = s.sent.Load(), s.calls.Load()
-	r.res.SendErrors = expected - r.res.Sent
-	r.res.Dropped = r.fleet.dropped()
-	r.recordDeliveries(sendStart, expected, int64(o.Messages))
+	s := &directSender{api: r.api, users: users, batch: o.Batch, size: o.Size, errs: &r.sink.errs}
+	return &load{
+		send:       func(ctx context.Context, k int) { s.run(ctx, k, o.APIConcurrency, o.Rate) },
+		counts:     s.counts,
+		perMessage: int64(len(users)),
+		sends:      int64(len(users)),
+	}
 }
 
-// directSender sends rounds messages to every user through the API, in
-// calls of batch recipients.
+// directSender sends messages to every user through the API, in calls of
+// batch recipients.
 type directSender struct {
-	api    *apiClient
-	users  []string
-	batch  int
-	rounds int
-	size   int
-	errs   *errorLog
+	api   *apiClient
+	users []string
+	batch int
+	size  int
+	errs  *errorLog
 
-	sent, calls atomic.Int64 // messages (per recipient) accepted; API calls made
+	sent, failed, calls atomic.Int64 // messages (per recipient) accepted and refused; API calls made
 }
 
-// run makes every call, concurrency at a time and at most perSecond calls a
-// second (0: no limit).
-func (s *directSender) run(ctx context.Context, concurrency int, perSecond float64) {
+// counts returns the messages (per recipient) accepted and refused, and
+// the API calls made.
+func (s *directSender) counts() (sent, failed, calls int64) {
+	return s.sent.Load(), s.failed.Load(), s.calls.Load()
+}
+
+// run sends rounds messages to every user, concurrency calls at a time and
+// at most perSecond calls a second (0: no limit).
+func (s *directSender) run(ctx context.Context, rounds, concurrency int, perSecond float64) {
 	chunks := (len(s.users) + s.batch - 1) / s.batch
-	jobs := int64(chunks) * int64(s.rounds)
+	jobs := int64(chunks) * int64(rounds)
 	limiter := newLimiter(perSecond)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -78,6 +94,7 @@ func (s *directSender) run(ctx context.Context, concurrency int, perSecond float
 				users := s.users[k*s.batch : min((k+1)*s.batch, len(s.users))]
 				s.calls.Add(1)
 				if err := s.api.send(ctx, users, s.batch > 1, pl.stamp(time.Now().UnixNano())); err != nil {
+					s.failed.Add(int64(len(users)))
 					if ctx.Err() == nil {
 						s.errs.add("send", err)
 					}

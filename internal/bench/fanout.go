@@ -8,16 +8,12 @@ import (
 
 // runFanout subscribes the clients to one channel, then publishes Messages
 // messages to it; every subscriber must receive every message. The
-// measured phase runs from the first publish to the last delivery.
+// measured phase runs from the first publish to the last delivery (one
+// phase per round).
 func (r *runner) runFanout(ctx context.Context) {
 	o := r.o
-	r.measureConnect(ctx, "subscribing", connectSpec{
-		count:   o.Clients,
-		user:    o.user,
-		channel: func(string) string { return o.Channel },
-	})
-	subscribers := int64(len(r.fleet.snapshot()))
-	if subscribers == 0 || ctx.Err() != nil {
+	l := r.prepareFanout(ctx)
+	if l == nil {
 		return
 	}
 	var stalled []*client
@@ -28,19 +24,11 @@ func (r *runner) runFanout(ctx context.Context) {
 			r.res.Stalled.RSSBeforeBytes = s.RSSBytes
 		}
 	}
-	pub, err := r.newPublisher(ctx)
-	if err != nil {
-		r.res.fail("%v", err)
-		return
-	}
-	expected := subscribers * int64(o.Messages)
-	r.sink.expect(expected)
 	stopSampling := make(chan struct{})
 	peak := r.sampleRSSPeak(stopSampling)
-	sendStart := r.deliveryPhase(ctx, expected, func() { pub.publish(ctx, o.Messages, o.Rate, nil) }, func() int64 {
-		sent, _, _ := pub.counts()
-		return sent
-	})
+	for i := range o.Rounds {
+		r.round(ctx, l, roundSize(o.Messages, o.Rounds, i))
+	}
 	close(stopSampling)
 	if st := r.res.Stalled; st != nil {
 		st.RSSPeakBytes = <-peak
@@ -50,11 +38,33 @@ func (r *runner) runFanout(ctx context.Context) {
 			st.RSSAfterBytes = s.RSSBytes
 		}
 	}
-	sent, failed, calls := pub.counts()
-	r.res.Sent, r.res.APICalls = sent, calls
-	r.res.SendErrors = max(failed, int64(o.Messages)-sent)
-	r.res.Dropped = r.fleet.dropped()
-	r.recordDeliveries(sendStart, expected, int64(o.Messages))
+	r.endLoad(l)
+}
+
+// prepareFanout subscribes the clients and connects the publisher; it
+// returns nil when there is nothing to publish to.
+func (r *runner) prepareFanout(ctx context.Context) *load {
+	o := r.o
+	r.measureConnect(ctx, "subscribing", connectSpec{
+		count:   o.Clients,
+		user:    o.user,
+		channel: func(string) string { return o.Channel },
+	})
+	subscribers := int64(len(r.fleet.snapshot()))
+	if subscribers == 0 || ctx.Err() != nil {
+		return nil
+	}
+	pub, err := r.newPublisher(ctx)
+	if err != nil {
+		r.res.fail("%v", err)
+		return nil
+	}
+	return &load{
+		send:       func(ctx context.Context, k int) { pub.publish(ctx, k, o.Rate, nil) },
+		counts:     pub.counts,
+		perMessage: subscribers,
+		sends:      1,
+	}
 }
 
 // newPublisher returns the publisher Via asks for. A client publisher

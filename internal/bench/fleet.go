@@ -83,6 +83,9 @@ type connectSpec struct {
 	concurrency int     // dials in flight
 	user        func(n int) string
 	channel     func(user string) string // "" subscribes to nothing
+	device      string                   // every client's device; "": none
+	from        func(n int) *position    // nil, or where client n recovers from
+	ackAfter    int64                    // each acknowledges its inbox after this many deliveries; 0: never
 }
 
 // connectAll opens spec.count clients into fl, spec.concurrency at a time
@@ -117,7 +120,11 @@ func connectAll(ctx context.Context, op *opener, fl *fleet, spec connectSpec, ha
 					return
 				}
 				user := spec.user(n)
-				c, err := op.open(ctx, n, user, spec.channel(user), handshakes)
+				h := hello{user: user, device: spec.device, channel: spec.channel(user)}
+				if spec.from != nil {
+					h.from = spec.from(n)
+				}
+				c, err := op.openHello(ctx, n, h, handshakes)
 				if err != nil {
 					if ctx.Err() == nil {
 						op.sink.errs.add("connect", err)
@@ -128,6 +135,7 @@ func connectAll(ctx context.Context, op *opener, fl *fleet, spec connectSpec, ha
 					continue
 				}
 				lastAt.Store(time.Now().UnixNano())
+				c.ackAfter = spec.ackAfter
 				fl.add(c)
 			}
 		}()

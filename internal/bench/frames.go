@@ -15,15 +15,18 @@ import (
 var pongFrame = []byte(`{"op":"pong"}`)
 
 // Reply ids the handshake uses; publishes count up from firstPublishID.
+// An inbox acknowledgement has the id ackID, below them.
 const (
 	connectID      = 1
 	subscribeID    = 2
-	firstPublishID = 3
+	ackID          = 3
+	firstPublishID = 4
 )
 
 // appendConnect appends a connect frame: with a token when token is not
-// empty, else with the user id (insecure mode).
-func appendConnect(buf []byte, user, token string) []byte {
+// empty, else with the user id (insecure mode); with a device when device
+// is not empty.
+func appendConnect(buf []byte, user, token, device string) []byte {
 	buf = append(buf, `{"id":`...)
 	buf = strconv.AppendUint(buf, connectID, 10)
 	if token != "" {
@@ -34,16 +37,37 @@ func appendConnect(buf []byte, user, token string) []byte {
 		buf = append(buf, user...)
 		buf = append(buf, '"')
 	}
+	if device != "" {
+		buf = append(buf, `,"device":`...)
+		buf = strconv.AppendQuote(buf, device)
+	}
 	return append(buf, '}')
 }
 
-// appendSubscribe appends a subscribe frame.
-func appendSubscribe(buf []byte, channel string) []byte {
+// appendSubscribe appends a subscribe frame, recovering from from when it
+// is not nil.
+func appendSubscribe(buf []byte, channel string, from *position) []byte {
 	buf = append(buf, `{"id":`...)
 	buf = strconv.AppendUint(buf, subscribeID, 10)
 	buf = append(buf, `,"op":"subscribe","channel":"`...)
 	buf = append(buf, channel...)
-	return append(buf, `"}`...)
+	buf = append(buf, '"')
+	if from != nil {
+		buf = append(buf, `,"offset":`...)
+		buf = strconv.AppendUint(buf, from.Offset, 10)
+		buf = append(buf, `,"epoch":`...)
+		buf = strconv.AppendQuote(buf, from.Epoch)
+	}
+	return append(buf, '}')
+}
+
+// appendAck appends an ack frame for an inbox up to seq.
+func appendAck(buf []byte, seq uint64) []byte {
+	buf = append(buf, `{"id":`...)
+	buf = strconv.AppendUint(buf, ackID, 10)
+	buf = append(buf, `,"op":"ack","seq":`...)
+	buf = strconv.AppendUint(buf, seq, 10)
+	return append(buf, '}')
 }
 
 // appendPublish appends a publish frame carrying data.
@@ -63,6 +87,7 @@ const (
 	stampKey      = `{"t":`
 	payloadFixed  = len(stampKey) + 19 + len(`,"pad":""}`) // 19 digits of unix nanos
 	dataKey       = `"data":`
+	seqKey        = `,"seq":`
 	stampedData   = dataKey + stampKey
 	messagePrefix = `{"type":"message"`
 	replyPrefix   = `{"type":"reply","id":`
@@ -111,6 +136,7 @@ type serverFrame struct {
 	errCode string // reply: the error code, empty on success
 	errMsg  string // reply: the error message
 	sentAt  int64  // message: the payload's send stamp, 0 when it has none
+	seq     uint64 // message: its seq in the recipient's inbox, 0 when none
 	code    int    // disconnect
 	reason  string // disconnect
 }
@@ -126,7 +152,12 @@ func parseServerFrame(b []byte) (serverFrame, error) {
 		// forward search, however long the payload.
 		if i := bytes.Index(b, []byte(stampedData)); i >= 0 {
 			if t, ok := leadingInt(b[i+len(dataKey):], stampKey); ok {
-				return serverFrame{typ: frameMessage, sentAt: t}, nil
+				f := serverFrame{typ: frameMessage, sentAt: t}
+				if j := bytes.Index(b[:i], []byte(seqKey)); j >= 0 {
+					seq, _ := leadingInt(b[j:], seqKey)
+					f.seq = uint64(seq)
+				}
+				return f, nil
 			}
 		}
 	case bytes.Equal(b, []byte(`{"type":"ping"}`)):
@@ -171,6 +202,7 @@ func decodeServerFrame(b []byte) (serverFrame, error) {
 		} `json:"error"`
 		Code   int             `json:"code"`
 		Reason string          `json:"reason"`
+		Seq    uint64          `json:"seq"`
 		Data   json.RawMessage `json:"data"`
 	}
 	if err := json.Unmarshal(b, &f); err != nil {
@@ -182,7 +214,7 @@ func decodeServerFrame(b []byte) (serverFrame, error) {
 			T int64 `json:"t"`
 		}
 		_ = json.Unmarshal(f.Data, &stamp) // a foreign payload has no stamp
-		return serverFrame{typ: frameMessage, sentAt: stamp.T}, nil
+		return serverFrame{typ: frameMessage, sentAt: stamp.T, seq: f.Seq}, nil
 	case "reply":
 		sf := serverFrame{typ: frameReply}
 		if len(f.ID) > 0 {
@@ -205,4 +237,19 @@ func decodeServerFrame(b []byte) (serverFrame, error) {
 		return serverFrame{typ: frameDisconnect, code: f.Code, reason: f.Reason}, nil
 	}
 	return serverFrame{typ: frameOther}, nil
+}
+
+// decodeResult decodes the result of a successful reply into out; a reply
+// without a result leaves out as it is.
+func decodeResult(reply []byte, out any) error {
+	if !bytes.Contains(reply, []byte(`"result":`)) {
+		return nil
+	}
+	v := struct {
+		Result any `json:"result"`
+	}{out}
+	if err := json.Unmarshal(reply, &v); err != nil {
+		return fmt.Errorf("decode reply %.64q: %w", reply, err)
+	}
+	return nil
 }

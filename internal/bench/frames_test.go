@@ -17,9 +17,12 @@ func TestClientFramesAreValidJSON(t *testing.T) {
 		t.Errorf("smallest payload is %d bytes, want %d", got, payloadFixed)
 	}
 	for _, f := range [][]byte{
-		appendConnect(nil, "b1", ""),
-		appendConnect(nil, "b1", "eyJ.abc.def"),
-		appendSubscribe(nil, "room:1"),
+		appendConnect(nil, "b1", "", ""),
+		appendConnect(nil, "b1", "eyJ.abc.def", ""),
+		appendConnect(nil, "b1", "", "phone"),
+		appendSubscribe(nil, "room:1", nil),
+		appendSubscribe(nil, "room:1", &position{Offset: 42, Epoch: "a1b2"}),
+		appendAck(nil, 17),
 		appendPublish(nil, 7, "room:1", data),
 		pongFrame,
 	} {
@@ -42,6 +45,10 @@ func TestParseServerFrame(t *testing.T) {
 			serverFrame{typ: frameMessage, sentAt: 1764208800123456789}},
 		{"message, other key order", `{"data":` + stamped + `,"type":"message","id":"x"}`,
 			serverFrame{typ: frameMessage, sentAt: 1764208800123456789}},
+		{"inbox message, fast path", `{"type":"message","id":"d4ad","kind":"direct","to":"b","seq":13,"ts":1,"data":` + stamped + `}`,
+			serverFrame{typ: frameMessage, sentAt: 1764208800123456789, seq: 13}},
+		{"inbox message, other key order", `{"data":` + stamped + `,"type":"message","seq":14}`,
+			serverFrame{typ: frameMessage, sentAt: 1764208800123456789, seq: 14}},
 		{"foreign message", `{"type":"message","id":"x","kind":"direct","to":"b","ts":1,"data":{"text":"hi"}}`,
 			serverFrame{typ: frameMessage}},
 		{"ping", `{"type":"ping"}`, serverFrame{typ: framePing}},
@@ -68,6 +75,21 @@ func TestParseServerFrame(t *testing.T) {
 	}
 	if _, err := parseServerFrame([]byte("not json")); err == nil {
 		t.Error("garbage parsed")
+	}
+}
+
+func TestDecodeResult(t *testing.T) {
+	t.Parallel()
+	var pos position
+	if err := decodeResult([]byte(`{"type":"reply","id":2,"result":{"offset":50,"epoch":"e1","recovered":true,"missed":8}}`), &pos); err != nil {
+		t.Fatal(err)
+	}
+	if pos.Offset != 50 || pos.Epoch != "e1" || pos.Recovered == nil || !*pos.Recovered || pos.Missed != 8 {
+		t.Errorf("position = %+v", pos)
+	}
+	pos = position{Offset: 7}
+	if err := decodeResult([]byte(`{"type":"reply","id":2}`), &pos); err != nil || pos.Offset != 7 {
+		t.Errorf("reply without result: %v, %+v", err, pos)
 	}
 }
 

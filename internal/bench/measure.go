@@ -24,7 +24,7 @@ func (r *runner) sampleProc() (s procSample, ok bool) {
 func (r *runner) connect(ctx context.Context, desc string, spec connectSpec) connectPhase {
 	spec.rate, spec.concurrency = r.o.ConnectRate, r.o.Concurrency
 	base := r.handshakes.Load()
-	bar := startProgress(r.progress, desc, int64(spec.count), "conns", func() int64 { return r.handshakes.Load() - base })
+	bar := startProgress(r.progress, r.desc(desc), int64(spec.count), "conns", func() int64 { return r.handshakes.Load() - base })
 	phase := connectAll(ctx, r.op, r.fleet, spec, &r.handshakes)
 	bar.Stop(phase.established)
 	r.res.Connections = phase.established
@@ -68,32 +68,54 @@ func (r *runner) fillGoroutines(ctx context.Context, before bool) {
 	}
 }
 
-// measuredPhase runs fn and records its duration, the server's CPU time
-// over it and this process's.
+// measuredPhase runs fn and adds its duration, the server's CPU time over
+// it and this process's to the run's measured figures (a run in rounds
+// has several measured phases).
 func (r *runner) measuredPhase(fn func()) {
+	m := r.timed(fn)
+	r.res.MeasuredSeconds += m.seconds
+	r.res.LoadCPUSeconds += m.loadCPU
+	if p := r.res.Process; p != nil {
+		p.CPUSeconds += m.serverCPU
+	}
+}
+
+// timing is what timed measured.
+type timing struct {
+	seconds   float64
+	serverCPU float64 // 0 without a server process
+	loadCPU   float64
+}
+
+// timed runs fn and measures its duration, the server's CPU time over it
+// and this process's.
+func (r *runner) timed(fn func()) timing {
 	before, okBefore := r.sampleProc()
 	self0, selfErr0 := r.self.sample()
 	start := time.Now()
 	fn()
-	r.res.MeasuredSeconds = time.Since(start).Seconds()
+	m := timing{seconds: time.Since(start).Seconds()}
 	self1, selfErr1 := r.self.sample()
 	after, okAfter := r.sampleProc()
-	if p := r.res.Process; p != nil && okBefore && okAfter {
-		p.CPUSeconds = (after.CPU - before.CPU).Seconds()
+	if okBefore && okAfter {
+		m.serverCPU = (after.CPU - before.CPU).Seconds()
 	}
 	if selfErr0 == nil && selfErr1 == nil {
-		r.res.LoadCPUSeconds = (self1.CPU - self0.CPU).Seconds()
+		m.loadCPU = (self1.CPU - self0.CPU).Seconds()
 	}
+	return m
 }
 
-// deliveryPhase is the measured phase of fanout and direct: send runs on
-// its own goroutine while deliveries are awaited, with a progress bar. It
-// returns when sending started.
-func (r *runner) deliveryPhase(ctx context.Context, expected int64, send func(), sent func() int64) time.Time {
+// deliveryPhase is a measured phase of fanout and direct: send runs on its
+// own goroutine while deliveries are awaited until the sink has expected
+// of them, with a progress bar. It adds the time from its start to the
+// last delivery to the run's delivery time.
+func (r *runner) deliveryPhase(ctx context.Context, expected int64, send func(), sent func() int64) {
+	r.sink.expect(expected)
 	var start time.Time
 	r.measuredPhase(func() {
 		start = time.Now()
-		bar := startProgress(r.progress, "delivering", expected, "msgs", r.sink.delivered.Load)
+		bar := startProgress(r.progress, r.desc("delivering"), expected, "msgs", r.sink.delivered.Load)
 		sendDone := make(chan struct{})
 		go func() {
 			defer close(sendDone)
@@ -103,7 +125,9 @@ func (r *runner) deliveryPhase(ctx context.Context, expected int64, send func(),
 		<-sendDone
 		bar.Stop(r.sink.delivered.Load())
 	})
-	return start
+	if last := r.sink.lastAt.Load(); last > start.UnixNano() {
+		r.res.DeliverySeconds += time.Duration(last - start.UnixNano()).Seconds()
+	}
 }
 
 // awaitDeliveries waits until every expected delivery arrived, or sending
@@ -116,9 +140,10 @@ func (r *runner) awaitDeliveries(ctx context.Context, sendDone <-chan struct{}, 
 	defer t.Stop()
 	last, lastChange := r.sink.delivered.Load(), time.Now()
 	sending := true
+	complete := r.sink.done()
 	for {
 		select {
-		case <-r.sink.complete:
+		case <-complete:
 			return
 		case <-ctx.Done():
 			return
@@ -153,16 +178,13 @@ func (r *runner) countPerClient(want int64) (missing, duplicates int64) {
 	return missing, duplicates
 }
 
-// recordDeliveries fills the delivery figures of a run that sent from
-// sendStart and expected expected deliveries, want per client.
-func (r *runner) recordDeliveries(sendStart time.Time, expected, want int64) {
+// recordDeliveries fills the delivery figures of a run that expected
+// expected deliveries, want per client, over its delivery phases.
+func (r *runner) recordDeliveries(expected, want int64) {
 	res := &r.res
 	res.DeliveriesExpected = expected
 	res.DeliveriesReceived = r.sink.delivered.Load()
 	res.Missing, res.Duplicates = r.countPerClient(want)
-	if last := r.sink.lastAt.Load(); last > 0 {
-		res.DeliverySeconds = time.Duration(last - sendStart.UnixNano()).Seconds()
-	}
 	if res.DeliverySeconds > 0 {
 		res.DeliveriesPerSecond = float64(res.DeliveriesReceived) / res.DeliverySeconds
 	}

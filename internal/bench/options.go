@@ -32,10 +32,21 @@ const (
 	// connections, Connection: close requests) and reads the server's
 	// memory around each.
 	ScenarioAbuse Scenario = "abuse"
+	// ScenarioRecover measures channel recovery: Clients clients subscribe
+	// to Channel (in a namespace with history) and leave, Messages
+	// messages are published to it, and the clients subscribe again from
+	// the position they had: each must recover every message it missed.
+	ScenarioRecover Scenario = "recover"
+	// ScenarioInbox measures offline inboxes: Messages direct messages are
+	// sent to each of Clients users while none is connected (Batch
+	// recipients per call), the server's memory is read, then Online of
+	// the users connect with a device: each must receive all its pending
+	// messages, and acknowledges them.
+	ScenarioInbox Scenario = "inbox"
 )
 
 // Scenarios lists every scenario, in the order help text shows them.
-var Scenarios = []Scenario{ScenarioIdle, ScenarioFanout, ScenarioDirect, ScenarioChurn, ScenarioAbuse}
+var Scenarios = []Scenario{ScenarioIdle, ScenarioFanout, ScenarioDirect, ScenarioChurn, ScenarioAbuse, ScenarioRecover, ScenarioInbox}
 
 // How a fan-out publisher reaches the server.
 const (
@@ -119,6 +130,27 @@ type Options struct {
 	// any subscriber that reads.
 	Stalled int
 
+	// Rounds splits the messages of fanout and direct into this many
+	// measured rounds; with a baseline, the rounds alternate between the
+	// target and the baseline. 0: one round, or four with a baseline.
+	Rounds int
+	// BaselineServer, BaselineAPI, BaselinePID and BaselineChannel name a
+	// baseline that fanout and direct run the same load against, in
+	// alternating rounds, to compare in one run: another server (one
+	// started with --inbox-ttl 0, say), or, on the same server, another
+	// channel (one without history). Empty fields are the target's.
+	BaselineServer  string
+	BaselineAPI     string
+	BaselinePID     int
+	BaselineChannel string
+	// Online is how many of the inbox scenario's users come online after
+	// the fill; negative: all of them.
+	Online int
+	// Settle is how long the inbox scenario lets the server's memory
+	// settle (after a garbage collection, when the server's profiler is
+	// enabled) before each reading.
+	Settle time.Duration
+
 	// Drain is how long to wait for outstanding deliveries when none
 	// arrive, before giving up on the rest.
 	Drain time.Duration
@@ -139,6 +171,11 @@ const (
 	defaultConcurrency   = 100
 	defaultWindow        = 256
 	defaultAPIConcurrent = 8
+	// BenchDevice is the device the inbox scenario's clients name.
+	BenchDevice = "bench"
+	// defaultBaselineRounds is the rounds of a run with a baseline: two
+	// ABBA pairs.
+	defaultBaselineRounds = 4
 )
 
 // DefaultOptions returns the options `herald bench` starts from.
@@ -160,6 +197,8 @@ func DefaultOptions() Options {
 		APIConcurrency: defaultAPIConcurrent,
 		Window:         defaultWindow,
 		Cycles:         10000,
+		Online:         -1,
+		Settle:         5 * time.Second,
 		Drain:          10 * time.Second,
 		Timeout:        5 * time.Minute,
 	}
@@ -207,7 +246,45 @@ func (o Options) withDefaults() Options {
 	if o.Scenario == ScenarioChurn && o.Rate == 0 {
 		o.Rate = DefaultChurnRate
 	}
+	if o.Rounds == 0 {
+		o.Rounds = 1
+		if o.hasBaseline() {
+			o.Rounds = defaultBaselineRounds
+		}
+	}
+	if o.Online < 0 || o.Online > o.Clients {
+		o.Online = o.Clients
+	}
 	return o
+}
+
+// hasBaseline reports whether the options name a baseline.
+func (o Options) hasBaseline() bool {
+	return o.BaselineServer != "" || o.BaselineAPI != "" || o.BaselineChannel != "" || o.BaselinePID != 0
+}
+
+// baseline returns the options of the baseline side of a compared run.
+func (o Options) baseline() Options {
+	b := o
+	b.BaselineServer, b.BaselineAPI, b.BaselinePID, b.BaselineChannel = "", "", 0, ""
+	if o.BaselineServer != "" {
+		b.Server = o.BaselineServer
+	}
+	if o.BaselineAPI != "" {
+		b.API = o.BaselineAPI
+	}
+	if o.BaselinePID != 0 || b.API != o.API {
+		b.ServerPID = o.BaselinePID // another server: its own process, if named
+	}
+	if o.BaselineChannel != "" {
+		b.Channel = o.BaselineChannel
+	}
+	if b.Server == o.Server {
+		// The same server: distinct users, so that neither side gets
+		// the other's direct messages.
+		b.UserPrefix = o.UserPrefix + "base"
+	}
+	return b
 }
 
 // Validate reports every invalid option at once, wrapped in
@@ -223,14 +300,21 @@ func (o Options) Validate() error {
 	for _, s := range Scenarios {
 		known = known || o.Scenario == s
 	}
-	check(known, "scenario: want idle, fanout, direct, churn or abuse, got %q", o.Scenario)
+	check(known, "scenario: want idle, fanout, direct, churn, abuse, recover or inbox, got %q", o.Scenario)
 	check(o.Clients >= 1 || !o.Scenario.hasClients(), "clients: must be at least 1")
 	check(o.Concurrency >= 1, "concurrency: must be at least 1")
 	check(o.ConnectRate >= 0, "connect-rate: must not be negative")
 	check(o.ConnectTimeout > 0, "connect-timeout: must be positive")
 	check(o.InsecureUsers || o.HMACSecret != "", "either insecure users or an HMAC secret is needed to connect")
 	check(o.Hold >= 0, "hold: must not be negative")
-	check(o.Messages >= 1 || (o.Scenario != ScenarioFanout && o.Scenario != ScenarioDirect), "messages: must be at least 1")
+	check(o.Messages >= 1 || !o.Scenario.sends(), "messages: must be at least 1")
+	check(o.Rounds >= 0 && o.Rounds <= max(o.Messages, 1), "rounds: must be between 1 and --messages (0: automatic), got %d", o.Rounds)
+	check(o.Rounds <= 1 || o.Scenario == ScenarioFanout || o.Scenario == ScenarioDirect, "rounds: only fanout and direct run in rounds")
+	check(!o.hasBaseline() || o.Scenario == ScenarioFanout || o.Scenario == ScenarioDirect, "baseline: only fanout and direct compare with a baseline")
+	check(!o.hasBaseline() || o.Stalled == 0, "baseline: a fanout with stalled subscribers has no baseline")
+	check(o.Stalled == 0 || o.Rounds <= 1, "stalled: a fanout with stalled subscribers runs in one round")
+	check(o.BaselinePID >= 0, "baseline-pid: must not be negative")
+	check(o.Settle >= 0, "settle: must not be negative")
 	check(o.Size >= 0 && o.Size <= 1<<20, "size: must be between 0 and 1048576, got %d", o.Size)
 	check(o.Rate >= 0, "rate: must not be negative")
 	check(o.Via == ViaClient || o.Via == ViaAPI, "via: want %s or %s, got %q", ViaClient, ViaAPI, o.Via)
@@ -246,8 +330,14 @@ func (o Options) Validate() error {
 	check(protocol.ValidChannel(o.Channel), "channel: %q is not a valid channel name", o.Channel)
 	check(protocol.ValidUser(o.UserPrefix+"0") && len(o.UserPrefix) <= protocol.MaxUserLen-10,
 		"user-prefix: %q does not make valid user ids", o.UserPrefix)
+	check(o.BaselineChannel == "" || protocol.ValidChannel(o.BaselineChannel), "baseline-channel: %q is not a valid channel name", o.BaselineChannel)
 	if _, err := parseTarget(o.Server); err != nil {
 		errs = append(errs, fmt.Errorf("server: %w", err))
+	}
+	if o.BaselineServer != "" {
+		if _, err := parseTarget(o.BaselineServer); err != nil {
+			errs = append(errs, fmt.Errorf("baseline-server: %w", err))
+		}
 	}
 	if _, err := parseSourceIPs(o.SourceIPs); err != nil {
 		errs = append(errs, fmt.Errorf("source-ips: %w", err))
@@ -265,12 +355,19 @@ func (o Options) peakConnections() int {
 		return o.Concurrency + 1
 	case ScenarioAbuse:
 		return abuseIdleConns + abuseLengthUploads
+	case ScenarioInbox:
+		return o.Online + 1
 	}
 	return o.Clients + o.Stalled + 1
 }
 
 // hasClients reports whether a scenario holds --clients connections.
 func (s Scenario) hasClients() bool { return s != ScenarioChurn && s != ScenarioAbuse }
+
+// sends reports whether a scenario sends --messages messages.
+func (s Scenario) sends() bool {
+	return s == ScenarioFanout || s == ScenarioDirect || s == ScenarioRecover || s == ScenarioInbox
+}
 
 // user returns the id of the n-th generated user.
 func (o Options) user(n int) string { return o.UserPrefix + strconv.Itoa(n) }

@@ -76,18 +76,35 @@ func reportRows(r Result) [][2]string {
 		}
 		add("messages", "%s", msg)
 	}
-	if r.Scenario == ScenarioFanout || r.Scenario == ScenarioDirect {
-		verdict := "match"
-		switch {
-		case r.Sent == 0:
-			verdict = "nothing was sent"
-		case r.DeliveriesExpected != r.DeliveriesReceived || r.Missing > 0 || r.Duplicates > 0:
-			verdict = fmt.Sprintf("MISMATCH: %s missing, %s duplicates", count(r.Missing), count(r.Duplicates))
+	if f := r.Fill; f != nil {
+		fill := fmt.Sprintf("%s stored in %.2fs (%s/s), %s failed", count(f.Messages), f.Seconds, perSec(f.MessagesPerSecond), count(f.Failed))
+		if f.CPUSeconds > 0 {
+			fill += fmt.Sprintf("; server cpu %.2fs (%.2f CPU-s per million)", f.CPUSeconds, f.CPUSecondsPerMillionMessages)
 		}
-		add("deliveries", "%s of %s expected (%s)", count(r.DeliveriesReceived), count(r.DeliveriesExpected), verdict)
-		add("throughput", "%s deliveries/s over %.3fs", perSec(r.DeliveriesPerSecond), r.DeliverySeconds)
+		add("fill", "%s", fill)
+	}
+	if m := r.Memory; m != nil {
+		how := fmt.Sprintf("after %gs", m.SettleSeconds)
+		if m.GC {
+			how = "after a GC and " + fmt.Sprintf("%gs", m.SettleSeconds)
+		}
+		add("server memory", "rss %s empty, %s with %s pending (%s per message), %s",
+			bytesIEC(float64(m.RSSEmptyBytes)), bytesIEC(float64(m.RSSFilledBytes)), count(m.Pending), bytesIEC(m.RSSPerMessageBytes), how)
+		if m.HeapEmptyBytes > 0 || m.HeapFilledBytes > 0 {
+			add("", "go heap in use %s empty, %s with the messages pending", bytesIEC(float64(m.HeapEmptyBytes)), bytesIEC(float64(m.HeapFilledBytes)))
+		}
+	}
+	if r.Scenario.sends() {
+		rows = append(rows, deliveryRows(r)...)
 	} else if r.DeliveriesReceived > 0 {
 		add("deliveries", "%s", count(r.DeliveriesReceived))
+	}
+	if rec := r.Recovery; rec != nil {
+		add("recovery", "%s of %s clients got everything they missed, %s not told so; %s/s over %.3fs",
+			count(rec.Complete), count(rec.Clients), count(rec.Refused), perSec(rec.MessagesPerSecond), rec.Seconds)
+		if t := rec.Time; t != nil {
+			add("", "per client, to its last message: p50 %s  p99 %s  max %s", millis(t.P50Ms), millis(t.P99Ms), millis(t.MaxMs))
+		}
 	}
 	if l := r.Latency; l != nil {
 		add("latency", "p50 %s  p90 %s  p99 %s  p99.9 %s  max %s (%s samples)",
@@ -113,6 +130,24 @@ func reportRows(r Result) [][2]string {
 			add("server goroutines", "%d -> %d", *p.GoroutinesBefore, *p.GoroutinesAfter)
 		}
 	}
+	if b := r.Baseline; b != nil {
+		add("baseline", "%s", b.Server)
+		if b.Settings.Channel != "" && b.Settings.Channel != r.Settings.Channel {
+			add("", "channel %s (this run: %s)", b.Settings.Channel, r.Settings.Channel)
+		}
+		for _, row := range deliveryRows(*b) {
+			add("", "%s %s", row[0], row[1])
+		}
+		if l := b.Latency; l != nil {
+			add("", "latency p50 %s  p99 %s", millis(l.P50Ms), millis(l.P99Ms))
+		}
+		if p := b.Process; p != nil {
+			add("", "server cpu %.2fs (%.2f CPU-s per million deliveries)", p.CPUSeconds, p.CPUSecondsPerMillionDeliveries)
+		}
+		if r.VsBaseline > 0 {
+			add("vs baseline", "%.3f× the baseline's deliveries/s (%+.1f %%)", r.VsBaseline, (r.VsBaseline-1)*100)
+		}
+	}
 	if r.StatsBefore != nil && r.StatsAfter != nil {
 		add("server connections", "%d -> %d", r.StatsBefore.Connections, r.StatsAfter.Connections)
 	}
@@ -133,6 +168,22 @@ func reportRows(r Result) [][2]string {
 		add("result", "FAIL: %s", strings.Join(r.Failures, "; "))
 	}
 	return rows
+}
+
+// deliveryRows are the deliveries and throughput rows of a scenario that
+// sends messages.
+func deliveryRows(r Result) [][2]string {
+	verdict := "match"
+	switch {
+	case r.Sent == 0:
+		verdict = "nothing was sent"
+	case r.DeliveriesExpected != r.DeliveriesReceived || r.Missing > 0 || r.Duplicates > 0:
+		verdict = fmt.Sprintf("MISMATCH: %s missing, %s duplicates", count(r.Missing), count(r.Duplicates))
+	}
+	return [][2]string{
+		{"deliveries", fmt.Sprintf("%s of %s expected (%s)", count(r.DeliveriesReceived), count(r.DeliveriesExpected), verdict)},
+		{"throughput", fmt.Sprintf("%s deliveries/s over %.3fs", perSec(r.DeliveriesPerSecond), r.DeliverySeconds)},
+	}
 }
 
 // count formats n with thousands separators.

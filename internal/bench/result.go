@@ -52,11 +52,19 @@ type Result struct {
 	MeasuredSeconds float64 `json:"measured_seconds"`
 	LoadCPUSeconds  float64 `json:"load_cpu_seconds"`
 
-	Latency *Latency       `json:"latency,omitempty"`
-	Churn   *Churn         `json:"churn,omitempty"`
-	Stalled *Stalled       `json:"stalled,omitempty"`
-	Attacks []Attack       `json:"attacks,omitempty"`
-	Process *ServerProcess `json:"server_process,omitempty"`
+	Latency  *Latency       `json:"latency,omitempty"`
+	Fill     *Fill          `json:"fill,omitempty"`
+	Recovery *Recovery      `json:"recovery,omitempty"`
+	Memory   *Memory        `json:"memory,omitempty"`
+	Churn    *Churn         `json:"churn,omitempty"`
+	Stalled  *Stalled       `json:"stalled,omitempty"`
+	Attacks  []Attack       `json:"attacks,omitempty"`
+	Process  *ServerProcess `json:"server_process,omitempty"`
+
+	// Baseline is the same load against the baseline of a compared run,
+	// and VsBaseline this run's deliveries per second over the baseline's.
+	Baseline   *Result `json:"baseline,omitempty"`
+	VsBaseline float64 `json:"vs_baseline,omitempty"`
 
 	// StatsBefore and StatsAfter are GET /v1/stats around a churn run.
 	StatsBefore *ServerStats `json:"server_stats_before,omitempty"`
@@ -86,6 +94,55 @@ type Stalled struct {
 	RSSAfterBytes  int64 `json:"rss_after_bytes,omitempty"`
 }
 
+// Fill is the phase of recover and inbox that stores the messages the
+// clients miss: every call answered means the messages are on disk.
+type Fill struct {
+	Messages          int64   `json:"messages"` // stored (per recipient)
+	Failed            int64   `json:"failed"`
+	Seconds           float64 `json:"seconds"`
+	MessagesPerSecond float64 `json:"messages_per_second"`
+	// Server CPU time over the fill, when the server process is known.
+	CPUSeconds                   float64 `json:"cpu_seconds,omitempty"`
+	CPUSecondsPerMillionMessages float64 `json:"cpu_seconds_per_million_messages,omitempty"`
+}
+
+// Recovery is how the clients that were away got what they missed:
+// channel messages recovered on subscribe (recover), or pending inbox
+// messages on connect (inbox).
+type Recovery struct {
+	Clients  int64 `json:"clients"`  // that came back
+	Complete int64 `json:"complete"` // got every message they missed
+	// Refused counts subscribe replies with recovered: false (recover),
+	// or connect replies whose pending count is not what was sent
+	// (inbox).
+	Refused int64 `json:"refused"`
+	// Seconds runs from the first subscribe (recover) or dial (inbox) to
+	// the last message recovered.
+	Seconds           float64 `json:"seconds"`
+	MessagesPerSecond float64 `json:"messages_per_second"`
+	// Time is, per client, from its subscribe (recover) or dial (inbox)
+	// to its last message.
+	Time *Latency `json:"time,omitempty"`
+}
+
+// Memory is the server's memory before and after the inbox fill, each
+// read after the server's memory settled.
+type Memory struct {
+	RSSEmptyBytes  int64 `json:"rss_empty_bytes"`
+	RSSFilledBytes int64 `json:"rss_filled_bytes"`
+	// Go heap in use, from the server's /metrics, when it tells.
+	HeapEmptyBytes  int64 `json:"heap_empty_bytes,omitempty"`
+	HeapFilledBytes int64 `json:"heap_filled_bytes,omitempty"`
+	// Pending is the messages stored meanwhile, and RSSPerMessageBytes
+	// the growth of the resident size per message.
+	Pending            int64   `json:"pending"`
+	RSSPerMessageBytes float64 `json:"rss_per_message_bytes"`
+	// GC reports whether a garbage collection ran before each reading
+	// (it needs the server's profiler, --pprof).
+	GC            bool    `json:"gc"`
+	SettleSeconds float64 `json:"settle_seconds"`
+}
+
 // Settings are the options that shaped the run.
 type Settings struct {
 	ConnectRate    float64 `json:"connect_rate"`
@@ -97,6 +154,8 @@ type Settings struct {
 	Batch          int     `json:"batch,omitempty"`
 	APIConcurrency int     `json:"api_concurrency,omitempty"`
 	Cycles         int     `json:"cycles,omitempty"`
+	Rounds         int     `json:"rounds,omitempty"`
+	Channel        string  `json:"channel,omitempty"`
 	SourceIPs      int     `json:"source_ips"`
 	Auth           string  `json:"auth"` // "insecure" or "jwt"
 }

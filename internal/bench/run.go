@@ -23,6 +23,9 @@ func Run(ctx context.Context, o Options, progress io.Writer) (Result, error) {
 	if err := o.Validate(); err != nil {
 		return Result{}, err
 	}
+	if o.hasBaseline() {
+		return runCompared(ctx, o, progress)
+	}
 	r, err := newRunner(ctx, o, progress)
 	if err != nil {
 		return Result{}, err
@@ -44,6 +47,10 @@ func Run(ctx context.Context, o Options, progress io.Writer) (Result, error) {
 		r.runChurn(runCtx)
 	case ScenarioAbuse:
 		r.runAbuse(runCtx)
+	case ScenarioRecover:
+		r.runRecover(runCtx)
+	case ScenarioInbox:
+		r.runInbox(runCtx)
 	}
 	r.finish(runCtx, start)
 	return r.res, nil
@@ -62,6 +69,7 @@ type runner struct {
 	proc     *procReader // nil without a server pid
 	self     *procReader // this process
 	progress io.Writer
+	label    string // names the side of a compared run in progress bars
 
 	handshakes atomic.Int64
 	res        Result
@@ -90,8 +98,11 @@ func newRunner(ctx context.Context, o Options, progress io.Writer) (*runner, err
 	sources, _ := parseSourceIPs(o.SourceIPs) // Validate checked it
 	if len(sources) == 0 {
 		lifetime := o.Clients + 1
-		if o.Scenario == ScenarioChurn {
+		switch o.Scenario {
+		case ScenarioChurn:
 			lifetime = o.Cycles + o.Concurrency
+		case ScenarioRecover:
+			lifetime = 2*o.Clients + 1 // every client connects twice
 		}
 		sources = autoSources(t.host, lifetime)
 	}
@@ -103,6 +114,9 @@ func newRunner(ctx context.Context, o Options, progress io.Writer) (*runner, err
 		return nil, err
 	}
 	s := newSink()
+	// Messages sent to clients that were away arrive late by design: their
+	// age is no latency.
+	s.noLatency = o.Scenario == ScenarioRecover || o.Scenario == ScenarioInbox
 	r := &runner{
 		o:        o,
 		target:   t,
@@ -133,6 +147,9 @@ func newRunner(ctx context.Context, o Options, progress io.Writer) (*runner, err
 	if o.Scenario.hasClients() {
 		r.res.Clients = o.Clients
 	}
+	if o.Scenario == ScenarioInbox {
+		r.res.Clients = o.Online
+	}
 	r.res.Settings = r.settings()
 	return r, nil
 }
@@ -157,18 +174,31 @@ func (r *runner) settings() Settings {
 	switch o.Scenario {
 	case ScenarioIdle:
 		s.HoldSeconds = o.Hold.Seconds()
-	case ScenarioFanout:
+	case ScenarioFanout, ScenarioRecover:
 		s.Messages, s.PayloadBytes, s.Rate = o.Messages, o.Size, o.Rate
 		if o.Via == ViaAPI {
 			s.APIConcurrency = o.APIConcurrency
 		}
-	case ScenarioDirect:
+		s.Channel = o.Channel
+	case ScenarioDirect, ScenarioInbox:
 		s.Messages, s.PayloadBytes, s.Rate = o.Messages, o.Size, o.Rate
 		s.Batch, s.APIConcurrency = o.Batch, o.APIConcurrency
 	case ScenarioChurn:
 		s.Cycles, s.Rate, s.PayloadBytes = o.Cycles, o.Rate, o.Size
 	}
+	if o.Rounds > 1 {
+		s.Rounds = o.Rounds
+	}
 	return s
+}
+
+// desc is a progress bar's description: what, for the side of a compared
+// run when it has a label.
+func (r *runner) desc(what string) string {
+	if r.label == "" {
+		return what
+	}
+	return r.label + " " + what
 }
 
 // close stops every client and reader of the run.

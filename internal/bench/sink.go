@@ -15,9 +15,14 @@ type sink struct {
 	foreign   atomic.Int64 // messages without a stamp (not ours)
 	lastAt    atomic.Int64 // unix nanos of a recent delivery
 
-	expected     atomic.Int64 // deliveries that complete the run; 0: open-ended
-	complete     chan struct{}
-	completeOnce sync.Once
+	// noLatency leaves deliveries out of hist: set when they were sent
+	// long before they could arrive (to clients that were away).
+	noLatency bool
+
+	expected atomic.Int64 // deliveries that complete the run; 0: open-ended
+	mu       sync.Mutex
+	complete chan struct{} // closed once expected deliveries arrived
+	closed   bool
 
 	errs errorLog
 }
@@ -26,19 +31,49 @@ func newSink() *sink {
 	return &sink{hist: NewHistogram(), complete: make(chan struct{})}
 }
 
-// expect sets the number of deliveries that completes the run.
-func (s *sink) expect(n int64) { s.expected.Store(n) }
+// expect sets the number of deliveries, counted from the start of the run,
+// that completes it (or the current round of it).
+func (s *sink) expect(n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expected.Store(n)
+	if s.closed {
+		s.complete, s.closed = make(chan struct{}), false
+	}
+	s.checkLocked()
+}
+
+// done is closed once the expected deliveries arrived.
+func (s *sink) done() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.complete
+}
+
+// checkLocked closes complete once the expected deliveries arrived; mu
+// held.
+func (s *sink) checkLocked() {
+	if e := s.expected.Load(); !s.closed && e > 0 && s.delivered.Load() >= e {
+		close(s.complete)
+		s.closed = true
+	}
+}
 
 // deliver records one stamped message received by the client numbered
-// shard.
-func (s *sink) deliver(shard int, sentAt int64) {
+// shard, and returns when (unix nanos).
+func (s *sink) deliver(shard int, sentAt int64) int64 {
 	now := time.Now().UnixNano()
-	s.hist.Record(shard, time.Duration(now-sentAt))
+	if !s.noLatency {
+		s.hist.Record(shard, time.Duration(now-sentAt))
+	}
 	n := s.delivered.Add(1)
 	s.lastAt.Store(now)
 	if e := s.expected.Load(); e > 0 && n >= e {
-		s.completeOnce.Do(func() { close(s.complete) })
+		s.mu.Lock()
+		s.checkLocked()
+		s.mu.Unlock()
 	}
+	return now
 }
 
 // errorLog counts errors by kind and keeps the first few in full.

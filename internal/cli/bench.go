@@ -20,7 +20,7 @@ func newBench(stdout, stderr io.Writer) *cobra.Command {
 		quiet    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "bench {idle|fanout|direct|churn|abuse}",
+		Use:   "bench {idle|fanout|direct|churn|abuse|recover|inbox}",
 		Short: "Load-test a running server and report its performance",
 		Long: `Load-test a running Herald server with real client connections and report
 handshakes, deliveries (expected against received: they must match, or the
@@ -43,6 +43,22 @@ Scenarios:
           uploads, endless headers, WebSocket frames with a 64-bit length,
           a ping flood, 1,000 idle connections, 1,500 Connection: close
           requests; reports what the server did and its memory around each
+  recover --clients subscribers of --channel (a channel with history) note
+          their position and leave; --messages messages are published
+          (--via); they subscribe again from their position and must each
+          recover all of them; reports the publish rate of the fill and
+          the time from each subscribe to its last message
+  inbox   --messages direct messages to each of --clients offline users
+          (--batch recipients per call); the server's memory before and
+          after (after a GC with the server's --pprof, and --settle);
+          then --online of the users connect with a device, must each get
+          their pending messages, and acknowledge them
+
+Compare in one run (fanout, direct): --baseline-server, --baseline-api,
+--baseline-pid and --baseline-channel name a baseline (another server,
+say one started with --inbox-ttl 0, or on the same server a channel
+without history); the same load runs against both in --rounds
+alternating rounds (ABBA), and the report gives both and their ratio.
 
 The server's default limits are for production, not for load: start the
 server under test with them lifted, for example
@@ -68,7 +84,11 @@ Memory per connection is meaningful on a freshly started server only.`,
   herald bench fanout --server tcp://127.0.0.1:7601 --via api --rate 500
   herald bench fanout --clients 100 --stalled 3000 --messages 100 --rate 10 --size 60000
   herald bench direct --clients 5000 --messages 10 --batch 1000 --json
-  herald bench churn --cycles 20000 --concurrency 200`,
+  herald bench churn --cycles 20000 --concurrency 200
+  herald bench direct --clients 5000 --messages 8 --api-concurrency 16 \
+    --baseline-server ws://127.0.0.1:7700/ws --baseline-api http://127.0.0.1:7700
+  herald bench recover --clients 1 --messages 10000 --channel hist:bench
+  herald bench inbox --clients 10000 --messages 10 --batch 1000`,
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: benchScenarioNames(),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -113,7 +133,7 @@ Memory per connection is meaningful on a freshly started server only.`,
 	f.StringVar(&o.SourceIPs, "source-ips", o.SourceIPs, "local addresses to spread connections over: 127.0.0.1-127.0.0.9 or a list (default: automatic)")
 	f.IntVar(&o.ServerPID, "server-pid", o.ServerPID, "server process id on this machine: report its CPU time and memory")
 	f.DurationVar(&o.Hold, "hold", o.Hold, "idle: how long to hold the connections")
-	f.IntVar(&o.Messages, "messages", o.Messages, "fanout: messages to publish; direct: messages to each user")
+	f.IntVar(&o.Messages, "messages", o.Messages, "fanout, recover: messages to publish; direct, inbox: messages to each user")
 	f.IntVar(&o.Size, "size", o.Size, "payload size in bytes")
 	f.Float64Var(&o.Rate, "rate", o.Rate, "messages per second (fanout, churn) or API calls per second (direct); 0: as fast as possible")
 	f.StringVar(&o.Via, "via", o.Via, "fanout publisher: client (publish op) or api (POST /v1/publish)")
@@ -122,6 +142,13 @@ Memory per connection is meaningful on a freshly started server only.`,
 	f.IntVar(&o.Window, "window", o.Window, "publishes in flight awaiting their reply on the publisher connection")
 	f.IntVar(&o.Cycles, "cycles", o.Cycles, "churn: connect/subscribe/disconnect cycles")
 	f.IntVar(&o.Stalled, "stalled", o.Stalled, "fanout: also subscribe this many connections that never read")
+	f.IntVar(&o.Rounds, "rounds", o.Rounds, "fanout, direct: measured rounds the messages are split into (0: 1, or 4 with a baseline)")
+	f.StringVar(&o.BaselineServer, "baseline-server", o.BaselineServer, "fanout, direct: the baseline's client endpoint (default: --server)")
+	f.StringVar(&o.BaselineAPI, "baseline-api", o.BaselineAPI, "fanout, direct: the baseline's server API base URL (default: --api)")
+	f.IntVar(&o.BaselinePID, "baseline-pid", o.BaselinePID, "fanout, direct: the baseline server's process id (default: --server-pid)")
+	f.StringVar(&o.BaselineChannel, "baseline-channel", o.BaselineChannel, "fanout: the baseline's channel (default: --channel)")
+	f.IntVar(&o.Online, "online", o.Online, "inbox: users that come online after the fill (-1: all)")
+	f.DurationVar(&o.Settle, "settle", o.Settle, "inbox: wait this long for the server's memory to settle before reading it")
 	f.DurationVar(&o.Drain, "drain", o.Drain, "give up on outstanding deliveries after this long without one")
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "bound on the whole run")
 	f.BoolVar(&asJSON, "json", false, "print one JSON result object instead of the text report")
