@@ -380,8 +380,10 @@ func (s *Store) get(key []byte) ([]byte, error) {
 // pebbleLogger hands the engine's messages to slog.
 type pebbleLogger struct{ l *slog.Logger }
 
+// Infof logs the engine's routine notes (WAL replay, compactions) at debug
+// level: they are for whoever debugs the store, not for the operator.
 func (p pebbleLogger) Infof(format string, args ...any) {
-	p.l.Info("store: " + fmt.Sprintf(format, args...))
+	p.l.Debug("store: " + fmt.Sprintf(format, args...))
 }
 
 func (p pebbleLogger) Errorf(format string, args ...any) {
