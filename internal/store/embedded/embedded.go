@@ -277,6 +277,15 @@ type seqState struct {
 	base    uint64 // highest offset dropped
 	next    uint64 // highest offset assigned
 	durable uint64 // highest offset synced: reads stop here
+
+	// Inboxes only: how many records are kept, and their bytes of data,
+	// counted once when first needed (sized), then kept up to date by
+	// Push and Expire, so that holding an inbox to its caps reads only
+	// what it drops.
+	sized    bool
+	sizedTop uint64 // the records up to it were counted; Push counts the rest
+	count    int
+	bytes    int64
 }
 
 type stateShard struct {
