@@ -64,8 +64,10 @@ func (s *Server) publishStored(ctx context.Context, m *protocol.Message, size in
 	l.stored(pos.Offset, pos.Epoch, m, s.publishLive)
 	l.mu.Unlock()
 	if err != nil {
+		s.counters.storeFailures.Add(1)
 		return err
 	}
+	s.counters.historyAppends.Add(1)
 	if trimDue(pos.Offset, size) {
 		if _, err := s.store.Trim(ctx, m.Channel, size, time.Now().Add(-ttl)); err != nil {
 			s.log.Warn("trim history", "channel", m.Channel, "err", err)
@@ -108,8 +110,10 @@ func (s *Server) sendStored(ctx context.Context, m *protocol.Message) error {
 	l.stored(seq, "", m, s.publishLive)
 	l.mu.Unlock()
 	if err != nil {
+		s.counters.storeFailures.Add(1)
 		return err
 	}
+	s.counters.inboxPushes.Add(1)
 	if seq%expireEvery == 0 {
 		if _, err := s.store.Expire(ctx, m.To, s.inboxLimits()); err != nil {
 			s.log.Warn("expire inbox", "user", m.To, "err", err)
@@ -164,11 +168,15 @@ func (s *Server) subscribeHistory(ctx context.Context, sess *session.Session, re
 			return protocol.Errorf(protocol.CodeStorageFailed, "the channel's history could not be read; retry later")
 		}
 		res.Recovered, res.Missed = &ok, len(backlog)
+		if ok {
+			s.counters.recovered.Add(1)
+		} else {
+			s.counters.notRecovered.Add(1)
+		}
 	}
 	s.hub.Subscribe(sess, req.Channel)
 	reply(res)
-	sess.DeliverBacklog(backlog)
-	s.counters.deliveries.Add(int64(len(backlog)))
+	s.deliverBacklog(sess, backlog)
 	return nil
 }
 
@@ -259,8 +267,7 @@ func (s *Server) registerDevice(ctx context.Context, sess *session.Session, repl
 		return perr
 	}
 	reply(&protocol.InboxState{Acked: p.Acked, Pending: len(frames), Missed: p.Missed, New: !p.Known})
-	sess.DeliverBacklog(frames)
-	s.counters.deliveries.Add(int64(len(frames)))
+	s.deliverBacklog(sess, frames)
 	if n := len(p.Records); n > 0 {
 		s.receipts.delivered(user, device, p.Records[n-1].Offset)
 	}
@@ -302,8 +309,16 @@ func (s *Server) ack(ctx context.Context, sess *session.Session, seq uint64) *pr
 		s.log.Error("ack", "user", user, "device", device, "err", err)
 		return protocol.Errorf(protocol.CodeStorageFailed, "the acknowledgement could not be stored; send it again later")
 	}
+	s.counters.acks.Add(1)
 	if _, err := s.store.Expire(ctx, user, s.inboxLimits()); err != nil {
 		s.log.Warn("expire inbox", "user", user, "err", err)
 	}
 	return nil
+}
+
+// deliverBacklog queues stored messages to sess and counts them.
+func (s *Server) deliverBacklog(sess *session.Session, frames []*protocol.Frame) {
+	sess.DeliverBacklog(frames)
+	s.counters.deliveries.Add(int64(len(frames)))
+	s.counters.backlogMessages.Add(int64(len(frames)))
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -489,5 +491,28 @@ func TestReceiptsRecorded(t *testing.T) {
 	r, err := srv.store.Receipt(context.Background(), ids[0])
 	if err != nil || len(r.Devices) != 2 || r.Devices[1].Acked.IsZero() {
 		t.Fatalf("acknowledged message's receipt: %+v, %v", r, err)
+	}
+}
+
+// Two servers never share a store: the second is refused with an error
+// that says why and what to do.
+func TestDataDirInUse(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.DataDir = t.TempDir()
+	startServer(t, cfg)
+	second, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = second.Start()
+	if err == nil {
+		_ = second.Shutdown(context.Background())
+		t.Fatal("a second server started on a data directory in use")
+	}
+	for _, want := range []string{"--data-dir " + cfg.DataDir, "another herald is running with it"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
 	}
 }

@@ -198,6 +198,7 @@ func (s *Server) Start() error {
 	}
 	s.log.Info("herald listening", attrs...)
 	s.log.Info("verifying connection tokens", "key", s.keyName)
+	s.log.Info("storing channel history and inboxes", "dir", filepath.Join(s.cfg.DataDir, "store"), "history_namespaces", s.policy.historyNamespaces(), "inbox_ttl", s.cfg.InboxTTL)
 	if s.cfg.Insecure {
 		s.log.Warn("INSECURE MODE: clients may choose their own user id without a token; never run this way in production")
 		if len(s.cfg.APIKeys) == 0 {
