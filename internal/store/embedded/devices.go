@@ -94,10 +94,12 @@ func (s *Store) deviceOp(ctx context.Context, what, user, device string, op func
 // device not known yet becomes known: marks above its start, left from a
 // device of the same name forgotten earlier, would claim messages it never
 // had, so they go.
-func (s *Store) advance(b *pebble.Batch, prefix, user, device string, d *deviceRecord, base, seq uint64, at time.Time) {
+func (s *Store) advance(b *pebble.Batch, prefix, user, device string, d *deviceRecord, base, seq uint64, at time.Time) error {
 	if !d.known {
 		for _, p := range []string{prefixAckMark, prefixDeliverMark} {
-			b.DeleteRange(markKey(p, user, device, d.acked+1), upperBound(markPrefix(p, user, device)), nil)
+			if err := s.deleteKeys(b, markKey(p, user, device, d.acked+1), upperBound(markPrefix(p, user, device))); err != nil {
+				return err
+			}
 		}
 		d.known = true
 	}
@@ -117,4 +119,5 @@ func (s *Store) advance(b *pebble.Batch, prefix, user, device string, d *deviceR
 		d.seen = at
 	}
 	b.Set(deviceKey(user, device), d.encode(), nil)
+	return nil
 }

@@ -88,8 +88,7 @@ func (s *Store) Ack(ctx context.Context, user, device string, seq uint64) error 
 		// Acknowledging the position again only records that the device
 		// was active, which need not be synced.
 		sync := seq > d.acked || !d.known
-		s.advance(b, prefixAckMark, user, device, d, st.base, seq, time.Now())
-		return sync, nil
+		return sync, s.advance(b, prefixAckMark, user, device, d, st.base, seq, time.Now())
 	})
 }
 
@@ -241,7 +240,9 @@ func (s *Store) expireInbox(b *pebble.Batch, st *seqState, user string, lim stor
 		return 0, st.base, nil
 	}
 	st.count, st.bytes = count, bytes
-	b.DeleteRange(seqKey(prefixInbox, user, first), seqKey(prefixInbox, user, last+1), nil)
+	if err := s.deleteKeys(b, seqKey(prefixInbox, user, first), seqKey(prefixInbox, user, last+1)); err != nil {
+		return 0, st.base, err
+	}
 	base := max(st.base, last)
 	b.Set(nameKey(prefixInboxMeta, user), binary.BigEndian.AppendUint64(nil, base), nil)
 	return int(last - first + 1), base, nil

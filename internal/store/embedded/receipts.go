@@ -19,7 +19,7 @@ func (s *Store) Delivered(ctx context.Context, user, device string, seq uint64, 
 			return false, fmt.Errorf("%w: delivered %d is above %d", store.ErrAckBeyondEnd, seq, st.durable)
 		}
 		if !d.known || seq > d.delivered {
-			s.advance(b, prefixDeliverMark, user, device, d, st.base, seq, at)
+			return false, s.advance(b, prefixDeliverMark, user, device, d, st.base, seq, at)
 		}
 		return false, nil
 	})
@@ -28,8 +28,7 @@ func (s *Store) Delivered(ctx context.Context, user, device string, seq uint64, 
 // Seen implements store.Inbox.
 func (s *Store) Seen(ctx context.Context, user, device string, at time.Time) error {
 	return s.deviceOp(ctx, "seen", user, device, func(st *seqState, d *deviceRecord, b *pebble.Batch) (bool, error) {
-		s.advance(b, prefixDeliverMark, user, device, d, st.base, d.delivered, at)
-		return false, nil
+		return false, s.advance(b, prefixDeliverMark, user, device, d, st.base, d.delivered, at)
 	})
 }
 
@@ -159,7 +158,9 @@ func (s *Store) expireReceipts(b *pebble.Batch, st *seqState, user string, base 
 		return 0, err
 	}
 	if first != 0 && first < keep {
-		b.DeleteRange(seqKey(prefixReceipt, user, first), seqKey(prefixReceipt, user, keep), nil)
+		if err := s.deleteKeys(b, seqKey(prefixReceipt, user, first), seqKey(prefixReceipt, user, keep)); err != nil {
+			return 0, err
+		}
 	}
 	return keep, nil
 }
@@ -173,13 +174,9 @@ func (s *Store) pruneMarks(b *pebble.Batch, user string, keep uint64) error {
 			return err
 		}
 		for _, device := range devices {
-			if first, err := s.firstSeq(markPrefix(p, user, device), keep-1); err != nil || first == 0 {
-				if err != nil {
-					return err
-				}
-				continue
+			if err := s.deleteKeys(b, markPrefix(p, user, device), markKey(p, user, device, keep)); err != nil {
+				return err
 			}
-			b.DeleteRange(markPrefix(p, user, device), markKey(p, user, device, keep), nil)
 		}
 	}
 	return nil
