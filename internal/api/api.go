@@ -12,7 +12,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/heraldpush/herald/internal/hub"
 	"github.com/heraldpush/herald/internal/protocol"
@@ -20,8 +22,20 @@ import (
 
 // Backend is what the API drives; the server implements it.
 type Backend interface {
-	// Dispatch stamps m (id, time) and publishes it to whom it addresses.
+	// Dispatch stamps m (its time, and an id unless it has one) and
+	// publishes it to whom it addresses.
 	Dispatch(ctx context.Context, m *protocol.Message) error
+	// Remember stores result under key with the request's hash unless key
+	// holds a result younger than the idempotency window, and returns what
+	// key holds afterwards and whether this call stored it. A key held with
+	// another hash gives ErrKeyReused. Concurrent calls with one key store
+	// exactly one result.
+	Remember(ctx context.Context, key string, hash, result []byte) (held []byte, fresh bool, err error)
+	// Forget drops key.
+	Forget(ctx context.Context, key string) error
+	// Stored reports whether the direct message id is in its recipient's
+	// inbox; false when the server keeps no inboxes.
+	Stored(ctx context.Context, id string) (bool, error)
 	// UserPresence returns how many connections user has and its info.
 	UserPresence(user string) (connections int, info json.RawMessage)
 	// ChannelPresence lists the users subscribed to channel.
@@ -53,19 +67,26 @@ type Config struct {
 	// MaxData bounds a message's data, as clients are bounded by their
 	// frame size, so that no client receives a frame it cannot read.
 	MaxData int
+	// InProgressWait bounds how long a request waits for another with the
+	// same Idempotency-Key (default 10s).
+	InProgressWait time.Duration
 }
 
 // API serves /v1.
 type API struct {
-	cfg Config
-	b   Backend
-	log *slog.Logger
+	cfg     Config
+	b       Backend
+	log     *slog.Logger
+	flights flights
 }
 
 // New returns the API handler set.
 func New(cfg Config, b Backend, log *slog.Logger) *API {
 	if cfg.MaxBatch == 0 {
 		cfg.MaxBatch = 10000
+	}
+	if cfg.InProgressWait == 0 {
+		cfg.InProgressWait = defaultInProgressWait
 	}
 	return &API{cfg: cfg, b: b, log: log}
 }
@@ -127,6 +148,8 @@ type Error struct {
 	Code    string
 	Message string
 	Allow   string // for 405: the method the endpoint takes
+	// RetryAfter, in seconds, is sent as Retry-After when positive.
+	RetryAfter int
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -195,6 +218,16 @@ func (a *API) authenticate(r *http.Request) error {
 func (a *API) render(w http.ResponseWriter, r *http.Request, result any, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	if err != nil {
+		var pe *partialError
+		if errors.As(err, &pe) {
+			w.WriteHeader(pe.e.Status)
+			_ = json.NewEncoder(w).Encode(map[string]any{
+				"error":  map[string]string{"code": pe.e.Code, "message": pe.e.Message},
+				"ids":    pe.ids,
+				"failed": pe.failed,
+			})
+			return
+		}
 		var ae *Error
 		if !errors.As(err, &ae) {
 			a.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -206,9 +239,16 @@ func (a *API) render(w http.ResponseWriter, r *http.Request, result any, err err
 		if ae.Allow != "" {
 			w.Header().Set("Allow", ae.Allow)
 		}
+		if ae.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(ae.RetryAfter))
+		}
 		w.WriteHeader(ae.Status)
 		_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": ae.Code, "message": ae.Message}})
 		return
+	}
+	if rp, ok := result.(replayed); ok {
+		w.Header().Set(ReplayedHeader, "true")
+		result = rp.result
 	}
 	if result == nil {
 		result = struct{}{}

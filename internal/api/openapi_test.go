@@ -71,3 +71,8 @@ func (nopBackend) ChannelPresence(string) []Member                   { return ni
 func (nopBackend) Stats() hub.Stats                                  { return hub.Stats{} }
 func (nopBackend) DisconnectUser(string, protocol.Disconnect) int    { return 0 }
 func (nopBackend) UnsubscribeUser(string, string) int                { return 0 }
+func (nopBackend) Remember(_ context.Context, _ string, _, r []byte) ([]byte, bool, error) {
+	return r, true, nil
+}
+func (nopBackend) Forget(context.Context, string) error         { return nil }
+func (nopBackend) Stored(context.Context, string) (bool, error) { return false, nil }

@@ -111,8 +111,13 @@ func (n node) Route(ctx context.Context, s *session.Session, req *protocol.Reque
 // A message for a channel with history, or for a user's inbox, is stored
 // first: a nil error then means it is on disk. An error wrapping
 // errNotStored means the store refused it and nothing was sent.
+//
+// A message that comes with an id keeps it: the server API chooses ids
+// before it acts, so that a retried request sends the same ids.
 func (s *Server) Dispatch(ctx context.Context, m *protocol.Message) error {
-	m.ID = xid.New().String()
+	if m.ID == "" {
+		m.ID = xid.New().String()
+	}
 	m.Time = time.Now().UnixMilli()
 	s.counters.messages.Add(1)
 	var err error
