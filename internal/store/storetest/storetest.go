@@ -36,6 +36,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ReceiptsOutliveMessages", testReceiptsOutliveMessages},
 		{"ReceiptsOnlyWhatWasHad", testReceiptsOnlyWhatWasHad},
 		{"Listing", testListing},
+		{"Devices", testDevices},
 		{"Idempotency", testIdempotency},
 		{"InvalidInput", testInvalidInput},
 		{"ConcurrentAppends", testConcurrentAppends},
@@ -642,5 +643,49 @@ func testListing(t *testing.T, s store.Store) {
 	list(t, "users", s.Users, "", 10, "u1", "u2")
 	if _, err := s.Users(ctx, "", -1); !errors.Is(err, store.ErrInvalidLimit) {
 		t.Fatalf("users with a negative limit: %v", err)
+	}
+}
+
+func testDevices(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if ds, err := s.Devices(ctx, "nobody"); err != nil || len(ds) != 0 {
+		t.Fatalf("devices of a user never seen: %v, %v", ds, err)
+	}
+	pushN(t, s, "u", 3, same(t0))
+	if err := s.Seen(ctx, "u", "phone", t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delivered(ctx, "u", "phone", 3, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ack(ctx, "u", "laptop", 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pending(ctx, "u", "tablet", 10); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := s.Devices(ctx, "u")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 2 || ds[0].Name != "laptop" || ds[1].Name != "phone" {
+		t.Fatalf("devices %+v, want laptop and phone (a device only asked about is not known)", ds)
+	}
+	if d := ds[0]; d.Acked != 2 || d.Delivered != 2 || d.Seen.IsZero() {
+		t.Fatalf("laptop %+v, want acked and delivered 2, seen", d)
+	}
+	if d := ds[1]; d.Acked != 0 || d.Delivered != 3 || !d.Seen.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("phone %+v, want acked 0, delivered 3, seen at %v", d, t0.Add(time.Minute))
+	}
+	// Forgotten devices are not listed.
+	far := time.Now().Add(time.Hour)
+	if _, err := s.Expire(ctx, "u", store.InboxLimits{Before: far, ReceiptsBefore: far}); err != nil {
+		t.Fatal(err)
+	}
+	if ds, err := s.Devices(ctx, "u"); err != nil || len(ds) != 0 {
+		t.Fatalf("devices after they were forgotten: %+v, %v", ds, err)
+	}
+	if _, err := s.Devices(ctx, ""); !errors.Is(err, store.ErrInvalidName) {
+		t.Fatalf("devices of an empty user: %v", err)
 	}
 }
