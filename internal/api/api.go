@@ -36,6 +36,14 @@ type Backend interface {
 	// Stored reports whether the direct message id is in its recipient's
 	// inbox; false when the server keeps no inboxes.
 	Stored(ctx context.Context, id string) (bool, error)
+	// Receipt returns the receipt of direct message id, ErrNotFound when
+	// there is none.
+	Receipt(ctx context.Context, id string) (Receipt, error)
+	// History reads the history of channel.
+	History(ctx context.Context, channel string, q HistoryQuery) (History, error)
+	// Inbox reads user's inbox: its devices, or when device is not "",
+	// at most limit messages device has not acknowledged.
+	Inbox(ctx context.Context, user, device string, limit int) (Inbox, error)
 	// UserPresence returns how many connections user has and its info.
 	UserPresence(user string) (connections int, info json.RawMessage)
 	// ChannelPresence lists the users subscribed to channel.
@@ -108,6 +116,9 @@ func (a *API) routes() []route {
 		{"GET", "/v1/stats", a.stats},
 		{"POST", "/v1/users/{user}/disconnect", a.disconnect},
 		{"POST", "/v1/users/{user}/unsubscribe", a.unsubscribe},
+		{"GET", "/v1/users/{user}/inbox", a.inbox},
+		{"GET", "/v1/messages/{id}", a.receipt},
+		{"GET", "/v1/channels/{channel}/history", a.history},
 		{"GET", "/v1/openapi.json", a.openapi},
 	}
 }
