@@ -45,6 +45,7 @@ const (
 	DefaultRetryFor   = 5 * time.Minute
 	DefaultMinBackoff = 500 * time.Millisecond
 	DefaultMaxBackoff = 30 * time.Second
+	DefaultDrainFor   = 2 * time.Second
 )
 
 // Config configures a Poster; zero fields take the defaults.
@@ -62,6 +63,9 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the wait between tries, which
 	// doubles from the first to the second, with jitter.
 	MinBackoff, MaxBackoff time.Duration
+	// DrainFor bounds the last try at what is queued when Run ends, so
+	// that a backend that is down holds up a shutdown only so long.
+	DrainFor time.Duration
 	// Client makes the posts (default: one with no timeout of its own).
 	Client *http.Client
 }
@@ -102,6 +106,7 @@ func New[T any](cfg Config, log *slog.Logger, merge func(last *T, next T) bool) 
 	defDur(&cfg.RetryFor, DefaultRetryFor)
 	defDur(&cfg.MinBackoff, DefaultMinBackoff)
 	defDur(&cfg.MaxBackoff, DefaultMaxBackoff)
+	defDur(&cfg.DrainFor, DefaultDrainFor)
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{}
 	}
@@ -145,7 +150,7 @@ func (p *Poster[T]) take() []T {
 }
 
 // Run posts what is queued until ctx ends, then makes one last try at
-// what is left, bounded by the post timeout.
+// what is left, bounded by DrainFor.
 func (p *Poster[T]) Run(ctx context.Context) {
 	dropped := int64(0)
 	for {
@@ -166,14 +171,18 @@ func (p *Poster[T]) Run(ctx context.Context) {
 	}
 }
 
-// drain makes one try at each batch left, within one timeout in all.
+// drain makes one try at each batch left, within DrainFor in all.
 func (p *Poster[T]) drain() {
-	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.DrainFor)
 	defer cancel()
 	for batch := p.take(); batch != nil; batch = p.take() {
 		if err := p.post(ctx, xid.New().String(), batch); err != nil {
-			p.Dropped.Add(int64(len(batch)))
-			p.log.Warn("webhook: events not posted at shutdown", "url", p.cfg.URL, "events", len(batch), "err", err)
+			p.mu.Lock()
+			lost := len(batch) + len(p.queue)
+			p.queue = nil
+			p.mu.Unlock()
+			p.Dropped.Add(int64(lost))
+			p.log.Warn("webhook: events not posted at shutdown", "url", p.cfg.URL, "events", lost, "err", err)
 			return
 		}
 	}

@@ -55,5 +55,9 @@ func (s *Server) metricsHandler() http.Handler {
 	counter("recoveries_failed_total", "Subscribes that asked to recover and were told recovered: false.", &c.notRecovered)
 	counter("backlog_messages_total", "Stored messages queued by recoveries and inbox deliveries.", &c.backlogMessages)
 	counter("inbox_acks_total", "Inbox acknowledgements stored.", &c.acks)
+	if h := s.receiptHook; h != nil {
+		counter("receipts_webhook_posted_total", "Receipt events the receipts webhook took.", &h.p.Posted)
+		counter("receipts_webhook_dropped_total", "Receipt events dropped: the webhook's queue was full, or it did not take them within the retry window.", &h.p.Dropped)
+	}
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

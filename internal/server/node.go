@@ -156,6 +156,9 @@ func (s *Server) deliverLocal(m *protocol.Message) {
 			for _, sub := range s.hub.UserConnections(m.To) {
 				if d := sub.(*session.Session).Identity().Device; d != "" {
 					s.receipts.delivered(m.To, d, m.Seq)
+					if s.receiptHook != nil {
+						s.receiptHook.add(eventDelivered, m.To, d, m.Seq, []string{m.ID})
+					}
 				}
 			}
 		}

@@ -49,11 +49,13 @@ type Server struct {
 	tr             *transport.Server
 	// store keeps channel history and inboxes; open between Start and
 	// Shutdown. The lanes order what is stored for live delivery.
-	store     store.Store
-	receipts  *receiptLog
-	chanLanes *lanes
-	userLanes *lanes
-	runCtx    context.Context
+	store    store.Store
+	receipts *receiptLog
+	// receiptHook posts receipts to the backend; nil when it is off.
+	receiptHook *receiptHook
+	chanLanes   *lanes
+	userLanes   *lanes
+	runCtx      context.Context
 	// sweepEvery is sweepInterval, shorter in tests.
 	sweepEvery time.Duration
 
@@ -79,7 +81,8 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, verifier: verifier, keyName: keyName, policy: newPolicy(cfg.Namespaces), hub: hub.New(), broker: memory.New(),
 		chanLanes: newLanes(), userLanes: newLanes(), runCtx: context.Background(), sweepEvery: sweepInterval,
-		connects: newConnectLimiter(cfg.ConnectsPerIP, cfg.ConnectsBurst), connLog: newConnLog(log, keyName)}
+		connects: newConnectLimiter(cfg.ConnectsPerIP, cfg.ConnectsBurst), connLog: newConnLog(log, keyName),
+		receiptHook: newReceiptHook(cfg, log)}
 	writers := cfg.Writers
 	if writers == 0 {
 		writers = runtime.GOMAXPROCS(0)
@@ -174,6 +177,9 @@ func (s *Server) Start() error {
 	s.runCtx = ctx
 	s.receipts = newReceiptLog(st, s.log)
 	s.background.Go(func() { s.receipts.run(ctx) })
+	if s.receiptHook != nil {
+		s.background.Go(func() { s.receiptHook.run(ctx) })
+	}
 	s.background.Go(func() { s.sweep(ctx) })
 	if err := s.broker.Start(ctx, s.deliverLocal); err != nil {
 		cancel()
