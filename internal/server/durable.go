@@ -99,7 +99,7 @@ func (s *Server) sendStored(ctx context.Context, m *protocol.Message) error {
 	if err != nil {
 		return err
 	}
-	seq, err := s.store.Push(ctx, m.To, time.UnixMilli(m.Time), stored(m))
+	seq, err := s.store.Push(ctx, m.To, m.ID, time.UnixMilli(m.Time), stored(m))
 	l.mu.Lock()
 	m.Seq = seq
 	if err != nil {
