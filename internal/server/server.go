@@ -52,6 +52,9 @@ type Server struct {
 	chanLanes *lanes
 	userLanes *lanes
 	runCtx    context.Context
+	// wrapStore, when set before Start, wraps the store Start opens: tests
+	// inject storage faults through it.
+	wrapStore func(store.Store) store.Store
 
 	cancelRun    context.CancelFunc
 	runDone      chan error
@@ -165,11 +168,14 @@ func (s *Server) Start() error {
 		return explainStoreError(s.cfg.DataDir, err)
 	}
 	s.store = st
+	if s.wrapStore != nil {
+		s.store = s.wrapStore(st)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.runCtx = ctx
 	if err := s.broker.Start(ctx, s.deliverLocal); err != nil {
 		cancel()
-		_ = st.Close()
+		_ = s.store.Close()
 		return fmt.Errorf("start broker: %w", err)
 	}
 	s.cancelRun = cancel
