@@ -524,7 +524,7 @@ func (c Config) Validate() error {
 	for _, ns := range c.Namespaces {
 		check(!seen[ns.Name], "namespaces", "namespaces: %q listed twice", ns.Name)
 		check(ns.HistorySize >= 0 && ns.HistorySize <= MaxHistorySize, "namespaces", "namespaces: %q: history-size must be between 0 (no history) and %d, got %d", ns.Name, MaxHistorySize, ns.HistorySize)
-		check(ns.HistoryTTL >= 0 && ns.HistoryTTL <= MaxHistoryTTL, "namespaces", "namespaces: %q: history-ttl must be between 1s and %s, got %s", ns.Name, MaxHistoryTTL, ns.HistoryTTL)
+		check(ns.HistoryTTL == 0 || ns.HistoryTTL >= time.Second && ns.HistoryTTL <= MaxHistoryTTL, "namespaces", "namespaces: %q: history-ttl must be between 1s and %s, got %s", ns.Name, MaxHistoryTTL, ns.HistoryTTL)
 		check(ns.HistoryTTL == 0 || ns.HistorySize > 0, "namespaces", "namespaces: %q: history-ttl needs a history-size", ns.Name)
 		seen[ns.Name] = true
 		switch ns.Subscribe {

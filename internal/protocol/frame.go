@@ -200,6 +200,12 @@ type InboxState struct {
 	// they expired or were dropped for the inbox's cap before it
 	// acknowledged them.
 	Missed uint64 `json:"missed,omitempty"`
+	// New is set when the server does not know the device: never seen,
+	// or forgotten after being away longer than the inbox keeps
+	// messages. It starts at the oldest message kept, and what it may
+	// have missed before cannot be told: an application with state
+	// should reload it.
+	New bool `json:"new,omitempty"`
 }
 
 // ConnectLimits tells a client the limits it runs under, so it can pace

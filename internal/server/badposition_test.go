@@ -24,14 +24,14 @@ func TestAckFromAnotherUsersDevice(t *testing.T) {
 	sendN(t, api, "carol", 1, 5)
 
 	bob := dialWS(t, srv)
-	if st := bob.connectDevice("bob", "phone"); st != (inboxState{Pending: 3}) {
+	if st := bob.connectDevice("bob", "phone"); st != (inboxState{Pending: 3, New: true}) {
 		t.Fatalf("bob's phone: %+v", st)
 	}
 	bob.expectDirect(1, 3)
 	bob.close()
 
 	carol := dialTCP(t, srv)
-	if st := carol.connectDevice("carol", "phone"); st != (inboxState{Pending: 5}) {
+	if st := carol.connectDevice("carol", "phone"); st != (inboxState{Pending: 5, New: true}) {
 		t.Fatalf("carol's phone: %+v", st)
 	}
 	carol.expectDirect(1, 5)

@@ -64,8 +64,10 @@ func (s *Server) publishStored(ctx context.Context, m *protocol.Message, size in
 	l.stored(pos.Offset, pos.Epoch, m, s.publishLive)
 	l.mu.Unlock()
 	if err != nil {
+		s.counters.storeFailures.Add(1)
 		return err
 	}
+	s.counters.historyAppends.Add(1)
 	if trimDue(pos.Offset, size) {
 		if _, err := s.store.Trim(ctx, m.Channel, size, time.Now().Add(-ttl)); err != nil {
 			s.log.Warn("trim history", "channel", m.Channel, "err", err)
@@ -108,8 +110,10 @@ func (s *Server) sendStored(ctx context.Context, m *protocol.Message) error {
 	l.stored(seq, "", m, s.publishLive)
 	l.mu.Unlock()
 	if err != nil {
+		s.counters.storeFailures.Add(1)
 		return err
 	}
+	s.counters.inboxPushes.Add(1)
 	if seq%expireEvery == 0 {
 		if _, err := s.store.Expire(ctx, m.To, s.inboxLimits()); err != nil {
 			s.log.Warn("expire inbox", "user", m.To, "err", err)
@@ -125,11 +129,16 @@ func (s *Server) publishLive(m *protocol.Message) {
 	}
 }
 
+// inboxLimits are the bounds of every inbox now. A receipt is kept as
+// long as a message may wait in an inbox: for the inbox TTL after the
+// message was accepted.
 func (s *Server) inboxLimits() store.InboxLimits {
+	before := time.Now().Add(-s.cfg.InboxTTL)
 	return store.InboxLimits{
-		Before:   time.Now().Add(-s.cfg.InboxTTL),
-		MaxCount: s.cfg.InboxMaxMessages,
-		MaxBytes: s.cfg.InboxMaxBytes,
+		Before:         before,
+		MaxCount:       s.cfg.InboxMaxMessages,
+		MaxBytes:       s.cfg.InboxMaxBytes,
+		ReceiptsBefore: before,
 	}
 }
 
@@ -159,11 +168,15 @@ func (s *Server) subscribeHistory(ctx context.Context, sess *session.Session, re
 			return protocol.Errorf(protocol.CodeStorageFailed, "the channel's history could not be read; retry later")
 		}
 		res.Recovered, res.Missed = &ok, len(backlog)
+		if ok {
+			s.counters.recovered.Add(1)
+		} else {
+			s.counters.notRecovered.Add(1)
+		}
 	}
 	s.hub.Subscribe(sess, req.Channel)
 	reply(res)
-	sess.DeliverBacklog(backlog)
-	s.counters.deliveries.Add(int64(len(backlog)))
+	s.deliverBacklog(sess, backlog)
 	return nil
 }
 
@@ -233,11 +246,8 @@ func (s *Server) registerDevice(ctx context.Context, sess *session.Session, repl
 	}
 	if err == nil {
 		// The device is known from now on: the inbox keeps what it has
-		// not acknowledged. For a known device this changes nothing; a
-		// connection of the same device may have moved it on meanwhile.
-		if err = s.store.Ack(ctx, user, device, p.Acked); errors.Is(err, store.ErrAckBackwards) {
-			err = nil
-		}
+		// not acknowledged.
+		err = s.store.Seen(ctx, user, device, time.Now())
 	}
 	if err != nil {
 		s.log.Error("read inbox", "user", user, "device", device, "err", err)
@@ -256,9 +266,11 @@ func (s *Server) registerDevice(ctx context.Context, sess *session.Session, repl
 	if perr := s.register(sess); perr != nil {
 		return perr
 	}
-	reply(&protocol.InboxState{Acked: p.Acked, Pending: len(frames), Missed: p.Missed})
-	sess.DeliverBacklog(frames)
-	s.counters.deliveries.Add(int64(len(frames)))
+	reply(&protocol.InboxState{Acked: p.Acked, Pending: len(frames), Missed: p.Missed, New: !p.Known})
+	s.deliverBacklog(sess, frames)
+	if n := len(p.Records); n > 0 {
+		s.receipts.delivered(user, device, p.Records[n-1].Offset)
+	}
 	return nil
 }
 
@@ -297,8 +309,16 @@ func (s *Server) ack(ctx context.Context, sess *session.Session, seq uint64) *pr
 		s.log.Error("ack", "user", user, "device", device, "err", err)
 		return protocol.Errorf(protocol.CodeStorageFailed, "the acknowledgement could not be stored; send it again later")
 	}
+	s.counters.acks.Add(1)
 	if _, err := s.store.Expire(ctx, user, s.inboxLimits()); err != nil {
 		s.log.Warn("expire inbox", "user", user, "err", err)
 	}
 	return nil
+}
+
+// deliverBacklog queues stored messages to sess and counts them.
+func (s *Server) deliverBacklog(sess *session.Session, frames []*protocol.Frame) {
+	sess.DeliverBacklog(frames)
+	s.counters.deliveries.Add(int64(len(frames)))
+	s.counters.backlogMessages.Add(int64(len(frames)))
 }

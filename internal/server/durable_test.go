@@ -4,12 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/heraldpush/herald/internal/config"
+	"github.com/heraldpush/herald/internal/store"
 )
 
 // historyConfig is the test configuration with a namespace "chat" that
@@ -274,6 +278,7 @@ type inboxState struct {
 	Acked   uint64 `json:"acked"`
 	Pending int    `json:"pending"`
 	Missed  uint64 `json:"missed"`
+	New     bool   `json:"new"`
 }
 
 // expectDirect reads n direct messages with the sequences from first on.
@@ -312,7 +317,7 @@ func TestInbox(t *testing.T) {
 
 	ids := sendN(t, api, "bob", 1, 4) // bob is offline
 	phone := dialWS(t, srv)
-	if st := phone.connectDevice("bob", "phone"); st != (inboxState{Acked: 0, Pending: 4}) {
+	if st := phone.connectDevice("bob", "phone"); st != (inboxState{Acked: 0, Pending: 4, New: true}) {
 		t.Fatalf("first connect: %+v", st)
 	}
 	got := phone.expectDirect(1, 4)
@@ -323,7 +328,7 @@ func TestInbox(t *testing.T) {
 	// oldest message kept, and from now on the inbox keeps what it has not
 	// acknowledged.
 	laptop := dialWS(t, srv)
-	if st := laptop.connectDevice("bob", "laptop"); st != (inboxState{Acked: 0, Pending: 4}) {
+	if st := laptop.connectDevice("bob", "laptop"); st != (inboxState{Acked: 0, Pending: 4, New: true}) {
 		t.Fatalf("laptop: %+v", st)
 	}
 	laptop.expectDirect(1, 4)
@@ -353,7 +358,7 @@ func TestInbox(t *testing.T) {
 	laptop.expectDirect(1, 5)
 	// A device that comes later starts at the oldest message kept.
 	tablet := dialWS(t, srv)
-	if st := tablet.connectDevice("bob", "tablet"); st != (inboxState{Acked: 0, Pending: 5}) {
+	if st := tablet.connectDevice("bob", "tablet"); st != (inboxState{Acked: 0, Pending: 5, New: true}) {
 		t.Fatalf("tablet: %+v", st)
 	}
 	tablet.close()
@@ -361,7 +366,7 @@ func TestInbox(t *testing.T) {
 
 	// The same device id of another user is another device.
 	carol := dialWS(t, srv)
-	if st := carol.connectDevice("carol", "phone"); st != (inboxState{}) {
+	if st := carol.connectDevice("carol", "phone"); st != (inboxState{New: true}) {
 		t.Fatalf("carol's phone: %+v", st)
 	}
 	sendN(t, api, "carol", 1, 1)
@@ -408,5 +413,106 @@ func TestInbox(t *testing.T) {
 	phone = dialWS(t, srv)
 	if st := phone.connectDevice("bob", "phone"); st != (inboxState{Acked: 5}) {
 		t.Fatalf("phone after restart: %+v", st)
+	}
+}
+
+// The sweep drops what is past its age, in channels nobody publishes to
+// and inboxes nobody reads, and tells the device what it missed.
+func TestSweepDropsExpired(t *testing.T) {
+	t.Parallel()
+	cfg := historyConfig(t, 100)
+	cfg.Namespaces[0].HistoryTTL = time.Second
+	cfg.InboxTTL = time.Second
+	srv := startServer(t, cfg)
+	api := newAPI(t, srv)
+
+	phone := dialWS(t, srv)
+	phone.connectDevice("bob", "phone") // known from now on
+	phone.close()
+	c := dialWS(t, srv)
+	c.connect("alice")
+	epoch := c.subscribeAt("chat:old", 0, "").Epoch
+	publishN(t, api, "chat:old", 1, 3)
+	c.expectMessages(1, 3)
+	sendN(t, api, "bob", 1, 2)
+	time.Sleep(1100 * time.Millisecond)
+	srv.sweepOnce(context.Background())
+
+	d := dialWS(t, srv)
+	d.connect("alice")
+	if p := d.subscribeAt("chat:old", 0, epoch); p.Recovered == nil || *p.Recovered || p.Offset != 3 {
+		t.Fatalf("recovering expired history: %+v", p)
+	}
+	if recs, _, err := srv.store.Read(context.Background(), "chat:old", store.Range{From: 1, Limit: 10}); err != nil || len(recs) != 0 {
+		t.Fatalf("history left after the sweep: %d records, %v", len(recs), err)
+	}
+	// The phone was away longer than the inbox keeps messages: the
+	// server forgot it, and says so.
+	phone = dialWS(t, srv)
+	if st := phone.connectDevice("bob", "phone"); st != (inboxState{Acked: 2, New: true}) {
+		t.Fatalf("inbox after the sweep: %+v", st)
+	}
+}
+
+// The store can say of a direct message when each device got it and
+// acknowledged it.
+func TestReceiptsRecorded(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.DataDir = t.TempDir()
+	srv := startServer(t, cfg)
+	api := newAPI(t, srv)
+	laptop := dialWS(t, srv)
+	laptop.connectDevice("bob", "laptop")
+	laptop.close()
+	ids := sendN(t, api, "bob", 1, 2) // waits for both devices
+	phone := dialWS(t, srv)
+	phone.connectDevice("bob", "phone")
+	phone.expectDirect(1, 2)
+	sendN(t, api, "bob", 3, 1) // live
+	phone.expectDirect(3, 1)
+	phone.reply(phone.send(map[string]any{"op": "ack", "seq": 1}))
+
+	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		r, err := srv.store.Receipt(context.Background(), ids[1])
+		if err != nil {
+			return err
+		}
+		var got []string
+		for _, d := range r.Devices {
+			got = append(got, fmt.Sprintf("%s delivered=%t acked=%t", d.Device, !d.Delivered.IsZero(), !d.Acked.IsZero()))
+		}
+		want := "[laptop delivered=false acked=false phone delivered=true acked=false]"
+		if r.User != "bob" || r.Seq != 2 || fmt.Sprint(got) != want {
+			return fmt.Errorf("receipt %+v: %v, want %s", r, got, want)
+		}
+		return nil
+	})
+	r, err := srv.store.Receipt(context.Background(), ids[0])
+	if err != nil || len(r.Devices) != 2 || r.Devices[1].Acked.IsZero() {
+		t.Fatalf("acknowledged message's receipt: %+v, %v", r, err)
+	}
+}
+
+// Two servers never share a store: the second is refused with an error
+// that says why and what to do.
+func TestDataDirInUse(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.DataDir = t.TempDir()
+	startServer(t, cfg)
+	second, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = second.Start()
+	if err == nil {
+		_ = second.Shutdown(context.Background())
+		t.Fatal("a second server started on a data directory in use")
+	}
+	for _, want := range []string{"--data-dir " + cfg.DataDir, "another herald is running with it"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
 	}
 }

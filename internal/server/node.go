@@ -147,6 +147,13 @@ func (s *Server) deliverLocal(m *protocol.Message) {
 		n = s.hub.Publish(m.Channel, f)
 	case protocol.KindDirect:
 		n = s.hub.SendToUser(m.To, f)
+		if m.Seq != 0 && n > 0 {
+			for _, sub := range s.hub.UserConnections(m.To) {
+				if d := sub.(*session.Session).Identity().Device; d != "" {
+					s.receipts.delivered(m.To, d, m.Seq)
+				}
+			}
+		}
 	default:
 		n = s.hub.Broadcast(f)
 	}

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/heraldpush/herald/internal/api"
 	"github.com/heraldpush/herald/internal/auth"
@@ -49,15 +50,19 @@ type Server struct {
 	// store keeps channel history and inboxes; open between Start and
 	// Shutdown. The lanes order what is stored for live delivery.
 	store     store.Store
+	receipts  *receiptLog
 	chanLanes *lanes
 	userLanes *lanes
 	runCtx    context.Context
+	// sweepEvery is sweepInterval, shorter in tests.
+	sweepEvery time.Duration
 	// wrapStore, when set before Start, wraps the store Start opens: tests
 	// inject storage faults through it.
 	wrapStore func(store.Store) store.Store
 
 	cancelRun    context.CancelFunc
 	runDone      chan error
+	background   sync.WaitGroup // the store's background work: receipts, sweeps
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
@@ -76,7 +81,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, verifier: verifier, keyName: keyName, policy: newPolicy(cfg.Namespaces), hub: hub.New(), broker: memory.New(),
-		chanLanes: newLanes(), userLanes: newLanes(), runCtx: context.Background(),
+		chanLanes: newLanes(), userLanes: newLanes(), runCtx: context.Background(), sweepEvery: sweepInterval,
 		connects: newConnectLimiter(cfg.ConnectsPerIP, cfg.ConnectsBurst), connLog: newConnLog(log, keyName)}
 	writers := cfg.Writers
 	if writers == 0 {
@@ -173,8 +178,12 @@ func (s *Server) Start() error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.runCtx = ctx
+	s.receipts = newReceiptLog(s.store, s.log)
+	s.background.Go(func() { s.receipts.run(ctx) })
+	s.background.Go(func() { s.sweep(ctx) })
 	if err := s.broker.Start(ctx, s.deliverLocal); err != nil {
 		cancel()
+		s.background.Wait()
 		_ = s.store.Close()
 		return fmt.Errorf("start broker: %w", err)
 	}
@@ -185,6 +194,7 @@ func (s *Server) Start() error {
 		cancel()
 		<-s.runDone
 		_ = s.broker.Close()
+		s.background.Wait()
 		_ = s.store.Close()
 		return explainListenError(err)
 	}
@@ -194,6 +204,7 @@ func (s *Server) Start() error {
 	}
 	s.log.Info("herald listening", attrs...)
 	s.log.Info("verifying connection tokens", "key", s.keyName)
+	s.log.Info("storing channel history and inboxes", "dir", filepath.Join(s.cfg.DataDir, "store"), "history_namespaces", s.policy.historyNamespaces(), "inbox_ttl", s.cfg.InboxTTL)
 	if s.cfg.Insecure {
 		s.log.Warn("INSECURE MODE: clients may choose their own user id without a token; never run this way in production")
 		if len(s.cfg.APIKeys) == 0 {
@@ -271,7 +282,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 		err = errors.Join(err, cerr)
 	}
 	// Every connection is closed and every API request answered (the
-	// transport has stopped), so no write is in flight.
+	// transport has stopped), so no write is in flight but the
+	// background work's, which ends with the run context.
+	s.background.Wait()
 	if cerr := s.store.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close store: %w", cerr))
 	}

@@ -3,9 +3,10 @@
 // Transport interface; it never touches a socket itself, so the I/O engine
 // can change without touching the protocol or the hub.
 //
-// Lock order (see also hub): Session.stateMu -> hub shard locks ->
-// Session.mu -> flusher.mu. Deliver is called under hub locks, so below
-// stateMu nothing may call back into the hub or the node.
+// Lock order (see also hub): Session.stateMu -> the server's lane locks
+// -> hub shard locks -> Session.mu -> flusher.mu. Deliver is called under
+// hub locks, so below stateMu nothing may call back into the hub or the
+// node.
 package session
 
 import (

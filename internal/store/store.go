@@ -120,6 +120,10 @@ type Pending struct {
 	Missed uint64
 	// Records are the unacknowledged messages, oldest first.
 	Records []Record
+	// Known is false for a device the store does not know (never seen, or
+	// forgotten): it starts at the oldest message kept, and cannot be told
+	// what it missed before.
+	Known bool
 }
 
 // Inbox keeps each user's direct messages until every device of the user

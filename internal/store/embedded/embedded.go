@@ -281,6 +281,15 @@ type seqState struct {
 	base    uint64 // highest offset dropped
 	next    uint64 // highest offset assigned
 	durable uint64 // highest offset synced: reads stop here
+
+	// Inboxes only: how many records are kept, and their bytes of data,
+	// counted once when first needed (sized), then kept up to date by
+	// Push and Expire, so that holding an inbox to its caps reads only
+	// what it drops.
+	sized    bool
+	sizedTop uint64 // the records up to it were counted; Push counts the rest
+	count    int
+	bytes    int64
 }
 
 type stateShard struct {
@@ -384,8 +393,10 @@ func (s *Store) get(key []byte) ([]byte, error) {
 // pebbleLogger hands the engine's messages to slog.
 type pebbleLogger struct{ l *slog.Logger }
 
+// Infof logs the engine's routine notes (WAL replay, compactions) at debug
+// level: they are for whoever debugs the store, not for the operator.
 func (p pebbleLogger) Infof(format string, args ...any) {
-	p.l.Info("store: " + fmt.Sprintf(format, args...))
+	p.l.Debug("store: " + fmt.Sprintf(format, args...))
 }
 
 func (p pebbleLogger) Errorf(format string, args ...any) {
