@@ -58,26 +58,7 @@ type callLog struct {
 type kill9 struct {
 	cmd    *exec.Cmd
 	addr   string
-	stderr *syncBuffer
 	exited chan struct{} // closed once the process is gone
-}
-
-// syncBuffer is a strings.Builder safe for a writer and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startHerald runs herald serve on dir's data directory and waits until
@@ -90,25 +71,31 @@ func startHerald(t *testing.T, dir, configFile string) *kill9 {
 		"--inbox-max-messages", "100000", "--inbox-max-bytes", "1000000000",
 		"--max-recovery-bytes", "100000000")
 	cmd.Env = append(os.Environ(), "HERALD_TEST_MAIN=1")
-	h := &kill9{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
-	cmd.Stderr = h.stderr
+	stderr, err := os.CreateTemp(dir, "stderr-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stderr.Close()
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	h := &kill9{cmd: cmd, exited: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(h.exited) }()
 	t.Cleanup(h.kill)
 	re := regexp.MustCompile(`herald listening" http=(\S+)`)
 	deadline := time.After(30 * time.Second)
 	for {
-		if m := re.FindStringSubmatch(h.stderr.String()); m != nil {
-			h.addr = m[1]
+		logged, _ := os.ReadFile(stderr.Name())
+		if m := re.FindSubmatch(logged); m != nil {
+			h.addr = string(m[1])
 			return h
 		}
 		select {
 		case <-h.exited:
-			t.Fatalf("herald serve exited: %s", h.stderr)
+			t.Fatalf("herald serve exited: %s", logged)
 		case <-deadline:
-			t.Fatalf("herald serve did not start within 30s: %s", h.stderr)
+			t.Fatalf("herald serve did not start within 30s: %s", logged)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -210,12 +197,7 @@ type got struct {
 // it against the log; it returns how many calls were answered 200.
 func checkStored(t *testing.T, addr string, log *callLog, epochs map[string]string) int {
 	t.Helper()
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	defer ws.Close()
-	rd := &wsReader{t: t, ws: ws}
+	rd := dialReader(t, addr)
 	rd.request(map[string]any{"op": "connect", "user": "auditor"})
 	byTarget := map[string][]got{}
 	for _, target := range crashTargets {
@@ -308,6 +290,18 @@ type wsReader struct {
 	next int
 }
 
+// dialReader opens a WebSocket to the server at addr, closed when the
+// test ends.
+func dialReader(t *testing.T, addr string) *wsReader {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { _ = ws.Close() })
+	return &wsReader{t: t, ws: ws}
+}
+
 func (r *wsReader) read() frame {
 	r.t.Helper()
 	for {
@@ -381,12 +375,7 @@ func (r *wsReader) history(channel string, epochs map[string]string) []frame {
 // the inbox keeps everything for it.
 func inbox(t *testing.T, addr, user string) []frame {
 	t.Helper()
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	defer ws.Close()
-	r := &wsReader{t: t, ws: ws}
+	r := dialReader(t, addr)
 	var res struct {
 		Inbox *struct {
 			Acked, Missed uint64

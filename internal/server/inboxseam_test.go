@@ -29,39 +29,14 @@ func TestInboxSeamUnderLoad(t *testing.T) {
 	var mu sync.Mutex
 	accepted := map[string]bool{}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	done := postAll(ctx, t, api.base+"/v1/send", senders, each, func(p, i int) string {
+		return fmt.Sprintf(`{"to":"bob","data":{"p":%d,"i":%d}}`, p, i)
+	}, func(id string) {
+		mu.Lock()
+		accepted[id] = true
+		mu.Unlock()
+	})
 	defer func() { cancel(); <-done }()
-	go func() {
-		defer close(done)
-		var wg sync.WaitGroup
-		for p := range senders {
-			wg.Go(func() {
-				for i := range each {
-					body := fmt.Sprintf(`{"to":"bob","data":{"p":%d,"i":%d}}`, p, i)
-					req, _ := http.NewRequestWithContext(ctx, "POST", api.base+"/v1/send", strings.NewReader(body))
-					resp, err := http.DefaultClient.Do(req)
-					if ctx.Err() != nil {
-						return
-					}
-					if err != nil || resp.StatusCode != 200 {
-						t.Errorf("send: %v %v", err, resp)
-						return
-					}
-					var out struct{ ID string }
-					err = json.NewDecoder(resp.Body).Decode(&out)
-					resp.Body.Close()
-					if err != nil {
-						t.Errorf("send: %v", err)
-						return
-					}
-					mu.Lock()
-					accepted[out.ID] = true
-					mu.Unlock()
-				}
-			})
-		}
-		wg.Wait()
-	}()
 
 	var acked, last uint64 // acknowledged (confirmed), and the highest seen
 	ids := map[uint64]string{}
@@ -117,4 +92,42 @@ func TestInboxSeamUnderLoad(t *testing.T) {
 		}
 	}
 	t.Logf("%d messages came again, unacknowledged", redelivered)
+}
+
+// postAll has writers each POST body(w, i) to url for i from 0 to each-1,
+// in turn, until ctx ends; answered (unless nil) gets the id of every call
+// answered 200. The channel closes once every writer is done.
+func postAll(ctx context.Context, t *testing.T, url string, writers, each int, body func(w, i int) string, answered func(id string)) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Go(func() {
+				for i := range each {
+					req, _ := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader(body(w, i)))
+					resp, err := http.DefaultClient.Do(req)
+					if ctx.Err() != nil {
+						return
+					}
+					if err != nil || resp.StatusCode != 200 {
+						t.Errorf("POST %s: %v %v", url, err, resp)
+						return
+					}
+					var out struct{ ID string }
+					err = json.NewDecoder(resp.Body).Decode(&out)
+					resp.Body.Close()
+					if err != nil {
+						t.Errorf("POST %s: %v", url, err)
+						return
+					}
+					if answered != nil {
+						answered(out.ID)
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}()
+	return done
 }

@@ -91,30 +91,22 @@ func TestStorageFaults(t *testing.T) {
 	var published, sent sentLog
 	n := 0
 	var offset, seq uint64 // the last seen live
-	publish := func() {
+	// push makes one API call that must succeed, and checks that c gets
+	// its message live, after the last position seen.
+	push := func(path, body string, log *sentLog, c *conn, last *uint64) {
 		t.Helper()
 		n++
 		data := fmt.Sprintf(`{"n":%d}`, n)
-		out := api.ok("POST", "/v1/publish", `{"channel":"chat:f","data":`+data+`}`)
-		published.add(out["id"].(string), data)
-		f := sub.expect("message")
-		if mustIDRaw(t, f) != out["id"] || f.Offset <= offset {
-			t.Fatalf("live: got %s after offset %d, want %v", f.raw, offset, out["id"])
+		out := api.ok("POST", path, fmt.Sprintf(body, data))
+		log.add(out["id"].(string), data)
+		f := c.expect("message")
+		if mustIDRaw(t, f) != out["id"] || f.Offset+f.Seq <= *last {
+			t.Fatalf("live: got %s after position %d, want %v", f.raw, *last, out["id"])
 		}
-		offset = f.Offset
+		*last = f.Offset + f.Seq
 	}
-	send := func() {
-		t.Helper()
-		n++
-		data := fmt.Sprintf(`{"n":%d}`, n)
-		out := api.ok("POST", "/v1/send", `{"to":"bob","data":`+data+`}`)
-		sent.add(out["id"].(string), data)
-		f := phone.expect("message")
-		if mustIDRaw(t, f) != out["id"] || f.Seq <= seq {
-			t.Fatalf("live: got %s after seq %d, want %v", f.raw, seq, out["id"])
-		}
-		seq = f.Seq
-	}
+	publish := func() { push("/v1/publish", `{"channel":"chat:f","data":%s}`, &published, sub, &offset) }
+	send := func() { push("/v1/send", `{"to":"bob","data":%s}`, &sent, phone, &seq) }
 	publish()
 	publish()
 	send()
