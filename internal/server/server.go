@@ -58,6 +58,9 @@ type Server struct {
 	runCtx      context.Context
 	// sweepEvery is sweepInterval, shorter in tests.
 	sweepEvery time.Duration
+	// wrapStore, when set before Start, wraps the store Start opens: tests
+	// inject storage faults through it.
+	wrapStore func(store.Store) store.Store
 
 	cancelRun    context.CancelFunc
 	runDone      chan error
@@ -173,9 +176,12 @@ func (s *Server) Start() error {
 		return explainStoreError(s.cfg.DataDir, err)
 	}
 	s.store = st
+	if s.wrapStore != nil {
+		s.store = s.wrapStore(st)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.runCtx = ctx
-	s.receipts = newReceiptLog(st, s.log)
+	s.receipts = newReceiptLog(s.store, s.log)
 	s.background.Go(func() { s.receipts.run(ctx) })
 	if s.receiptHook != nil {
 		s.background.Go(func() { s.receiptHook.run(ctx) })
@@ -184,7 +190,7 @@ func (s *Server) Start() error {
 	if err := s.broker.Start(ctx, s.deliverLocal); err != nil {
 		cancel()
 		s.background.Wait()
-		_ = st.Close()
+		_ = s.store.Close()
 		return fmt.Errorf("start broker: %w", err)
 	}
 	s.cancelRun = cancel
