@@ -238,6 +238,10 @@ type Idempotency interface {
 	// Forget drops key, so that a request whose action failed after
 	// Remember can be retried.
 	Forget(ctx context.Context, key string) error
+	// ForgetBefore drops the keys whose result was stored before before,
+	// and returns how many it dropped; a sweep calls it, so that keys past
+	// their window do not pile up.
+	ForgetBefore(ctx context.Context, before time.Time) (int, error)
 }
 
 // Store is everything kept on disk.

@@ -38,6 +38,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Listing", testListing},
 		{"Devices", testDevices},
 		{"Idempotency", testIdempotency},
+		{"ForgetKeysBefore", testForgetKeysBefore},
 		{"InvalidInput", testInvalidInput},
 		{"ConcurrentAppends", testConcurrentAppends},
 		{"ConcurrentPushes", testConcurrentPushes},
@@ -704,5 +705,29 @@ func testDevices(t *testing.T, s store.Store) {
 	}
 	if _, err := s.Devices(ctx, ""); !errors.Is(err, store.ErrInvalidName) {
 		t.Fatalf("devices of an empty user: %v", err)
+	}
+}
+
+func testForgetKeysBefore(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	window := time.Hour
+	for i, at := range []time.Time{t0, t0.Add(time.Minute), t0.Add(2 * time.Minute)} {
+		if _, fresh, err := s.Remember(ctx, fmt.Sprint("k", i), []byte("h"), []byte("r"), at, window); err != nil || !fresh {
+			t.Fatalf("remember k%d: %v %v", i, fresh, err)
+		}
+	}
+	n, err := s.ForgetBefore(ctx, t0.Add(90*time.Second))
+	if err != nil || n != 2 {
+		t.Fatalf("forget before: %d, %v; want 2 dropped", n, err)
+	}
+	// k0 and k1 are free: another body is no conflict. k2 is kept.
+	if _, fresh, err := s.Remember(ctx, "k0", []byte("other"), []byte("r2"), t0.Add(3*time.Minute), window); err != nil || !fresh {
+		t.Fatalf("k0 after it was dropped: %v %v", fresh, err)
+	}
+	if _, _, err := s.Remember(ctx, "k2", []byte("other"), []byte("r2"), t0.Add(3*time.Minute), window); !errors.Is(err, store.ErrIdempotencyConflict) {
+		t.Fatalf("k2 was dropped: %v", err)
+	}
+	if n, err := s.ForgetBefore(ctx, t0); err != nil || n != 0 {
+		t.Fatalf("nothing to drop: %d, %v", n, err)
 	}
 }
