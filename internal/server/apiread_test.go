@@ -8,7 +8,7 @@ import (
 )
 
 // offsetsOf returns the offset (or seq) of each message of a read.
-func offsetsOf(out map[string]any, list []any, field string) string {
+func offsetsOf(list []any, field string) string {
 	var got []string
 	for _, m := range list {
 		got = append(got, fmt.Sprint(m.(map[string]any)[field]))
@@ -20,9 +20,7 @@ func offsetsOf(out map[string]any, list []any, field string) string {
 // whether it was delivered and acknowledged, and when.
 func TestMessageReceipt(t *testing.T) {
 	t.Parallel()
-	cfg := testConfig()
-	cfg.DataDir = t.TempDir()
-	srv := startServer(t, cfg)
+	srv := startServer(t, testConfig())
 	api := newAPI(t, srv)
 
 	laptop := dialWS(t, srv)
@@ -66,25 +64,19 @@ func TestMessageReceipt(t *testing.T) {
 	}
 
 	pub := api.ok("POST", "/v1/publish", `{"channel":"room","data":1}`)["id"].(string)
-	for path, want := range map[string]string{
+	api.wantCodes(map[string]string{
 		"/v1/messages/" + pub:                     "not_found",
 		"/v1/messages/d4aeq1g3f1hbmdd0ec10":       "not_found",
 		"/v1/messages/a.b":                        "invalid_id",
 		"/v1/messages/" + strings.Repeat("a", 65): "invalid_id",
-	} {
-		if _, out := api.do("GET", path, ""); errCode(out) != want {
-			t.Errorf("%s: %v, want %s", path, out, want)
-		}
-	}
+	})
 
-	cfg = testConfig()
+	cfg := testConfig()
 	cfg.InboxTTL = 0
-	off := newAPI(t, startServer(t, cfg))
-	for _, path := range []string{"/v1/messages/" + id, "/v1/users/bob/inbox"} {
-		if status, out := off.do("GET", path, ""); status != 404 || errCode(out) != "no_inbox" {
-			t.Errorf("without inboxes, %s: %d %v", path, status, out)
-		}
-	}
+	newAPI(t, startServer(t, cfg)).wantCodes(map[string]string{
+		"/v1/messages/" + id:  "no_inbox",
+		"/v1/users/bob/inbox": "no_inbox",
+	})
 }
 
 // A channel's history reads newest or oldest first, by pages.
@@ -114,7 +106,7 @@ func TestHistoryRead(t *testing.T) {
 	} {
 		out := api.ok("GET", "/v1/channels/chat:room/history"+tc.query, "")
 		msgs, _ := out["messages"].([]any)
-		if got := offsetsOf(out, msgs, "offset"); got != tc.offsets || out["next"] != tc.next || out["offset"] != 5.0 || out["epoch"] != epoch {
+		if got := offsetsOf(msgs, "offset"); got != tc.offsets || out["next"] != tc.next || out["offset"] != 5.0 || out["epoch"] != epoch {
 			t.Errorf("%q: offsets %s next %v (want %s next %v): %v", tc.query, got, out["next"], tc.offsets, tc.next, out)
 		}
 	}
@@ -127,7 +119,7 @@ func TestHistoryRead(t *testing.T) {
 	if out := api.ok("GET", "/v1/channels/chat:quiet/history", ""); fmt.Sprint(out["messages"]) != "[]" || out["offset"] != 0.0 || out["epoch"] == "" {
 		t.Fatalf("a channel with no messages yet: %v", out)
 	}
-	for path, want := range map[string]string{
+	api.wantCodes(map[string]string{
 		"/v1/channels/room:1/history":                    "no_history",
 		"/v1/channels/chat:room/history?limit=0":         "invalid_field",
 		"/v1/channels/chat:room/history?limit=1001":      "invalid_field",
@@ -137,20 +129,14 @@ func TestHistoryRead(t *testing.T) {
 		"/v1/channels/chat:room/history?since=1":         "invalid_field",
 		"/v1/channels/chat:room/history?limit=1&limit=2": "invalid_field",
 		"/v1/channels/a%20b/history":                     "invalid_channel",
-	} {
-		if _, out := api.do("GET", path, ""); errCode(out) != want {
-			t.Errorf("%s: %v, want %s", path, out, want)
-		}
-	}
+	})
 }
 
 // A user's inbox lists its devices with their positions, and what one
 // device has not acknowledged.
 func TestInboxRead(t *testing.T) {
 	t.Parallel()
-	cfg := testConfig()
-	cfg.DataDir = t.TempDir()
-	srv := startServer(t, cfg)
+	srv := startServer(t, testConfig())
 	api := newAPI(t, srv)
 	if out := api.ok("GET", "/v1/users/bob/inbox", ""); out["head"] != 0.0 || fmt.Sprint(out["devices"]) != "[]" {
 		t.Fatalf("an empty inbox: %v", out)
@@ -175,7 +161,7 @@ func TestInboxRead(t *testing.T) {
 	out := api.ok("GET", "/v1/users/bob/inbox?device=phone", "")
 	d := out["device"].(map[string]any)
 	msgs := d["messages"].([]any)
-	if d["known"] != true || d["acked"] != 2.0 || d["missed"] != 0.0 || offsetsOf(out, msgs, "seq") != "[3]" || msgs[0].(map[string]any)["id"] != ids[2] {
+	if d["known"] != true || d["acked"] != 2.0 || d["missed"] != 0.0 || offsetsOf(msgs, "seq") != "[3]" || msgs[0].(map[string]any)["id"] != ids[2] {
 		t.Fatalf("phone's pending: %v", out)
 	}
 	// A device never seen would start at the oldest message kept: the
@@ -183,23 +169,29 @@ func TestInboxRead(t *testing.T) {
 	sendN(t, api, "bob", 4, 2)
 	out = api.ok("GET", "/v1/users/bob/inbox?device=tablet&limit=2", "")
 	d = out["device"].(map[string]any)
-	if d["known"] != false || d["acked"] != 2.0 || offsetsOf(out, d["messages"].([]any), "seq") != "[3 4]" {
+	if d["known"] != false || d["acked"] != 2.0 || offsetsOf(d["messages"].([]any), "seq") != "[3 4]" {
 		t.Fatalf("a device never seen: %v", out)
 	}
 	// Reading does not make the device known.
 	if ds := api.ok("GET", "/v1/users/bob/inbox", "")["devices"].([]any); len(ds) != 1 {
 		t.Fatalf("devices after a read: %v", ds)
 	}
-	for path, want := range map[string]string{
+	api.wantCodes(map[string]string{
 		"/v1/users/bob/inbox?limit=5":              "invalid_field",
 		"/v1/users/bob/inbox?device=phone&limit=0": "invalid_field",
 		"/v1/users/bob/inbox?device=bad%20device":  "invalid_field",
 		"/v1/users/bob/inbox?device=":              "invalid_field",
 		"/v1/users/b%20b/inbox":                    "invalid_user",
 		"/v1/users/bob/inbox?device=phone&other=1": "invalid_field",
-	} {
-		if _, out := api.do("GET", path, ""); errCode(out) != want {
-			t.Errorf("%s: %v, want %s", path, out, want)
+	})
+}
+
+// wantCodes checks the error code of a GET of each path.
+func (a apiClient) wantCodes(codes map[string]string) {
+	a.t.Helper()
+	for path, want := range codes {
+		if _, out := a.do("GET", path, ""); errCode(out) != want {
+			a.t.Errorf("%s: %v, want %s", path, out, want)
 		}
 	}
 }

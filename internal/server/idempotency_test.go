@@ -10,8 +10,8 @@ import (
 	"testing"
 )
 
-// call is an API request with headers, for what apiClient.do does not
-// show: the response's headers.
+// call is an API request with headers of its own; it answers the
+// response's headers too.
 func (a apiClient) call(method, path, body string, header map[string]string) (int, http.Header, map[string]any) {
 	a.t.Helper()
 	req, err := http.NewRequest(method, a.base+path, strings.NewReader(body))
@@ -31,6 +31,9 @@ func (a apiClient) call(method, path, body string, header map[string]string) (in
 	var out map[string]any
 	if err := json.Unmarshal(b, &out); err != nil {
 		a.t.Fatalf("%s %s: response is not a JSON object: %q", method, path, b)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		a.t.Fatalf("content type %q", ct)
 	}
 	return resp.StatusCode, resp.Header, out
 }
@@ -128,9 +131,7 @@ func TestIdempotentPushes(t *testing.T) {
 // the message with the id at its place.
 func TestBatchSendOrder(t *testing.T) {
 	t.Parallel()
-	cfg := testConfig()
-	cfg.DataDir = t.TempDir()
-	srv := startServer(t, cfg)
+	srv := startServer(t, testConfig())
 	api := newAPI(t, srv)
 	users := make([]string, 500)
 	for i := range users {

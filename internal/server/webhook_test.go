@@ -71,7 +71,6 @@ func TestReceiptsWebhook(t *testing.T) {
 	t.Parallel()
 	backend, url := startReceiptsBackend(t)
 	cfg := testConfig()
-	cfg.DataDir = t.TempDir()
 	cfg.ReceiptsWebhook, cfg.ReceiptsWebhookSecret = url, webhookSecret
 	srv := startServer(t, cfg)
 	api := newAPI(t, srv)
@@ -120,7 +119,6 @@ func TestReceiptsWebhookHung(t *testing.T) {
 	hung := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-release }))
 	t.Cleanup(hung.Close)
 	cfg := testConfig()
-	cfg.DataDir = t.TempDir()
 	cfg.ReceiptsWebhook, cfg.ReceiptsWebhookSecret = hung.URL, webhookSecret
 	srv := startServer(t, cfg)
 	// Cleanups run last first: the backend answers before the server
