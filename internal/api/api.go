@@ -35,11 +35,7 @@ type Backend interface {
 }
 
 // Member is one user in a channel's presence.
-type Member struct {
-	User        string          `json:"user"`
-	Connections int             `json:"connections"`
-	Info        json.RawMessage `json:"info,omitempty"`
-}
+type Member = protocol.Member
 
 // Config configures the API.
 type Config struct {

@@ -24,6 +24,7 @@ const (
 	OpBroadcast   Op = "broadcast"
 	OpPing        Op = "ping"
 	OpPong        Op = "pong"
+	OpPresence    Op = "presence"
 )
 
 // Request is one decoded client frame. Which fields matter depends on Op;
@@ -91,7 +92,7 @@ func (r *Request) validate(frame []byte) *Error {
 			return checkUser(r.User)
 		}
 		return nil
-	case OpSubscribe, OpUnsubscribe:
+	case OpSubscribe, OpUnsubscribe, OpPresence:
 		return r.needChannel(frame)
 	case OpPublish:
 		if e := r.needChannel(frame); e != nil {
@@ -111,7 +112,7 @@ func (r *Request) validate(frame []byte) *Error {
 	case OpPing, OpPong:
 		return nil
 	}
-	return Errorf(CodeUnknownOp, "unknown op %q: use connect, subscribe, unsubscribe, publish, send, broadcast, ping or pong", r.Op)
+	return Errorf(CodeUnknownOp, "unknown op %q: use connect, subscribe, unsubscribe, publish, send, broadcast, presence, ping or pong", r.Op)
 }
 
 func checkUser(id string) *Error {

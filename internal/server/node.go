@@ -46,6 +46,13 @@ func (n node) Unsubscribe(s *session.Session, channel string) {
 	n.s.hub.Unsubscribe(s, channel)
 }
 
+func (n node) Presence(_ context.Context, s *session.Session, channel string) (protocol.PresenceResult, *protocol.Error) {
+	if perr := n.s.policy.canSubscribe(s.Identity(), channel); perr != nil {
+		return protocol.PresenceResult{}, perr
+	}
+	return protocol.NewPresenceResult(channel, backend{n.s}.ChannelPresence(channel)), nil
+}
+
 func (n node) Route(ctx context.Context, s *session.Session, req *protocol.Request) (string, *protocol.Error) {
 	m := &protocol.Message{From: s.User(), Data: req.Data}
 	switch req.Op {

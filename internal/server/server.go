@@ -87,6 +87,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		TCPAddr:          cfg.TCP,
 		Handler:          s.routes(),
 		AdmitWebSocket:   s.admitWebSocket,
+		AllowOrigin:      s.originAllowed,
 		AdmitTCP:         s.admitTCP,
 		MaxOutboundBytes: cfg.MaxOutboundBytes,
 		HTTPConnsPerIP:   cfg.HTTPConnsPerIP,
@@ -129,6 +130,7 @@ func (s *Server) routes() http.Handler {
 	for _, path := range []string{"/healthz", "/metrics", "/ws"} {
 		mux.Handle(path, methodNotAllowed("GET"))
 	}
+	mux.Handle("/sse", methodNotAllowed("GET, POST"))
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		transport.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint: the server API is under /v1 (see /v1/openapi.json), WebSockets at /ws")
 	})

@@ -1,0 +1,127 @@
+package server
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldpush/herald/internal/transport"
+)
+
+// sseClient is the SSE side of a test conn: the stream, read by a
+// goroutine into frames, and the POSTs that carry the client's frames.
+type sseClient struct {
+	base   string
+	key    string
+	body   io.ReadCloser
+	frames chan []byte // closed when the stream ends
+}
+
+// openSSE opens a stream and reads its session key; it returns the
+// response when the server refused the stream.
+func openSSE(t *testing.T, srv *Server, header http.Header) (*sseClient, *http.Response) {
+	t.Helper()
+	base := "http://" + srv.HTTPAddr().String()
+	req, _ := http.NewRequest("GET", base+"/sse", nil)
+	req.Header = header
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("open sse: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, resp
+	}
+	c := &sseClient{base: base, body: resp.Body, frames: make(chan []byte, 16)}
+	t.Cleanup(func() { _ = resp.Body.Close() })
+	rd := bufio.NewReader(resp.Body)
+	event, data, err := readEvent(rd)
+	if err != nil || event != "session" {
+		t.Fatalf("first event %q %q: %v", event, data, err)
+	}
+	var s struct{ Session string }
+	if err := json.Unmarshal([]byte(data), &s); err != nil || s.Session == "" {
+		t.Fatalf("session event %q: %v", data, err)
+	}
+	c.key = s.Session
+	go func() {
+		defer close(c.frames)
+		for {
+			_, data, err := readEvent(rd)
+			if err != nil {
+				return
+			}
+			c.frames <- []byte(data)
+		}
+	}()
+	return c, resp
+}
+
+func dialSSE(t *testing.T, srv *Server) *conn {
+	t.Helper()
+	c, resp := openSSE(t, srv, nil)
+	if c == nil {
+		t.Fatalf("open sse: %s", resp.Status)
+	}
+	return &conn{t: t, sse: c}
+}
+
+// readEvent reads one SSE event: its type and its data.
+func readEvent(rd *bufio.Reader) (event, data string, err error) {
+	for {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			return "", "", err
+		}
+		line = strings.TrimSuffix(line, "\n")
+		switch {
+		case line == "":
+			if data != "" || event != "" {
+				return event, data, nil
+			}
+		case strings.HasPrefix(line, "event: "):
+			event = line[len("event: "):]
+		case strings.HasPrefix(line, "data: "):
+			data += line[len("data: "):]
+		}
+	}
+}
+
+// post sends body to the stream's session and returns the response.
+func (c *sseClient) post(body string) (*http.Response, error) {
+	req, _ := http.NewRequest("POST", c.base+"/sse", strings.NewReader(body))
+	req.Header.Set(transport.SessionHeader, c.key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp, nil
+}
+
+// write posts one frame. A stream the server has closed answers 404,
+// which is not an error here, as a write to a socket the server has just
+// closed is not: the test reads how the stream ended.
+func (c *sseClient) write(s string) error {
+	_, err := c.post(s + "\n")
+	return err
+}
+
+func (c *sseClient) read(d time.Duration) ([]byte, error) {
+	select {
+	case f, ok := <-c.frames:
+		if !ok {
+			return nil, io.EOF
+		}
+		return f, nil
+	case <-time.After(d):
+		return nil, os.ErrDeadlineExceeded
+	}
+}
+
+
