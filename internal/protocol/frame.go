@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"strconv"
+	"time"
 )
 
 // Wire is a framing of server frames on a transport.
@@ -105,6 +106,9 @@ type Message struct {
 	From    string          `json:"from,omitempty"`
 	Time    int64           `json:"ts"` // Unix milliseconds
 	Data    json.RawMessage `json:"data"`
+	// Accepted is when this node accepted the message, for the delivery
+	// latency metric; it does not travel.
+	Accepted time.Time `json:"-"`
 }
 
 // Frame encodes the message push. Names and ids are validated to need no

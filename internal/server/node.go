@@ -84,8 +84,10 @@ func (n node) Route(ctx context.Context, s *session.Session, req *protocol.Reque
 // which hands it to every node (this one included) for delivery to the
 // connections it addresses.
 func (s *Server) Dispatch(ctx context.Context, m *protocol.Message) error {
+	now := time.Now()
 	m.ID = xid.New().String()
-	m.Time = time.Now().UnixMilli()
+	m.Time = now.UnixMilli()
+	m.Accepted = now
 	s.counters.messages.Add(1)
 	return s.broker.Publish(ctx, m)
 }
@@ -104,4 +106,10 @@ func (s *Server) deliverLocal(m *protocol.Message) {
 		n = s.hub.Broadcast(f)
 	}
 	s.counters.deliveries.Add(int64(n))
+	accepted := m.Accepted
+	if accepted.IsZero() {
+		// From another node: only the wire's millisecond time is known.
+		accepted = time.UnixMilli(m.Time)
+	}
+	s.latency.Observe(time.Since(accepted).Seconds())
 }

@@ -11,9 +11,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/xid"
 
 	"github.com/heraldpush/herald/internal/api"
 	"github.com/heraldpush/herald/internal/auth"
@@ -24,7 +30,17 @@ import (
 	"github.com/heraldpush/herald/internal/protocol"
 	"github.com/heraldpush/herald/internal/session"
 	"github.com/heraldpush/herald/internal/transport"
+	"github.com/heraldpush/herald/web"
 )
+
+// nodeID names this server among the nodes of a cluster: its host name,
+// or a generated id when it has none.
+func nodeID() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return xid.New().String()
+}
 
 // Server is one Herald node.
 type Server struct {
@@ -43,6 +59,14 @@ type Server struct {
 	broker         broker.Broker
 	counters       counters
 	tr             *transport.Server
+	// latency is the time from a message's acceptance to its fan-out
+	// on this node.
+	latency prometheus.Histogram
+	nodeID  string
+	started time.Time
+	// ready is true from the end of Start until shutdown begins: what
+	// /readyz reports.
+	ready atomic.Bool
 
 	cancelRun    context.CancelFunc
 	runDone      chan error
@@ -64,7 +88,8 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, verifier: verifier, keyName: keyName, policy: newPolicy(cfg.Namespaces), hub: hub.New(), broker: memory.New(),
-		connects: newConnectLimiter(cfg.ConnectsPerIP, cfg.ConnectsBurst), connLog: newConnLog(log, keyName)}
+		connects: newConnectLimiter(cfg.ConnectsPerIP, cfg.ConnectsBurst), connLog: newConnLog(log, keyName),
+		latency: newLatencyHistogram(), nodeID: nodeID(), started: time.Now()}
 	writers := cfg.Writers
 	if writers == 0 {
 		writers = runtime.GOMAXPROCS(0)
@@ -109,8 +134,12 @@ func (s *Server) routes() http.Handler {
 		Open:    s.cfg.Insecure,
 		MaxBody: int64(s.cfg.APIMaxBody),
 		MaxData: s.cfg.MaxFrameBytes,
-	}, backend{s}, s.log)
+	}, backend{s}, operator{s}, s.log)
 	a.Register(mux)
+	pages := web.New()
+	for _, p := range pages.Paths() {
+		mux.Handle("GET "+p, pages)
+	}
 	mux.Handle("GET /metrics", a.Guard(s.metricsHandler()))
 	if s.cfg.Pprof {
 		mux.Handle("/debug/pprof/", a.Guard(http.HandlerFunc(pprof.Index)))
@@ -122,17 +151,26 @@ func (s *Server) routes() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if !s.ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"status":"not_ready"}` + "\n"))
+			return
+		}
+		_, _ = w.Write([]byte(`{"status":"ready"}` + "\n"))
+	})
 	// Every error is JSON, outside /v1 as inside: a known path with
 	// another method is a 405 naming the method (the WebSocket endpoint's
 	// GET is served by the transport, which hands other methods here),
 	// anything else a 404. A pattern without a method takes the methods
 	// the one with a method does not.
-	for _, path := range []string{"/healthz", "/metrics", "/ws"} {
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/ws", "/herald.js", "/herald.d.ts"} {
 		mux.Handle(path, methodNotAllowed("GET"))
 	}
 	mux.Handle("/sse", methodNotAllowed("GET, POST"))
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
-		transport.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint: the server API is under /v1 (see /v1/openapi.json), WebSockets at /ws")
+		transport.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint: the server API is under /v1 (see /v1/openapi.json), WebSockets at /ws, SSE at /sse, the demo at /demo/, the dashboard at /admin/")
 	})
 	return mux
 }
@@ -170,6 +208,7 @@ func (s *Server) Start() error {
 	if a := s.TCPAddr(); a != nil {
 		attrs = append(attrs, "tcp", a.String())
 	}
+	s.ready.Store(true)
 	s.log.Info("herald listening", attrs...)
 	s.log.Info("verifying connection tokens", "key", s.keyName)
 	if s.cfg.Insecure {
@@ -223,6 +262,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) shutdown(ctx context.Context) error {
+	s.ready.Store(false)
 	s.tr.StopAccepting()
 	if err := s.mgr.CloseAll(ctx, protocol.DisconnectShutdown); err != nil {
 		// The deadline is the operator's bound on shutdown: close the rest.

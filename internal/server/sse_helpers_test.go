@@ -123,5 +123,3 @@ func (c *sseClient) read(d time.Duration) ([]byte, error) {
 		return nil, os.ErrDeadlineExceeded
 	}
 }
-
-
