@@ -252,7 +252,10 @@ func TestMetrics(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	for _, want := range []string{"herald_connections 1", "herald_messages_total 1", "herald_deliveries_total 1", "herald_channels 1", "go_goroutines"} {
+	for _, want := range []string{"herald_connections 1", "herald_messages_total 1", "herald_deliveries_total 1", "herald_channels 1", "go_goroutines",
+		`herald_connections_by_transport{transport="websocket"} 1`, `herald_connections_by_transport{transport="sse"} 0`,
+		`herald_disconnects_total{reason="slow_consumer"} 0`, "herald_subscriptions 1", "herald_busiest_channel_subscribers 1",
+		"herald_delivery_latency_seconds_count 1", "go_memstats_heap_alloc_bytes"} {
 		if !strings.Contains(string(b), want+"\n") && !strings.Contains(string(b), want+" ") {
 			t.Errorf("metrics lack %q", want)
 		}

@@ -171,3 +171,21 @@ func TestPresenceOp(t *testing.T) {
 		t.Fatalf("presence without a channel: %s", f.raw)
 	}
 }
+
+// Streams are new connections: the per-address connect rate bounds them
+// as it bounds WebSocket upgrades.
+func TestSSEConnectRate(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.ConnectsPerIP, cfg.ConnectsBurst = 1, 2
+	srv := startServer(t, cfg)
+	for range 2 {
+		if c, resp := openSSE(t, srv, nil); c == nil {
+			t.Fatalf("within the burst: %s", resp.Status)
+		}
+	}
+	_, resp := openSSE(t, srv, nil)
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" || errorCode(t, resp) != "connect_rate_limited" {
+		t.Fatalf("past the burst: %s", resp.Status)
+	}
+}
