@@ -66,6 +66,10 @@ const (
 	CodeNotSubscribed        Code = "not_subscribed"         // unsubscribe from a channel not subscribed to
 	CodeTooManyConnections   Code = "too_many_connections"   // the user is at its connection limit
 	CodeInternal             Code = "internal"               // the server failed; the operation may be retried
+	CodeStorageFailed        Code = "storage_failed"         // the server could not store or read messages; retry later
+	CodeNoDevice             Code = "no_device"              // ack on a connection that named no device
+	CodeAckBackwards         Code = "ack_backwards"          // ack below the device's acknowledged position
+	CodeAckBeyondEnd         Code = "ack_beyond_end"         // ack above the newest message of the inbox
 
 	// Codes of a refused WebSocket upgrade (an HTTP error before any frame).
 	CodeForbiddenOrigin    Code = "forbidden_origin"     // the Origin header is not allowed (HTTP 403)

@@ -77,6 +77,13 @@ type Config struct {
 
 	ClientBroadcast bool `koanf:"client-broadcast"`
 	ClientSend      bool `koanf:"client-send"`
+
+	InboxTTL          time.Duration `koanf:"inbox-ttl"`
+	InboxMaxMessages  int           `koanf:"inbox-max-messages"`
+	InboxMaxBytes     int64         `koanf:"inbox-max-bytes"`
+	MaxRecoveryBytes  int           `koanf:"max-recovery-bytes"`
+	IdempotencyWindow time.Duration `koanf:"idempotency-window"`
+
 	// Namespaces are per-namespace channel rules; file only.
 	Namespaces []Namespace `koanf:"namespaces"`
 }
@@ -100,6 +107,30 @@ type Namespace struct {
 	Name      string `koanf:"name"`
 	Subscribe string `koanf:"subscribe"`
 	Publish   string `koanf:"publish"`
+	// HistorySize is how many messages each channel keeps (0: none, the
+	// default: the namespace's messages are not stored). HistoryTTL is how
+	// long they are kept; it defaults to DefaultHistoryTTL.
+	HistorySize int           `koanf:"history-size"`
+	HistoryTTL  time.Duration `koanf:"history-ttl"`
+}
+
+// Bounds of a namespace's history.
+const (
+	MaxHistorySize    = 100_000
+	MaxHistoryTTL     = 90 * 24 * time.Hour
+	DefaultHistoryTTL = 24 * time.Hour
+)
+
+// History reports whether the namespace keeps history, and for how long:
+// HistoryTTL, or the default when it is unset.
+func (ns Namespace) History() (size int, ttl time.Duration) {
+	if ns.HistorySize == 0 {
+		return 0, 0
+	}
+	if ns.HistoryTTL == 0 {
+		return ns.HistorySize, DefaultHistoryTTL
+	}
+	return ns.HistorySize, ns.HistoryTTL
 }
 
 // DefaultNamespaces apply when the config lists none of these names.
@@ -137,6 +168,12 @@ func Default() Config {
 		DataDir:          "herald-data",
 		APIMaxBody:       4 << 20,
 		ClientSend:       true,
+
+		InboxTTL:          7 * 24 * time.Hour,
+		InboxMaxMessages:  1000,
+		InboxMaxBytes:     1 << 20,
+		MaxRecoveryBytes:  8 << 20,
+		IdempotencyWindow: 24 * time.Hour,
 	}
 }
 
@@ -182,6 +219,11 @@ func RegisterFlags(fs *pflag.FlagSet) {
 	fs.Bool("client-broadcast", d.ClientBroadcast, "let clients broadcast to every connection")
 	fs.Bool("pprof", d.Pprof, "serve Go's profiler at /debug/pprof/ on the HTTP listener (needs an API key unless --insecure)")
 	fs.Bool("client-send", d.ClientSend, "let clients send direct messages to users")
+	fs.Duration("inbox-ttl", d.InboxTTL, "how long a direct message waits in its recipient's inbox for every device to acknowledge it (0: direct messages are not stored)")
+	fs.Int("inbox-max-messages", d.InboxMaxMessages, "messages one user's inbox keeps; the oldest go first")
+	fs.Int64("inbox-max-bytes", d.InboxMaxBytes, "bytes of message data one user's inbox keeps; the oldest go first")
+	fs.Int("max-recovery-bytes", d.MaxRecoveryBytes, "bytes of missed messages one subscribe may recover at once, beyond max-outbound-bytes; past it the client is told to reload (recovered: false)")
+	fs.Duration("idempotency-window", d.IdempotencyWindow, "how long the server API remembers an Idempotency-Key")
 }
 
 // Load reads the configuration: defaults, then the config file (from
@@ -474,8 +516,16 @@ func (c Config) Validate() error {
 		errs = append(errs, &settingError{keys: []string{"trusted-proxies"}, msg: err.Error()})
 	}
 	seen := map[string]bool{}
+	check(c.InboxTTL >= 0, "inbox-ttl", "inbox-ttl: must not be negative")
+	check(c.InboxMaxMessages >= 1, "inbox-max-messages", "inbox-max-messages: must be at least 1")
+	check(c.InboxMaxBytes >= int64(c.MaxFrameBytes), "inbox-max-bytes,max-frame-bytes", "inbox-max-bytes: must be at least max-frame-bytes (%d), got %d", c.MaxFrameBytes, c.InboxMaxBytes)
+	check(c.MaxRecoveryBytes >= 0, "max-recovery-bytes", "max-recovery-bytes: must not be negative")
+	check(c.IdempotencyWindow >= time.Second, "idempotency-window", "idempotency-window: must be at least 1s")
 	for _, ns := range c.Namespaces {
 		check(!seen[ns.Name], "namespaces", "namespaces: %q listed twice", ns.Name)
+		check(ns.HistorySize >= 0 && ns.HistorySize <= MaxHistorySize, "namespaces", "namespaces: %q: history-size must be between 0 (no history) and %d, got %d", ns.Name, MaxHistorySize, ns.HistorySize)
+		check(ns.HistoryTTL == 0 || ns.HistoryTTL >= time.Second && ns.HistoryTTL <= MaxHistoryTTL, "namespaces", "namespaces: %q: history-ttl must be between 1s and %s, got %s", ns.Name, MaxHistoryTTL, ns.HistoryTTL)
+		check(ns.HistoryTTL == 0 || ns.HistorySize > 0, "namespaces", "namespaces: %q: history-ttl needs a history-size", ns.Name)
 		seen[ns.Name] = true
 		switch ns.Subscribe {
 		case SubscribeAny, SubscribeGrant, SubscribeOwner:

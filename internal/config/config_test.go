@@ -280,3 +280,52 @@ func TestErrorsNameTheirSource(t *testing.T) {
 		}
 	}
 }
+
+// History is read from the file's namespace rules and bounded; the inbox
+// settings are bounded too.
+func TestHistoryAndInboxSettings(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "herald.yaml")
+	write := func(body string) {
+		if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("namespaces:\n  - {name: chat, subscribe: any, publish: clients, history-size: 500, history-ttl: 2h}\n  - {name: feed, subscribe: any, publish: server, history-size: 10}\n")
+	c, err := load(t, []string{"--config", file}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size, ttl := c.Namespaces[0].History(); size != 500 || ttl != 2*time.Hour {
+		t.Errorf("chat history: %d for %s", size, ttl)
+	}
+	if size, ttl := c.Namespaces[1].History(); size != 10 || ttl != DefaultHistoryTTL {
+		t.Errorf("feed history: %d for %s, want the default age", size, ttl)
+	}
+	for body, want := range map[string]string{
+		"{name: a, subscribe: any, publish: clients, history-size: 100001}":                  "history-size must be between 0 (no history) and 100000",
+		"{name: a, subscribe: any, publish: clients, history-size: -1}":                      "history-size must be between",
+		"{name: a, subscribe: any, publish: clients, history-ttl: 1h}":                       "history-ttl needs a history-size",
+		"{name: a, subscribe: any, publish: clients, history-size: 5, history-ttl: 91d}":     "history-ttl",
+		"{name: a, subscribe: any, publish: clients, history-size: 5, history-ttl: 2160h1s}": "history-ttl must be between 1s and",
+		"{name: a, subscribe: any, publish: clients, history-size: 5, history-ttl: 10ms}":    "history-ttl must be between 1s and",
+	} {
+		write("namespaces:\n  - " + body + "\n")
+		if _, err := load(t, []string{"--config", file}, nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want an error saying %q", body, err, want)
+		}
+	}
+	for _, args := range [][]string{
+		{"--inbox-ttl", "-1s"},
+		{"--inbox-max-messages", "0"},
+		{"--inbox-max-bytes", "100"},
+		{"--idempotency-window", "0s"},
+		{"--max-recovery-bytes", "-1"},
+	} {
+		if _, err := load(t, args, nil); err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(args[0], "--")) {
+			t.Errorf("%v: got %v", args, err)
+		}
+	}
+	if c, err := load(t, []string{"--inbox-ttl", "0"}, nil); err != nil || c.InboxTTL != 0 {
+		t.Errorf("inbox-ttl 0 turns the inbox off: %v", err)
+	}
+}

@@ -24,6 +24,10 @@ const (
 	CodeNotSubscribed       Code = "not_subscribed"         // unsubscribe from a channel not subscribed to
 	CodeTooManyConnections  Code = "too_many_connections"   // per-user connection limit reached
 	CodeInternal            Code = "internal"               // the server failed; the op may be retried
+	CodeStorageFailed       Code = "storage_failed"         // the message could not be stored (disk full, failing disk); nothing was accepted; retry later
+	CodeNoDevice            Code = "no_device"              // ack on a connection that named no device in its connect
+	CodeAckBackwards        Code = "ack_backwards"          // ack below the device's acknowledged position
+	CodeAckBeyondEnd        Code = "ack_beyond_end"         // ack above the last sequence of the user's inbox
 )
 
 // Error is a protocol error: a stable code and a human-readable message.

@@ -99,13 +99,20 @@ const (
 // From is the sender's user id as the server authenticated it, empty for
 // messages pushed through the server API.
 type Message struct {
-	ID      string          `json:"id"`
-	Kind    Kind            `json:"kind"`
-	Channel string          `json:"channel,omitempty"`
-	To      string          `json:"to,omitempty"`
-	From    string          `json:"from,omitempty"`
-	Time    int64           `json:"ts"` // Unix milliseconds
-	Data    json.RawMessage `json:"data"`
+	ID      string `json:"id"`
+	Kind    Kind   `json:"kind"`
+	Channel string `json:"channel,omitempty"`
+	To      string `json:"to,omitempty"`
+	From    string `json:"from,omitempty"`
+	// Offset and Epoch place a message of a channel with history in it:
+	// offsets grow by one per message within an epoch.
+	Offset uint64 `json:"offset,omitempty"`
+	Epoch  string `json:"epoch,omitempty"`
+	// Seq is a direct message's sequence in its recipient's inbox, the
+	// number a device acknowledges.
+	Seq  uint64          `json:"seq,omitempty"`
+	Time int64           `json:"ts"` // Unix milliseconds
+	Data json.RawMessage `json:"data"`
 	// Accepted is when this node accepted the message, for the delivery
 	// latency metric; it does not travel.
 	Accepted time.Time `json:"-"`
@@ -115,7 +122,7 @@ type Message struct {
 // JSON escaping and Data is compacted JSON, so the encoding is a plain
 // append with a single allocation.
 func (m *Message) Frame() *Frame {
-	buf := newFrameBuffer(128 + len(m.ID) + len(m.Channel) + len(m.To) + len(m.From) + len(m.Data))
+	buf := newFrameBuffer(160 + len(m.ID) + len(m.Channel) + len(m.To) + len(m.From) + len(m.Epoch) + len(m.Data))
 	buf = append(buf, `{"type":"message","id":"`...)
 	buf = append(buf, m.ID...)
 	buf = append(buf, `","kind":"`...)
@@ -132,7 +139,19 @@ func (m *Message) Frame() *Frame {
 		buf = append(buf, `","from":"`...)
 		buf = append(buf, m.From...)
 	}
-	buf = append(buf, `","ts":`...)
+	buf = append(buf, '"')
+	if m.Offset != 0 {
+		buf = append(buf, `,"offset":`...)
+		buf = strconv.AppendUint(buf, m.Offset, 10)
+		buf = append(buf, `,"epoch":"`...)
+		buf = append(buf, m.Epoch...)
+		buf = append(buf, '"')
+	}
+	if m.Seq != 0 {
+		buf = append(buf, `,"seq":`...)
+		buf = strconv.AppendUint(buf, m.Seq, 10)
+	}
+	buf = append(buf, `,"ts":`...)
 	buf = strconv.AppendInt(buf, m.Time, 10)
 	buf = append(buf, `,"data":`...)
 	buf = append(buf, m.Data...)
@@ -154,13 +173,43 @@ func ReplyFrame(id uint64, result any, err *Error) *Frame {
 	return EncodeJSON(Reply{Type: "reply", ID: id, Result: result, Error: err})
 }
 
+// Version is the protocol version, given in the connect reply. Version 2
+// added channel history (offsets, epochs, recovery) and device inboxes
+// (device, seq, ack); a version 1 client that uses neither sees no change.
+const Version = 2
+
 // ConnectResult is the result of a successful connect.
 type ConnectResult struct {
-	Client       string        `json:"client"`        // this connection's id
-	User         string        `json:"user"`          // the authenticated user id
-	PingInterval int           `json:"ping_interval"` // seconds between server pings
-	PongTimeout  int           `json:"pong_timeout"`  // seconds the server waits past a ping
+	Protocol     int           `json:"protocol"`         // Version
+	Client       string        `json:"client"`           // this connection's id
+	User         string        `json:"user"`             // the authenticated user id
+	Device       string        `json:"device,omitempty"` // the device named in connect
+	PingInterval int           `json:"ping_interval"`    // seconds between server pings
+	PongTimeout  int           `json:"pong_timeout"`     // seconds the server waits past a ping
 	Limits       ConnectLimits `json:"limits"`
+	// Inbox is the state of the device's inbox, for a connection that
+	// named a device.
+	Inbox *InboxState `json:"inbox,omitempty"`
+}
+
+// InboxState is where a device stands in its user's inbox when it
+// connects. Pending messages follow the connect reply, oldest first.
+type InboxState struct {
+	// Acked is the device's position: it acknowledged every message up to
+	// this sequence.
+	Acked uint64 `json:"acked"`
+	// Pending is how many unacknowledged messages follow.
+	Pending int `json:"pending"`
+	// Missed counts messages after Acked that the device will never get:
+	// they expired or were dropped for the inbox's cap before it
+	// acknowledged them.
+	Missed uint64 `json:"missed,omitempty"`
+	// New is set when the server does not know the device: never seen,
+	// or forgotten after being away longer than the inbox keeps
+	// messages. It starts at the oldest message kept, and what it may
+	// have missed before cannot be told: an application with state
+	// should reload it.
+	New bool `json:"new,omitempty"`
 }
 
 // ConnectLimits tells a client the limits it runs under, so it can pace
@@ -172,6 +221,22 @@ type ConnectLimits struct {
 	PublishPerSecond float64 `json:"publish_per_second"`
 	PublishBurst     int     `json:"publish_burst"`
 	MaxSubscriptions int     `json:"max_subscriptions"` // 0: no limit
+}
+
+// SubscribeResult is the result of subscribing to a channel with history:
+// the channel's position when the subscription took effect. Messages after
+// Offset follow the reply; when the client asked to recover, the ones it
+// missed come first, in order.
+type SubscribeResult struct {
+	Offset uint64 `json:"offset"`
+	Epoch  string `json:"epoch"`
+	// Recovered is set when the subscribe asked to recover: true when every
+	// message after the client's position follows, false when some are
+	// lost to the client (no longer kept, another epoch, or too many to
+	// send), so it should reload its state.
+	Recovered *bool `json:"recovered,omitempty"`
+	// Missed is how many stored messages follow the reply before live ones.
+	Missed int `json:"missed,omitempty"`
 }
 
 // PublishResult is the result of publish, send and broadcast.

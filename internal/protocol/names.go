@@ -6,6 +6,7 @@ import "strings"
 const (
 	MaxChannelLen = 128
 	MaxUserLen    = 64
+	MaxDeviceLen  = 64
 )
 
 // ValidChannel reports whether name is a valid channel name: 1 to 128
@@ -19,6 +20,12 @@ func ValidChannel(name string) bool {
 // A-Z a-z 0-9 and _ - . @.
 func ValidUser(id string) bool {
 	return validName(id, MaxUserLen, false)
+}
+
+// ValidDevice reports whether id is a valid device id: the same form as a
+// user id.
+func ValidDevice(id string) bool {
+	return validName(id, MaxDeviceLen, false)
 }
 
 // Namespace returns the namespace of a channel: the part before the first

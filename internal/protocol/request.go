@@ -24,6 +24,7 @@ const (
 	OpBroadcast   Op = "broadcast"
 	OpPing        Op = "ping"
 	OpPong        Op = "pong"
+	OpAck         Op = "ack"
 	OpPresence    Op = "presence"
 )
 
@@ -37,6 +38,16 @@ type Request struct {
 	Channel string          `json:"channel,omitempty"`
 	To      string          `json:"to,omitempty"`
 	Data    json.RawMessage `json:"data,omitempty"`
+	// Device names the connecting device within its user (connect): a
+	// connection with a device receives the user's inbox and acknowledges
+	// it.
+	Device string `json:"device,omitempty"`
+	// Offset and Epoch (subscribe) are the last channel position the
+	// client saw: the server sends what came after it. Both or neither.
+	Offset *uint64 `json:"offset,omitempty"`
+	Epoch  string  `json:"epoch,omitempty"`
+	// Seq (ack) acknowledges the inbox up to and including this sequence.
+	Seq *uint64 `json:"seq,omitempty"`
 }
 
 // Decode parses and validates one client frame. On failure it returns the
@@ -88,12 +99,33 @@ func (r *Request) validate(frame []byte) *Error {
 			return Errorf(CodeMissingField, "field \"op\" is required")
 		}
 	case OpConnect:
+		if r.Device != "" || emptyString(frame, "device") {
+			if !ValidDevice(r.Device) {
+				return Errorf(CodeInvalidField, "device %q is not valid: use 1-%d characters from A-Z a-z 0-9 _ - . @", r.Device, MaxDeviceLen)
+			}
+		}
 		if r.User != "" || emptyString(frame, "user") {
 			return checkUser(r.User)
 		}
 		return nil
-	case OpSubscribe, OpUnsubscribe, OpPresence:
+	case OpSubscribe:
+		if e := r.needChannel(frame); e != nil {
+			return e
+		}
+		switch {
+		case r.Offset != nil && r.Epoch == "":
+			return Errorf(CodeMissingField, "field \"epoch\" is required with \"offset\": send both as the subscribe reply or the last message gave them")
+		case r.Offset == nil && r.Epoch != "":
+			return Errorf(CodeMissingField, "field \"offset\" is required with \"epoch\"")
+		}
+		return nil
+	case OpUnsubscribe, OpPresence:
 		return r.needChannel(frame)
+	case OpAck:
+		if r.Seq == nil {
+			return Errorf(CodeMissingField, "field \"seq\" is required for ack")
+		}
+		return nil
 	case OpPublish:
 		if e := r.needChannel(frame); e != nil {
 			return e
@@ -112,7 +144,7 @@ func (r *Request) validate(frame []byte) *Error {
 	case OpPing, OpPong:
 		return nil
 	}
-	return Errorf(CodeUnknownOp, "unknown op %q: use connect, subscribe, unsubscribe, publish, send, broadcast, presence, ping or pong", r.Op)
+	return Errorf(CodeUnknownOp, "unknown op %q: use connect, subscribe, unsubscribe, publish, send, broadcast, presence, ack, ping or pong", r.Op)
 }
 
 func checkUser(id string) *Error {
@@ -133,7 +165,7 @@ func (r *Request) needChannel(frame []byte) *Error {
 }
 
 // emptyString reports whether frame, a JSON object that decoded into a
-// Request, has the string field name ("op", "user", "channel" or "to")
+// Request, has the string field name ("op", "user", "channel", "to" or "device")
 // present and empty. A string field decodes the same whether it is
 // absent, null or "", so this is how the two are told apart. It costs a
 // second decode only for frames that hold an empty string at all: "" is
@@ -149,6 +181,7 @@ func emptyString(frame []byte, name string) bool {
 		User    json.RawMessage `json:"user"`
 		Channel json.RawMessage `json:"channel"`
 		To      json.RawMessage `json:"to"`
+		Device  json.RawMessage `json:"device"`
 	}
 	if json.Unmarshal(frame, &f) != nil {
 		return false
@@ -163,6 +196,8 @@ func emptyString(frame []byte, name string) bool {
 		v = f.Channel
 	case "to":
 		v = f.To
+	case "device":
+		v = f.Device
 	}
 	return string(v) == `""`
 }

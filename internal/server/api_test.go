@@ -241,21 +241,32 @@ func mintWithInfo(t *testing.T, user, info string) (string, error) {
 
 func TestMetrics(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, testConfig())
+	srv := startServer(t, historyConfig(t, 10))
 	c := dialWS(t, srv)
 	c.connect("m")
 	c.subscribe("room:m")
 	c.reply(c.send(map[string]any{"op": "publish", "channel": "room:m", "data": 1}))
+	// A stored message, recovered once.
+	c.reply(c.send(map[string]any{"op": "publish", "channel": "chat:m", "data": 2}))
+	d := dialWS(t, srv)
+	d.connect("n")
+	epoch := d.subscribeAt("chat:m", 0, "").Epoch
+	d.close()
+	e := dialWS(t, srv)
+	e.connect("n")
+	e.subscribeAt("chat:m", 0, epoch)
+	e.expectMessages(1, 1)
 	resp, err := http.Get("http://" + srv.HTTPAddr().String() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	for _, want := range []string{"herald_connections 1", "herald_messages_total 1", "herald_deliveries_total 1", "herald_channels 1", "go_goroutines",
-		`herald_connections_by_transport{transport="websocket"} 1`, `herald_connections_by_transport{transport="sse"} 0`,
-		`herald_disconnects_total{reason="slow_consumer"} 0`, "herald_subscriptions 1", "herald_busiest_channel_subscribers 1",
-		"herald_delivery_latency_seconds_count 1", "go_memstats_heap_alloc_bytes"} {
+	for _, want := range []string{"herald_connections 2", "herald_messages_total 2", "herald_deliveries_total 2", "herald_channels 2", "go_goroutines",
+		"herald_history_appends_total 1", "herald_recoveries_total 1", "herald_backlog_messages_total 1", "herald_store_failures_total 0",
+		`herald_connections_by_transport{transport="websocket"} 2`, `herald_connections_by_transport{transport="sse"} 0`,
+		`herald_disconnects_total{reason="slow_consumer"} 0`, "herald_subscriptions 2", "herald_busiest_channel_subscribers 1",
+		"herald_delivery_latency_seconds_count 2", "go_memstats_heap_alloc_bytes"} {
 		if !strings.Contains(string(b), want+"\n") && !strings.Contains(string(b), want+" ") {
 			t.Errorf("metrics lack %q", want)
 		}

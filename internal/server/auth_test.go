@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -79,13 +80,15 @@ func TestTokenRefusalSaysWhatToCheck(t *testing.T) {
 }
 
 // The secret a data directory holds is the one secret of that directory:
-// a second server on it, secure or not, uses it rather than making one.
+// a later server on it, secure or not, uses it rather than making one.
 func TestOneSecretPerDataDirectory(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	cfg := testConfig()
 	cfg.DataDir = dir
-	startServer(t, cfg)
+	if err := startServer(t, cfg).Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	first, err := os.ReadFile(filepath.Join(dir, auth.SecretFile))
 	if err != nil {
 		t.Fatalf("the insecure server made no secret: %v", err)

@@ -1,7 +1,10 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"net/http"
 
 	"github.com/heraldpush/herald/internal/api"
 	"github.com/heraldpush/herald/internal/hub"
@@ -38,6 +41,18 @@ func (b backend) ChannelPresence(channel string) []api.Member {
 }
 
 func (b backend) Stats() hub.Stats { return b.hub.Stats() }
+
+// Dispatch answers a message the store refused with a 503 the caller can
+// retry: nothing was sent.
+func (b backend) Dispatch(ctx context.Context, m *protocol.Message) error {
+	err := b.Server.Dispatch(ctx, m)
+	if errors.Is(err, errNotStored) {
+		b.log.Error("message not stored", "kind", m.Kind, "err", err)
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: string(protocol.CodeStorageFailed),
+			Message: "the message could not be stored, so it was not sent; retry later"}
+	}
+	return err
+}
 
 func (b backend) DisconnectUser(user string, d protocol.Disconnect) int {
 	subs := b.hub.UserConnections(user)

@@ -50,6 +50,10 @@ func testConfig() config.Config {
 
 func startServer(t *testing.T, cfg config.Config) *Server {
 	t.Helper()
+	if cfg.DataDir == testDataDir {
+		// Each server locks its store: one directory each.
+		cfg.DataDir = t.TempDir()
+	}
 	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatalf("new server: %v", err)
@@ -91,6 +95,9 @@ type frame struct {
 	Channel   string          `json:"channel"`
 	To        string          `json:"to"`
 	From      string          `json:"from"`
+	Offset    uint64          `json:"offset"`
+	Epoch     string          `json:"epoch"`
+	Seq       uint64          `json:"seq"`
 	TS        int64           `json:"ts"`
 	Data      json.RawMessage `json:"data"`
 	Code      int             `json:"code"`

@@ -13,6 +13,14 @@ import (
 type counters struct {
 	messages   atomic.Int64 // messages accepted (client ops and API)
 	deliveries atomic.Int64 // frames queued to connections for them
+
+	historyAppends  atomic.Int64 // channel messages stored
+	inboxPushes     atomic.Int64 // direct messages stored
+	storeFailures   atomic.Int64 // messages the store refused
+	recovered       atomic.Int64 // subscribes that recovered everything missed
+	notRecovered    atomic.Int64 // subscribes told recovered: false
+	backlogMessages atomic.Int64 // stored messages queued by recoveries and inbox deliveries
+	acks            atomic.Int64 // inbox acknowledgements stored
 }
 
 // metricsHandler exposes the server's state in the Prometheus text format.
@@ -39,6 +47,14 @@ func (s *Server) metricsHandler() http.Handler {
 	counter("client_errors_total", "Error replies sent to clients.", &m.Errors)
 	counter("messages_total", "Messages accepted for delivery.", &s.counters.messages)
 	counter("deliveries_total", "Message frames queued to connections.", &s.counters.deliveries)
+	c := &s.counters
+	counter("history_appends_total", "Channel messages stored in history.", &c.historyAppends)
+	counter("inbox_pushes_total", "Direct messages stored in inboxes.", &c.inboxPushes)
+	counter("store_failures_total", "Messages refused because the store failed to write them.", &c.storeFailures)
+	counter("recoveries_total", "Subscribes that recovered every missed message.", &c.recovered)
+	counter("recoveries_failed_total", "Subscribes that asked to recover and were told recovered: false.", &c.notRecovered)
+	counter("backlog_messages_total", "Stored messages queued by recoveries and inbox deliveries.", &c.backlogMessages)
+	counter("inbox_acks_total", "Inbox acknowledgements stored.", &c.acks)
 	gauge("subscriptions", "Channel subscriptions of all connections (a connection subscribed to 3 channels counts 3).", func() float64 {
 		_, n := s.hub.TopChannels(0)
 		return float64(n)

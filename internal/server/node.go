@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/rs/xid"
@@ -16,13 +18,25 @@ type node struct{ s *Server }
 
 var _ session.Node = node{}
 
-func (n node) Register(s *session.Session) *protocol.Error {
-	if !n.s.hub.Register(s, n.s.cfg.MaxConnsPerUser) {
-		perr := protocol.Errorf(protocol.CodeTooManyConnections, "user %q already has %d connections open", s.User(), n.s.cfg.MaxConnsPerUser)
-		n.s.connLog.refused(s, s.User(), perr, nil)
+func (n node) Register(s *session.Session, reply func(*protocol.InboxState)) *protocol.Error {
+	if s.Identity().Device != "" && n.s.cfg.InboxTTL > 0 {
+		return n.s.registerDevice(n.s.runCtx, s, reply)
+	}
+	if perr := n.s.register(s); perr != nil {
 		return perr
 	}
-	n.s.connLog.connected(s)
+	reply(nil)
+	return nil
+}
+
+// register adds s to the hub, within the per-user connection limit.
+func (s *Server) register(sess *session.Session) *protocol.Error {
+	if !s.hub.Register(sess, s.cfg.MaxConnsPerUser) {
+		perr := protocol.Errorf(protocol.CodeTooManyConnections, "user %q already has %d connections open", sess.User(), s.cfg.MaxConnsPerUser)
+		s.connLog.refused(sess, sess.User(), perr, nil)
+		return perr
+	}
+	s.connLog.connected(sess)
 	return nil
 }
 
@@ -34,12 +48,26 @@ func (n node) Unregister(s *session.Session, channels []string) {
 	n.s.hub.Unregister(s, channels)
 }
 
-func (n node) Subscribe(_ context.Context, s *session.Session, channel string) *protocol.Error {
-	if perr := n.s.policy.canSubscribe(s.Identity(), channel); perr != nil {
+func (n node) Subscribe(ctx context.Context, s *session.Session, req *protocol.Request, reply func(any)) *protocol.Error {
+	if perr := n.s.policy.canSubscribe(s.Identity(), req.Channel); perr != nil {
 		return perr
 	}
-	n.s.hub.Subscribe(s, channel)
+	if size, ttl := n.s.policy.rule(req.Channel).History(); size > 0 {
+		return n.s.subscribeHistory(ctx, s, req, size, ttl, reply)
+	}
+	if req.Offset != nil {
+		return protocol.Errorf(protocol.CodeInvalidField, "channel %q keeps no history to recover from: subscribe without offset and epoch", req.Channel)
+	}
+	n.s.hub.Subscribe(s, req.Channel)
+	reply(nil)
 	return nil
+}
+
+func (n node) Ack(ctx context.Context, s *session.Session, seq uint64) *protocol.Error {
+	if n.s.cfg.InboxTTL == 0 {
+		return protocol.Errorf(protocol.CodeForbidden, "this server keeps no inbox (inbox-ttl is 0): there is nothing to acknowledge")
+	}
+	return n.s.ack(ctx, s, seq)
 }
 
 func (n node) Unsubscribe(s *session.Session, channel string) {
@@ -74,6 +102,9 @@ func (n node) Route(ctx context.Context, s *session.Session, req *protocol.Reque
 	}
 	if err := n.s.Dispatch(ctx, m); err != nil {
 		n.s.log.Error("publish failed", "err", err)
+		if errors.Is(err, errNotStored) {
+			return "", storageError()
+		}
 		return "", protocol.Errorf(protocol.CodeInternal, "the message could not be published; retry")
 	}
 	return m.ID, nil
@@ -83,14 +114,37 @@ func (n node) Route(ctx context.Context, s *session.Session, req *protocol.Reque
 // with an id and the server time and publishes it through the broker,
 // which hands it to every node (this one included) for delivery to the
 // connections it addresses.
+//
+// A message for a channel with history, or for a user's inbox, is stored
+// first: a nil error then means it is on disk. An error wrapping
+// errNotStored means the store refused it and nothing was sent.
 func (s *Server) Dispatch(ctx context.Context, m *protocol.Message) error {
 	now := time.Now()
 	m.ID = xid.New().String()
 	m.Time = now.UnixMilli()
 	m.Accepted = now
 	s.counters.messages.Add(1)
-	return s.broker.Publish(ctx, m)
+	var err error
+	switch {
+	case m.Kind == protocol.KindChannel:
+		size, ttl := s.policy.rule(m.Channel).History()
+		if size == 0 {
+			return s.broker.Publish(ctx, m)
+		}
+		err = s.publishStored(ctx, m, size, ttl)
+	case m.Kind == protocol.KindDirect && s.cfg.InboxTTL > 0:
+		err = s.sendStored(ctx, m)
+	default:
+		return s.broker.Publish(ctx, m)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", errNotStored, err)
+	}
+	return nil
 }
+
+// errNotStored marks a message the store refused.
+var errNotStored = errors.New("message not stored")
 
 // deliverLocal delivers a message from the broker to this node's
 // connections: encoded once, then queued to each.
@@ -102,6 +156,13 @@ func (s *Server) deliverLocal(m *protocol.Message) {
 		n = s.hub.Publish(m.Channel, f)
 	case protocol.KindDirect:
 		n = s.hub.SendToUser(m.To, f)
+		if m.Seq != 0 && n > 0 {
+			for _, sub := range s.hub.UserConnections(m.To) {
+				if d := sub.(*session.Session).Identity().Device; d != "" {
+					s.receipts.delivered(m.To, d, m.Seq)
+				}
+			}
+		}
 	default:
 		n = s.hub.Broadcast(f)
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/heraldpush/herald/internal/auth"
@@ -63,4 +64,20 @@ func (p policy) canPublish(id session.Identity, channel string) *protocol.Error 
 		return protocol.Errorf(protocol.CodeForbidden, "only the server may publish to %q", channel)
 	}
 	return p.canSubscribe(id, channel)
+}
+
+// historyNamespaces lists the namespaces that keep history, "*" for the
+// default rule, for the log.
+func (p policy) historyNamespaces() []string {
+	var names []string
+	for name, r := range p.rules {
+		if r.HistorySize > 0 {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	if p.def.HistorySize > 0 {
+		names = append(names, "*")
+	}
+	return names
 }

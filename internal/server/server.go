@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,8 @@ import (
 	"github.com/heraldpush/herald/internal/hub"
 	"github.com/heraldpush/herald/internal/protocol"
 	"github.com/heraldpush/herald/internal/session"
+	"github.com/heraldpush/herald/internal/store"
+	"github.com/heraldpush/herald/internal/store/embedded"
 	"github.com/heraldpush/herald/internal/transport"
 	"github.com/heraldpush/herald/web"
 )
@@ -67,9 +70,19 @@ type Server struct {
 	// ready is true from the end of Start until shutdown begins: what
 	// /readyz reports.
 	ready atomic.Bool
+	// store keeps channel history and inboxes; open between Start and
+	// Shutdown. The lanes order what is stored for live delivery.
+	store     store.Store
+	receipts  *receiptLog
+	chanLanes *lanes
+	userLanes *lanes
+	runCtx    context.Context
+	// sweepEvery is sweepInterval, shorter in tests.
+	sweepEvery time.Duration
 
 	cancelRun    context.CancelFunc
 	runDone      chan error
+	background   sync.WaitGroup // the store's background work: receipts, sweeps
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
@@ -88,6 +101,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, verifier: verifier, keyName: keyName, policy: newPolicy(cfg.Namespaces), hub: hub.New(), broker: memory.New(),
+		chanLanes: newLanes(), userLanes: newLanes(), runCtx: context.Background(), sweepEvery: sweepInterval,
 		connects: newConnectLimiter(cfg.ConnectsPerIP, cfg.ConnectsBurst), connLog: newConnLog(log, keyName),
 		latency: newLatencyHistogram(), nodeID: nodeID(), started: time.Now()}
 	writers := cfg.Writers
@@ -190,9 +204,20 @@ func methodNotAllowed(allow string) http.Handler {
 // the concern of the command that runs the server), so one process may
 // run many servers, as tests do.
 func (s *Server) Start() error {
+	st, err := embedded.Open(filepath.Join(s.cfg.DataDir, "store"), embedded.Options{Logger: s.log})
+	if err != nil {
+		return explainStoreError(s.cfg.DataDir, err)
+	}
+	s.store = st
 	ctx, cancel := context.WithCancel(context.Background())
+	s.runCtx = ctx
+	s.receipts = newReceiptLog(st, s.log)
+	s.background.Go(func() { s.receipts.run(ctx) })
+	s.background.Go(func() { s.sweep(ctx) })
 	if err := s.broker.Start(ctx, s.deliverLocal); err != nil {
 		cancel()
+		s.background.Wait()
+		_ = st.Close()
 		return fmt.Errorf("start broker: %w", err)
 	}
 	s.cancelRun = cancel
@@ -202,6 +227,8 @@ func (s *Server) Start() error {
 		cancel()
 		<-s.runDone
 		_ = s.broker.Close()
+		s.background.Wait()
+		_ = s.store.Close()
 		return explainListenError(err)
 	}
 	attrs := []any{"http", s.HTTPAddr().String()}
@@ -211,6 +238,7 @@ func (s *Server) Start() error {
 	s.ready.Store(true)
 	s.log.Info("herald listening", attrs...)
 	s.log.Info("verifying connection tokens", "key", s.keyName)
+	s.log.Info("storing channel history and inboxes", "dir", filepath.Join(s.cfg.DataDir, "store"), "history_namespaces", s.policy.historyNamespaces(), "inbox_ttl", s.cfg.InboxTTL)
 	if s.cfg.Insecure {
 		s.log.Warn("INSECURE MODE: clients may choose their own user id without a token; never run this way in production")
 		if len(s.cfg.APIKeys) == 0 {
@@ -238,6 +266,20 @@ func explainListenError(err error) error {
 		return fmt.Errorf("--%s %s: the address is already in use: another process (another herald?) listens there; stop it, or %s", le.Listener, le.Addr, change)
 	}
 	return fmt.Errorf("--%s %s: %w; %s", le.Listener, le.Addr, le.Err, change)
+}
+
+// explainStoreError says what to do about a store that would not open.
+func explainStoreError(dir string, err error) error {
+	change := fmt.Sprintf("or set another directory with --data-dir or %s", config.EnvVar("data-dir"))
+	switch {
+	case errors.Is(err, store.ErrLocked):
+		return fmt.Errorf("--data-dir %s: %w: another herald is running with it; stop it, %s", dir, err, change)
+	case errors.Is(err, store.ErrNewerFormat):
+		return fmt.Errorf("--data-dir %s: %w: run that newer version of herald, %s", dir, err, change)
+	case errors.Is(err, store.ErrDamaged):
+		return fmt.Errorf("--data-dir %s: %w: restore the directory from a backup, %s (see docs/delivery.md)", dir, err, change)
+	}
+	return fmt.Errorf("--data-dir %s: open the store: %w; %s", dir, err, change)
 }
 
 // HTTPAddr is the address the HTTP listener is bound to.
@@ -273,6 +315,13 @@ func (s *Server) shutdown(ctx context.Context) error {
 	err := <-s.runDone
 	if cerr := s.broker.Close(); cerr != nil {
 		err = errors.Join(err, cerr)
+	}
+	// Every connection is closed and every API request answered (the
+	// transport has stopped), so no write is in flight but the
+	// background work's, which ends with the run context.
+	s.background.Wait()
+	if cerr := s.store.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("close store: %w", cerr))
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err

@@ -95,6 +95,12 @@ func (s *Session) handle(req *protocol.Request) {
 		s.succeed(req.ID, nil)
 	case protocol.OpSubscribe:
 		s.subscribe(req)
+	case protocol.OpAck:
+		if perr := s.mgr.node.Ack(s.mgr.ctx, s, *req.Seq); perr != nil {
+			s.fail(req.ID, perr)
+			return
+		}
+		s.succeed(req.ID, nil)
 	case protocol.OpUnsubscribe:
 		s.unsubscribe(req)
 	case protocol.OpPresence:
@@ -124,18 +130,13 @@ func (s *Session) connect(req *protocol.Request) {
 		s.refuse(req.ID, perr, protocol.DisconnectUnauthorized)
 		return
 	}
-	active, perr := s.activate(id)
-	if perr != nil {
-		s.refuse(req.ID, perr, protocol.DisconnectTooManyConns)
-		return
-	}
-	if !active {
-		return
-	}
+	id.Device = req.Device
 	l := &s.mgr.limits
-	s.succeed(req.ID, protocol.ConnectResult{
+	result := protocol.ConnectResult{
+		Protocol:     protocol.Version,
 		Client:       s.ClientID(),
 		User:         id.User,
+		Device:       id.Device,
 		PingInterval: int(l.PingInterval / time.Second),
 		PongTimeout:  int(l.PongTimeout / time.Second),
 		Limits: protocol.ConnectLimits{
@@ -146,7 +147,21 @@ func (s *Session) connect(req *protocol.Request) {
 			PublishBurst:     l.PublishBurst,
 			MaxSubscriptions: l.MaxSubscriptions,
 		},
+	}
+	active, perr := s.activate(id, func(inbox *protocol.InboxState) {
+		result.Inbox = inbox
+		s.reply(req.ID, result, nil)
 	})
+	switch {
+	case perr != nil && perr.Code == protocol.CodeTooManyConnections:
+		s.refuse(req.ID, perr, protocol.DisconnectTooManyConns)
+	case perr != nil:
+		// The server could not take the connection now (its store
+		// failed): the client may try again.
+		s.refuse(req.ID, perr, protocol.DisconnectServerError)
+	case active:
+		s.clearStrikes()
+	}
 }
 
 // refuse ends a connection whose connect failed: the error reply, then
@@ -160,12 +175,20 @@ func (s *Session) refuse(id uint64, perr *protocol.Error, d protocol.Disconnect)
 }
 
 func (s *Session) subscribe(req *protocol.Request) {
-	active, perr := s.addSubscription(req.Channel)
+	replied := false
+	active, perr := s.addSubscription(req, func(result any) {
+		replied = true
+		if req.ID != 0 {
+			s.reply(req.ID, result, nil)
+		}
+	})
 	switch {
 	case perr != nil:
 		s.fail(req.ID, perr)
+	case replied:
+		s.clearStrikes()
 	case active:
-		s.succeed(req.ID, nil)
+		s.succeed(req.ID, nil) // subscribed already
 	}
 }
 
@@ -216,14 +239,14 @@ func (s *Session) loadState() state { return state(s.state.Load()) }
 
 // activate registers the pending session as id and makes it active. It
 // returns false and no error when the session is no longer pending.
-func (s *Session) activate(id Identity) (bool, *protocol.Error) {
+func (s *Session) activate(id Identity, reply func(*protocol.InboxState)) (bool, *protocol.Error) {
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
 	if s.loadState() != statePending {
 		return false, nil
 	}
 	s.identity = id
-	if perr := s.mgr.node.Register(s); perr != nil {
+	if perr := s.mgr.node.Register(s, reply); perr != nil {
 		return false, perr
 	}
 	l := &s.mgr.limits
@@ -247,7 +270,8 @@ func (s *Session) markRefused() {
 // and the list's happen under stateMu, so that a concurrent close cannot
 // miss the subscription when it unregisters. It returns false and no error
 // when the session is not active.
-func (s *Session) addSubscription(channel string) (bool, *protocol.Error) {
+func (s *Session) addSubscription(req *protocol.Request, reply func(any)) (bool, *protocol.Error) {
+	channel := req.Channel
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
 	if s.loadState() != stateActive {
@@ -262,7 +286,7 @@ func (s *Session) addSubscription(channel string) (bool, *protocol.Error) {
 	// Listed before the node adds it, so that the close path unregisters
 	// the channel whatever the node did, even if it panicked halfway.
 	s.subs = append(s.subs, channel)
-	if perr := s.mgr.node.Subscribe(s.mgr.ctx, s, channel); perr != nil {
+	if perr := s.mgr.node.Subscribe(s.mgr.ctx, s, req, reply); perr != nil {
 		s.subs = s.subs[:len(s.subs)-1]
 		return true, perr
 	}

@@ -42,11 +42,12 @@ func (n *scriptedNode) Authenticate(_ context.Context, _ *Session, req *protocol
 
 func (n *scriptedNode) ConnectRefused(*Session, string, *protocol.Error) {}
 
-func (n *scriptedNode) Register(*Session) *protocol.Error {
+func (n *scriptedNode) Register(_ *Session, reply func(*protocol.InboxState)) *protocol.Error {
 	n.maybePanic("Register")
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	n.registered++
+	n.mu.Unlock()
+	reply(nil)
 	return nil
 }
 
@@ -56,8 +57,14 @@ func (n *scriptedNode) Unregister(_ *Session, channels []string) {
 	n.unregistered = append(n.unregistered, slices.Clone(channels))
 }
 
-func (n *scriptedNode) Subscribe(context.Context, *Session, string) *protocol.Error {
+func (n *scriptedNode) Subscribe(_ context.Context, _ *Session, _ *protocol.Request, reply func(any)) *protocol.Error {
 	n.maybePanic("Subscribe")
+	reply(nil)
+	return nil
+}
+
+func (n *scriptedNode) Ack(context.Context, *Session, uint64) *protocol.Error {
+	n.maybePanic("Ack")
 	return nil
 }
 

@@ -3,9 +3,10 @@
 // Transport interface; it never touches a socket itself, so the I/O engine
 // can change without touching the protocol or the hub.
 //
-// Lock order (see also hub): Session.stateMu -> hub shard locks ->
-// Session.mu -> flusher.mu. Deliver is called under hub locks, so below
-// stateMu nothing may call back into the hub or the node.
+// Lock order (see also hub): Session.stateMu -> the server's lane locks
+// -> hub shard locks -> Session.mu -> flusher.mu. Deliver is called under
+// hub locks, so below stateMu nothing may call back into the hub or the
+// node.
 package session
 
 import (
@@ -50,6 +51,9 @@ type Identity struct {
 	Grants []string
 	// Info is optional user information attached to presence.
 	Info []byte
+	// Device is the device the connection named in its connect, within
+	// its user; empty when it named none.
+	Device string
 }
 
 // Node is the server side a session talks to: authentication, the registry
@@ -58,16 +62,29 @@ type Node interface {
 	// Authenticate checks the credentials of the connect frame req on
 	// session s (not yet registered), and says who the client is.
 	Authenticate(ctx context.Context, s *Session, req *protocol.Request) (Identity, *protocol.Error)
-	// Register adds the now-authenticated session to the registry.
-	Register(s *Session) *protocol.Error
+	// Register adds the now-authenticated session to the registry. On
+	// success it calls reply exactly once, at the point where the connect
+	// reply goes in the session's queue: before anything the session
+	// receives as a member of the registry (its inbox, then live
+	// messages). inbox is the state of the device's inbox, nil for a
+	// connection without a device. An error with code
+	// too_many_connections refuses the connect for good; any other means
+	// the server could not take the connection now.
+	Register(s *Session, reply func(inbox *protocol.InboxState)) *protocol.Error
 	// Unregister removes the session and the given subscriptions.
 	Unregister(s *Session, channels []string)
 	// ConnectRefused reports a connect refused before it reached
 	// Authenticate (a frame the session could not read), so that the node
 	// logs it like the refusals it makes itself.
 	ConnectRefused(s *Session, user string, perr *protocol.Error)
-	Subscribe(ctx context.Context, s *Session, channel string) *protocol.Error
+	// Subscribe subscribes the session to req.Channel. On success it calls
+	// reply exactly once with the subscribe result (nil when there is
+	// none), at the point where the reply goes in the session's queue:
+	// before any message of the channel, recovered or live.
+	Subscribe(ctx context.Context, s *Session, req *protocol.Request, reply func(result any)) *protocol.Error
 	Unsubscribe(s *Session, channel string)
+	// Ack acknowledges the inbox of the session's device up to seq.
+	Ack(ctx context.Context, s *Session, seq uint64) *protocol.Error
 	// Presence lists the users subscribed to channel, for a session that
 	// may subscribe to it.
 	Presence(ctx context.Context, s *Session, channel string) (protocol.PresenceResult, *protocol.Error)
@@ -116,6 +133,7 @@ type Session struct {
 	mu        sync.Mutex
 	queue     *[][]byte // nil while empty; from queuePool
 	queued    int       // bytes in queue
+	allowance int       // backlog bytes allowed beyond MaxOutboundBytes until the queue drains
 	inflight  int       // bytes handed to the transport by a flush in progress
 	scheduled bool      // on the flusher's ready list, or being flushed
 	blocked   bool      // the socket is full: waiting for Writable
@@ -151,7 +169,7 @@ func (s *Session) deliver(b []byte) {
 		s.mu.Unlock()
 		return
 	}
-	if s.queued+s.inflight+len(b) > s.mgr.limits.MaxOutboundBytes {
+	if s.queued+s.inflight+len(b) > s.mgr.limits.MaxOutboundBytes+s.allowance {
 		s.mu.Unlock()
 		s.mgr.metrics.SlowConsumers.Add(1)
 		s.abort(protocol.DisconnectSlowConsumer)
@@ -159,6 +177,24 @@ func (s *Session) deliver(b []byte) {
 	}
 	s.enqueueLocked(b)
 	s.mu.Unlock()
+}
+
+// DeliverBacklog queues stored messages (a channel's recovery, a device's
+// inbox) that the client is owed at once. They are allowed beyond the
+// outbound bound, which applies again once the queue has drained: the
+// caller bounds a backlog, and a client that does not read it is still
+// dropped when its socket stays full.
+func (s *Session) DeliverBacklog(frames []*protocol.Frame) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing != nil {
+		return
+	}
+	for _, f := range frames {
+		b := f.Bytes(s.wire)
+		s.allowance += len(b)
+		s.enqueueLocked(b)
+	}
 }
 
 func (s *Session) enqueueLocked(b []byte) {
@@ -283,6 +319,7 @@ func (s *Session) flush() {
 		return
 	}
 	s.scheduled = false
+	s.allowance = 0
 	closing, aborted := s.closing, s.aborted
 	s.mu.Unlock()
 	switch {

@@ -18,11 +18,15 @@ type countingTransport struct {
 	bytes   atomic.Int64
 	closed  atomic.Pointer[protocol.Disconnect]
 	aborted atomic.Bool
+	full    atomic.Bool // the socket takes nothing
 }
 
 func (c *countingTransport) Wire() protocol.Wire { return protocol.WireWebSocket }
 func (c *countingTransport) RemoteAddr() string  { return "test" }
 func (c *countingTransport) Write(frames [][]byte) (int, error) {
+	if c.full.Load() {
+		return 0, nil
+	}
 	c.writes.Add(1)
 	c.frames.Add(int64(len(frames)))
 	n := 0
@@ -46,11 +50,18 @@ type nopNode struct{}
 func (nopNode) Authenticate(context.Context, *Session, *protocol.Request) (Identity, *protocol.Error) {
 	return Identity{User: "u"}, nil
 }
-func (nopNode) Register(*Session) *protocol.Error                           { return nil }
-func (nopNode) ConnectRefused(*Session, string, *protocol.Error)            {}
-func (nopNode) Unregister(*Session, []string)                               {}
-func (nopNode) Subscribe(context.Context, *Session, string) *protocol.Error { return nil }
-func (nopNode) Unsubscribe(*Session, string)                                {}
+func (nopNode) Register(_ *Session, reply func(*protocol.InboxState)) *protocol.Error {
+	reply(nil)
+	return nil
+}
+func (nopNode) ConnectRefused(*Session, string, *protocol.Error) {}
+func (nopNode) Unregister(*Session, []string)                    {}
+func (nopNode) Subscribe(_ context.Context, _ *Session, _ *protocol.Request, reply func(any)) *protocol.Error {
+	reply(nil)
+	return nil
+}
+func (nopNode) Ack(context.Context, *Session, uint64) *protocol.Error { return nil }
+func (nopNode) Unsubscribe(*Session, string)                          {}
 func (nopNode) Route(context.Context, *Session, *protocol.Request) (string, *protocol.Error) {
 	return "id", nil
 }
@@ -120,6 +131,41 @@ func TestOutboundBound(t *testing.T) {
 	if tr.frames.Load() != 0 || m.Metrics().SlowConsumers.Load() != 1 {
 		t.Fatalf("frames written %d, slow consumers %d", tr.frames.Load(), m.Metrics().SlowConsumers.Load())
 	}
+}
+
+// A backlog (a recovery, an inbox) may pass the outbound bound while it is
+// queued: the client is owed it. Once the queue has drained, the bound
+// applies again.
+func TestBacklogAllowance(t *testing.T) {
+	l := testLimits()
+	l.MaxOutboundBytes = 1000
+	m := NewManager(l, nopNode{}, slog.New(slog.NewTextHandler(io.Discard, nil)), 1)
+	tr := &countingTransport{}
+	s := m.Open(tr)
+	big := (&protocol.Message{ID: "x", Kind: protocol.KindBroadcast, Data: []byte(`"0123456789012345678901234567890123456789"`)}).Frame()
+	backlog := make([]*protocol.Frame, 100)
+	for i := range backlog {
+		backlog[i] = big
+	}
+	s.DeliverBacklog(backlog)
+	s.Deliver(big) // live, behind the backlog, within the bound
+	runManager(t, m)
+	waitFor(t, func() bool { return tr.frames.Load() == 101 })
+	if tr.aborted.Load() {
+		t.Fatal("a backlog past the outbound bound dropped the client")
+	}
+	// Drained, the bound applies again: a client that stops reading is
+	// dropped when its queue passes it.
+	waitFor(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return !s.scheduled && s.allowance == 0
+	})
+	tr.full.Store(true)
+	for range 100 {
+		s.Deliver(big)
+	}
+	waitFor(t, func() bool { return tr.aborted.Load() })
 }
 
 // BenchmarkDeliver measures the per-recipient cost of fan-out through

@@ -13,9 +13,12 @@ var (
 	// position is unchanged; acknowledging the position itself again is not
 	// an error.
 	ErrAckBackwards = errors.New("store: acknowledgement goes backwards")
-	// ErrAckBeyondEnd: an acknowledgement above the last sequence of the
-	// user's inbox. The position is unchanged.
+	// ErrAckBeyondEnd: an acknowledgement (or a delivery) above the last
+	// sequence of the user's inbox. The position is unchanged.
 	ErrAckBeyondEnd = errors.New("store: acknowledgement beyond the end of the inbox")
+	// ErrNotFound: no receipt for a message id: it was never pushed, or its
+	// receipt was dropped.
+	ErrNotFound = errors.New("store: not found")
 	// ErrIdempotencyConflict: an idempotency key reused within its window
 	// with a different body.
 	ErrIdempotencyConflict = errors.New("store: idempotency key reused with a different body")

@@ -1,6 +1,6 @@
 // Package store is the contract for what Herald keeps on disk: channel
 // history, per-user inboxes of direct messages with a position per device,
-// and idempotency keys. The embedded implementation (internal/store/embedded)
+// delivery receipts, and idempotency keys. The embedded implementation (internal/store/embedded)
 // keeps it in the data directory; a Redis implementation can keep the same
 // contract for a cluster. Every implementation runs the conformance test in
 // internal/store/storetest.
@@ -14,6 +14,14 @@
 // Every write that returns a nil error is durable: on disk (fsync'd) in the
 // embedded store. A record becomes readable only once it is durable, so
 // nothing a reader sees can be lost by a crash and given to another message.
+//
+// Append and Push may fail after the record was given its offset: the write
+// reached the engine but its sync failed. They then return that offset
+// together with the error. A non-zero offset on error means the offset is
+// used (no other record gets it while the store stays open) and the record
+// may or may not be readable, and may or may not survive a crash; a caller
+// that delivers live in offset order skips it. A zero offset on error means
+// nothing was stored.
 package store
 
 import (
@@ -59,7 +67,8 @@ type History interface {
 	// Append stores data as the next message of channel and returns its
 	// offset and the channel's epoch. The offset is assigned atomically with
 	// storing: concurrent appends to one channel get distinct offsets with
-	// no gap, readable in offset order.
+	// no gap, readable in offset order. On error, a non-zero Offset was used
+	// by a record whose sync failed (see the package comment).
 	Append(ctx context.Context, channel string, at time.Time, data []byte) (Position, error)
 	// Top returns the channel's position. A channel never seen gets its
 	// epoch here, at offset 0.
@@ -76,16 +85,27 @@ type History interface {
 	// Reset drops the channel's whole history and starts a new epoch at
 	// offset 0.
 	Reset(ctx context.Context, channel string) (Position, error)
+	// Channels returns, in byte order, at most limit names of channels
+	// that hold records, starting after after ("": from the first). A
+	// sweep trims every channel by paging through them, each call after
+	// the last name of the one before; channels created meanwhile may or
+	// may not be seen.
+	Channels(ctx context.Context, after string, limit int) ([]string, error)
 }
 
 // InboxLimits bounds one user's inbox.
 type InboxLimits struct {
-	// Before drops messages older than it (zero: no age limit).
+	// Before drops messages older than it, and forgets devices last active
+	// before it (zero: no age limit).
 	Before time.Time
 	// MaxCount and MaxBytes (of Data) cap the inbox; 0 means no cap. The
 	// oldest messages are dropped first.
 	MaxCount int
 	MaxBytes int64
+	// ReceiptsBefore drops the receipts of messages accepted before it that
+	// are no longer in the inbox (zero: receipts are never dropped, so set
+	// it). A message's receipt is kept at least while the message is.
+	ReceiptsBefore time.Time
 }
 
 // Pending is what a device has not acknowledged.
@@ -100,27 +120,93 @@ type Pending struct {
 	Missed uint64
 	// Records are the unacknowledged messages, oldest first.
 	Records []Record
+	// Known is false for a device the store does not know (never seen, or
+	// forgotten): it starts at the oldest message kept, and cannot be told
+	// what it missed before.
+	Known bool
 }
 
 // Inbox keeps each user's direct messages until every device of the user
-// the store knows has acknowledged them, or until they expire.
+// the store knows has acknowledged them, or until they expire. A device is
+// known from its first Ack, Delivered or Seen until Expire forgets it.
 type Inbox interface {
 	// Push stores data as the next message of user's inbox and returns its
-	// sequence, assigned atomically with storing (as Append does).
-	Push(ctx context.Context, user string, at time.Time, data []byte) (uint64, error)
+	// sequence, assigned atomically with storing (as Append does). id is the
+	// message's id, unique across all users; it is stored with the message
+	// so that the message's receipt can be found by it. On error, a non-zero
+	// sequence was used by a record whose sync failed (see the package
+	// comment).
+	Push(ctx context.Context, user, id string, at time.Time, data []byte) (uint64, error)
 	// Ack moves device's position to seq: every message up to seq is
 	// acknowledged (cumulative), and the device becomes known. seq below
 	// the position gives ErrAckBackwards, above the inbox's last sequence
-	// ErrAckBeyondEnd; acknowledging the position again is a no-op.
+	// ErrAckBeyondEnd; acknowledging the position again changes nothing.
+	// The store's clock gives the time receipts report for the
+	// acknowledgement.
 	Ack(ctx context.Context, user, device string, seq uint64) error
+	// Head returns the sequence of the newest message pushed to user's
+	// inbox (0 when none): the next Push gets a higher one.
+	Head(ctx context.Context, user string) (uint64, error)
 	// Pending returns at most limit messages after device's position,
 	// oldest first, with the gap the device missed. It does not move the
 	// position.
 	Pending(ctx context.Context, user, device string, limit int) (Pending, error)
-	// Expire drops user's messages that every known device has
-	// acknowledged (when at least one device is known), then the oldest
-	// while beyond lim, and returns how many it dropped.
+	// Seen records that device was active at the time at (connected, say)
+	// and makes it known, without moving its position. Like Delivered, it
+	// is not synced.
+	Seen(ctx context.Context, user, device string, at time.Time) error
+	// Expire first forgets the devices last active (Ack, Delivered or
+	// Seen) before lim.Before, so that a device lost for good does not
+	// keep messages forever; a forgotten device that comes back starts
+	// like a new one. It then drops user's messages that every known
+	// device has acknowledged (when at least one device is known), then
+	// the oldest while beyond lim, and the receipts past
+	// lim.ReceiptsBefore. It returns how many messages it dropped.
 	Expire(ctx context.Context, user string, lim InboxLimits) (int, error)
+	// Users returns, in byte order, at most limit names of users that
+	// hold messages, devices or receipts, starting after after ("": from
+	// the first); a sweep pages through them as through Channels and
+	// calls Expire on each.
+	Users(ctx context.Context, after string, limit int) ([]string, error)
+}
+
+// DeviceReceipt is when one device got a message; a zero time: not yet.
+type DeviceReceipt struct {
+	Device string
+	// Delivered is when the message was first handed to the device (a
+	// Delivered call covering it, or else its acknowledgement).
+	Delivered time.Time
+	// Acked is when the device first acknowledged it.
+	Acked time.Time
+}
+
+// Receipt is what became of one direct message.
+type Receipt struct {
+	ID   string
+	User string
+	// Seq is the message's sequence in User's inbox.
+	Seq uint64
+	// Accepted is the time given to Push.
+	Accepted time.Time
+	// Devices are the user's devices the store knows, and devices since
+	// forgotten that had received the message, by name.
+	Devices []DeviceReceipt
+}
+
+// Receipts answers who got a direct message and when. A message's receipt
+// outlives the message in the inbox, up to InboxLimits.ReceiptsBefore.
+type Receipts interface {
+	// Delivered records that device was handed every message of user's
+	// inbox up to seq (cumulative), at the time at, and makes the device
+	// known. A seq at or below what was recorded before changes nothing;
+	// above the inbox's last sequence it gives ErrAckBeyondEnd. It is meant
+	// to be called every time messages are sent to a device, so it is
+	// cheap: it is not synced to disk, and a crash may lose the latest
+	// Delivered records (never an acknowledgement).
+	Delivered(ctx context.Context, user, device string, seq uint64, at time.Time) error
+	// Receipt returns the receipt of the message pushed with id, or
+	// ErrNotFound when no message had that id or its receipt was dropped.
+	Receipt(ctx context.Context, id string) (Receipt, error)
 }
 
 // Idempotency remembers the first result of a request for a window, so that
@@ -141,6 +227,7 @@ type Idempotency interface {
 type Store interface {
 	History
 	Inbox
+	Receipts
 	Idempotency
 	// Close flushes and releases the store; later calls give ErrClosed.
 	Close() error

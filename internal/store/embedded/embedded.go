@@ -28,6 +28,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -45,6 +46,10 @@ const formatFile = "FORMAT"
 
 const shards = 64
 
+// DefaultIdleState is how long a channel's or user's in-memory head is kept
+// after its last use, unless Options say otherwise.
+const DefaultIdleState = time.Minute
+
 // Store is the embedded store. Its methods are safe for concurrent use.
 type Store struct {
 	db   *pebble.DB
@@ -59,6 +64,7 @@ type Store struct {
 	damaged atomic.Pointer[error]
 
 	seed     maphash.Seed
+	idle     time.Duration
 	channels [shards]stateShard
 	users    [shards]stateShard
 	keys     [256]sync.Mutex // idempotency keys, striped
@@ -70,6 +76,13 @@ var _ store.Store = (*Store)(nil)
 type Options struct {
 	// Logger receives the engine's messages; nil discards them.
 	Logger *slog.Logger
+
+	// IdleState is how long the in-memory head of a channel or a user is
+	// kept after its last operation (0: DefaultIdleState).
+	IdleState time.Duration
+
+	// fs replaces the engine's file system in tests that inject faults.
+	fs vfs.FS
 }
 
 // Open opens (or creates) the store in dir. It refuses a directory written
@@ -99,8 +112,12 @@ func Open(dir string, opts Options) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{lock: lock, seed: maphash.MakeSeed()}
+	s := &Store{lock: lock, seed: maphash.MakeSeed(), idle: opts.IdleState}
+	if s.idle <= 0 {
+		s.idle = DefaultIdleState
+	}
 	db, err := pebble.Open(dir, &pebble.Options{
+		FS:     opts.fs,
 		Lock:   lock,
 		Logger: pebbleLogger{logger},
 		EventListener: &pebble.EventListener{
@@ -230,19 +247,29 @@ func (s *Store) locked(ctx context.Context, shards *[shards]stateShard, name str
 		exit()
 		return nil, nil, err
 	}
-	st := s.state(shards, name)
+	st, release := s.state(shards, name)
+	leave := func() {
+		release()
+		exit()
+	}
 	st.mu.Lock()
 	if err := load(st, name); err != nil {
 		st.mu.Unlock()
-		exit()
+		leave()
 		return nil, nil, err
 	}
-	return st, exit, nil
+	return st, leave, nil
 }
 
 // seqState is the in-memory head of one channel's or user's records,
-// loaded from disk on first use. Its mutex orders offset assignment.
+// loaded from disk on first use and dropped again once idle. Its mutex
+// orders offset assignment.
 type seqState struct {
+	// refs (operations in flight) and used (when the last one ended) are
+	// guarded by the shard's mutex.
+	refs int
+	used time.Time
+
 	mu      sync.Mutex
 	loaded  bool
 	stored  bool   // meta key written
@@ -250,23 +277,58 @@ type seqState struct {
 	base    uint64 // highest offset dropped
 	next    uint64 // highest offset assigned
 	durable uint64 // highest offset synced: reads stop here
+
+	// Inboxes only: how many records are kept, and their bytes of data,
+	// counted once when first needed (sized), then kept up to date by
+	// Push and Expire, so that holding an inbox to its caps reads only
+	// what it drops.
+	sized    bool
+	sizedTop uint64 // the records up to it were counted; Push counts the rest
+	count    int
+	bytes    int64
 }
 
 type stateShard struct {
-	mu sync.Mutex
-	m  map[string]*seqState
+	mu    sync.Mutex
+	m     map[string]*seqState
+	swept time.Time // when idle states were last dropped
 }
 
-func (s *Store) state(shards *[shards]stateShard, name string) *seqState {
+// sweep drops the states idle for idle; sh.mu held.
+func (sh *stateShard) sweep(now time.Time, idle time.Duration) {
+	for n, st := range sh.m {
+		if st.refs == 0 && now.Sub(st.used) >= idle {
+			delete(sh.m, n)
+		}
+	}
+	sh.swept = now
+}
+
+// state returns the state of name, held until the returned function is
+// called: a held state is never dropped. Now and then it drops the states
+// of the shard idle for longer than s.idle, so that memory is bounded by
+// the names in use rather than every name ever used; a dropped state is
+// loaded from disk again on its next use.
+func (s *Store) state(shards *[shards]stateShard, name string) (*seqState, func()) {
 	sh := &shards[maphash.String(s.seed, name)%uint64(len(shards))]
+	now := time.Now()
 	sh.mu.Lock()
+	if now.Sub(sh.swept) >= s.idle {
+		sh.sweep(now, s.idle)
+	}
 	st, ok := sh.m[name]
 	if !ok {
 		st = &seqState{}
 		sh.m[name] = st
 	}
+	st.refs++
 	sh.mu.Unlock()
-	return st
+	return st, func() {
+		sh.mu.Lock()
+		st.refs--
+		st.used = time.Now()
+		sh.mu.Unlock()
+	}
 }
 
 // lastSeq returns the highest sequence stored under prefix, or 0.
@@ -327,8 +389,10 @@ func (s *Store) get(key []byte) ([]byte, error) {
 // pebbleLogger hands the engine's messages to slog.
 type pebbleLogger struct{ l *slog.Logger }
 
+// Infof logs the engine's routine notes (WAL replay, compactions) at debug
+// level: they are for whoever debugs the store, not for the operator.
 func (p pebbleLogger) Infof(format string, args ...any) {
-	p.l.Info("store: " + fmt.Sprintf(format, args...))
+	p.l.Debug("store: " + fmt.Sprintf(format, args...))
 }
 
 func (p pebbleLogger) Errorf(format string, args ...any) {

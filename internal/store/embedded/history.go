@@ -80,7 +80,7 @@ func (s *Store) Append(ctx context.Context, channel string, at time.Time, data [
 	st.mu.Unlock()
 
 	if err := b.SyncWait(); err != nil {
-		return store.Position{}, fmt.Errorf("append to %s: sync: %w", channel, err)
+		return store.Position{Offset: off, Epoch: epoch}, fmt.Errorf("append to %s: sync: %w", channel, err)
 	}
 	st.mu.Lock()
 	if st.epoch == epoch && off > st.durable {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -40,7 +41,10 @@ func (s *Store) user(ctx context.Context, user string) (*seqState, func(), error
 }
 
 // Push implements store.Inbox.
-func (s *Store) Push(ctx context.Context, user string, at time.Time, data []byte) (uint64, error) {
+func (s *Store) Push(ctx context.Context, user, id string, at time.Time, data []byte) (uint64, error) {
+	if err := validName(id); err != nil {
+		return 0, err
+	}
 	st, exit, err := s.user(ctx, user)
 	if err != nil {
 		return 0, err
@@ -50,6 +54,8 @@ func (s *Store) Push(ctx context.Context, user string, at time.Time, data []byte
 	b := s.db.NewBatch()
 	defer b.Close()
 	b.Set(seqKey(prefixInbox, user, seq), encodeRecord(at, data), nil)
+	b.Set(seqKey(prefixReceipt, user, seq), encodeRecord(at, []byte(id)), nil)
+	b.Set(nameKey(prefixMessageID, id), encodeMessageID(at, seq, user), nil)
 	if err := s.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
 		st.mu.Unlock()
 		return 0, fmt.Errorf("push to %s: %w", user, err)
@@ -58,61 +64,44 @@ func (s *Store) Push(ctx context.Context, user string, at time.Time, data []byte
 	st.mu.Unlock()
 
 	if err := b.SyncWait(); err != nil {
-		return 0, fmt.Errorf("push to %s: sync: %w", user, err)
+		return seq, fmt.Errorf("push to %s: sync: %w", user, err)
 	}
 	st.mu.Lock()
 	st.durable = max(st.durable, seq)
+	if st.sized && seq > st.sizedTop {
+		st.count++
+		st.bytes += int64(len(data))
+	}
 	st.mu.Unlock()
 	return seq, nil
 }
 
-// position returns device's position and whether the device is known; the
-// user's st.mu held.
-func (s *Store) position(st *seqState, user, device string) (uint64, bool, error) {
-	v, err := s.get(deviceKey(user, device))
-	if err != nil {
-		return 0, false, err
-	}
-	if len(v) >= 8 {
-		return binary.BigEndian.Uint64(v), true, nil
-	}
-	first, err := s.firstSeq(seqPrefix(prefixInbox, user), st.durable)
-	if err != nil {
-		return 0, false, err
-	}
-	if first == 0 {
-		return st.durable, false, nil
-	}
-	return first - 1, false, nil
-}
-
 // Ack implements store.Inbox.
 func (s *Store) Ack(ctx context.Context, user, device string, seq uint64) error {
-	if err := validName(device); err != nil {
-		return err
-	}
+	return s.deviceOp(ctx, "ack for", user, device, func(st *seqState, d *deviceRecord, b *pebble.Batch) (bool, error) {
+		switch {
+		case seq < d.acked:
+			return false, fmt.Errorf("%w: %d is below %d", store.ErrAckBackwards, seq, d.acked)
+		case seq > st.durable:
+			return false, fmt.Errorf("%w: %d is above %d", store.ErrAckBeyondEnd, seq, st.durable)
+		}
+		// Acknowledging the position again only records that the device
+		// was active, which need not be synced.
+		sync := seq > d.acked || !d.known
+		s.advance(b, prefixAckMark, user, device, d, st.base, seq, time.Now())
+		return sync, nil
+	})
+}
+
+// Head implements store.Inbox.
+func (s *Store) Head(ctx context.Context, user string) (uint64, error) {
 	st, exit, err := s.user(ctx, user)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer exit()
 	defer st.mu.Unlock()
-	pos, known, err := s.position(st, user, device)
-	if err != nil {
-		return fmt.Errorf("ack for %s/%s: %w", user, device, err)
-	}
-	switch {
-	case seq < pos:
-		return fmt.Errorf("%w: %d is below %d", store.ErrAckBackwards, seq, pos)
-	case seq > st.durable:
-		return fmt.Errorf("%w: %d is above %d", store.ErrAckBeyondEnd, seq, st.durable)
-	case seq == pos && known:
-		return nil
-	}
-	if err := s.db.Set(deviceKey(user, device), binary.BigEndian.AppendUint64(nil, seq), pebble.Sync); err != nil {
-		return fmt.Errorf("ack for %s/%s: %w", user, device, err)
-	}
-	return nil
+	return st.durable, nil
 }
 
 // Pending implements store.Inbox.
@@ -128,8 +117,8 @@ func (s *Store) Pending(ctx context.Context, user, device string, limit int) (st
 		return store.Pending{}, err
 	}
 	defer exit()
-	pos, _, err := s.position(st, user, device)
-	top := st.durable
+	d, err := s.device(st, user, device)
+	pos, top := d.acked, st.durable
 	st.mu.Unlock()
 	if err != nil {
 		return store.Pending{}, fmt.Errorf("pending for %s/%s: %w", user, device, err)
@@ -138,7 +127,7 @@ func (s *Store) Pending(ctx context.Context, user, device string, limit int) (st
 	if err != nil {
 		return store.Pending{}, fmt.Errorf("pending for %s/%s: %w", user, device, err)
 	}
-	p := store.Pending{Acked: pos, Records: recs}
+	p := store.Pending{Acked: pos, Records: recs, Known: d.known}
 	if len(recs) > 0 {
 		p.Missed = recs[0].Offset - pos - 1
 	} else {
@@ -155,43 +144,82 @@ func (s *Store) Expire(ctx context.Context, user string, lim store.InboxLimits) 
 	}
 	defer exit()
 	defer st.mu.Unlock()
+	b := s.db.NewBatch()
+	defer b.Close()
+	n, base, err := s.expireInbox(b, st, user, lim)
+	if err != nil {
+		return 0, fmt.Errorf("expire inbox of %s: %w", user, err)
+	}
+	keep, err := s.expireReceipts(b, st, user, base, lim.ReceiptsBefore)
+	if err != nil {
+		return 0, fmt.Errorf("expire receipts of %s: %w", user, err)
+	}
+	if err := s.pruneMarks(b, user, keep); err != nil {
+		return 0, fmt.Errorf("expire receipts of %s: %w", user, err)
+	}
+	if b.Empty() {
+		return 0, nil
+	}
+	// Not synced: a drop lost in a crash leaves messages that every
+	// device has acknowledged or that the next Expire drops again; the
+	// next synced write makes it durable anyway.
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return 0, fmt.Errorf("expire inbox of %s: %w", user, err)
+	}
+	st.base = base
+	return n, nil
+}
 
-	// Everything every known device acknowledged can go.
+// expireInbox adds to b the removal of the messages of user that lim and
+// the known devices' positions drop, and returns how many it drops and the
+// base after it.
+func (s *Store) expireInbox(b *pebble.Batch, st *seqState, user string, lim store.InboxLimits) (int, uint64, error) {
+	// Everything every known device acknowledged can go, once devices
+	// inactive for too long are forgotten.
 	var acked uint64
 	known := false
 	devices := seqPrefix(prefixDevice, user)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: devices, UpperBound: upperBound(devices)})
 	if err != nil {
-		return 0, fmt.Errorf("expire inbox of %s: %w", user, err)
+		return 0, st.base, err
 	}
 	for ok := it.First(); ok; ok = it.Next() {
-		if v := it.Value(); len(v) >= 8 {
-			p := binary.BigEndian.Uint64(v)
-			if !known || p < acked {
-				acked = p
+		if d, ok := decodeDevice(it.Value()); ok {
+			if !lim.Before.IsZero() && d.seen.Before(lim.Before) {
+				b.Delete(it.Key(), nil)
+				continue
+			}
+			if !known || d.acked < acked {
+				acked = d.acked
 			}
 			known = true
 		}
 	}
 	if err := it.Close(); err != nil {
-		return 0, fmt.Errorf("expire inbox of %s: %w", user, err)
+		return 0, st.base, err
 	}
 
+	if err := s.sizeInbox(st, user); err != nil {
+		return 0, st.base, err
+	}
 	prefix := seqPrefix(prefixInbox, user)
-	first, err := s.firstSeq(prefix, st.durable)
-	if err != nil || first == 0 {
-		return 0, err
-	}
-	recs, err := s.readSeq(prefix, store.Range{From: first, Limit: int(st.durable - first + 1)}, st.durable)
+	it, err = s.db.NewIter(&pebble.IterOptions{
+		LowerBound: prefix,
+		UpperBound: binary.BigEndian.AppendUint64(slices.Clip(prefix), st.durable+1),
+	})
 	if err != nil {
-		return 0, fmt.Errorf("expire inbox of %s: %w", user, err)
+		return 0, st.base, err
 	}
-	count, bytes := len(recs), int64(0)
-	for _, r := range recs {
-		bytes += int64(len(r.Data))
-	}
-	last := first - 1
-	for _, r := range recs {
+	// Walk from the oldest record while it must go: only what is dropped
+	// is read.
+	var first, last uint64
+	count, bytes := st.count, st.bytes
+	for ok := it.First(); ok; ok = it.Next() {
+		r, good := decodeRecord(it.Key(), it.Value())
+		if !good {
+			it.Close()
+			return 0, st.base, fmt.Errorf("damaged record at %d", seqOf(it.Key()))
+		}
 		drop := (known && r.Offset <= acked) ||
 			(!lim.Before.IsZero() && r.Time.Before(lim.Before)) ||
 			(lim.MaxCount > 0 && count > lim.MaxCount) ||
@@ -199,21 +227,48 @@ func (s *Store) Expire(ctx context.Context, user string, lim store.InboxLimits) 
 		if !drop {
 			break
 		}
+		if first == 0 {
+			first = r.Offset
+		}
 		last = r.Offset
 		count--
 		bytes -= int64(len(r.Data))
 	}
-	if last < first {
-		return 0, nil
+	if err := it.Close(); err != nil {
+		return 0, st.base, err
 	}
-	b := s.db.NewBatch()
-	defer b.Close()
+	if first == 0 {
+		return 0, st.base, nil
+	}
+	st.count, st.bytes = count, bytes
 	b.DeleteRange(seqKey(prefixInbox, user, first), seqKey(prefixInbox, user, last+1), nil)
 	base := max(st.base, last)
 	b.Set(nameKey(prefixInboxMeta, user), binary.BigEndian.AppendUint64(nil, base), nil)
-	if err := b.Commit(pebble.Sync); err != nil {
-		return 0, fmt.Errorf("expire inbox of %s: %w", user, err)
+	return int(last - first + 1), base, nil
+}
+
+// sizeInbox counts user's kept records and their bytes once, for Expire;
+// st.mu held.
+func (s *Store) sizeInbox(st *seqState, user string) error {
+	if st.sized {
+		return nil
 	}
-	st.base = base
-	return int(last - first + 1), nil
+	prefix := seqPrefix(prefixInbox, user)
+	it, err := s.db.NewIter(&pebble.IterOptions{
+		LowerBound: prefix,
+		UpperBound: binary.BigEndian.AppendUint64(slices.Clip(prefix), st.durable+1),
+	})
+	if err != nil {
+		return err
+	}
+	count, bytes := 0, int64(0)
+	for ok := it.First(); ok; ok = it.Next() {
+		count++
+		bytes += int64(max(len(it.Value())-8, 0))
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	st.sized, st.sizedTop, st.count, st.bytes = true, st.durable, count, bytes
+	return nil
 }

@@ -41,8 +41,8 @@ func TestReopenKeepsEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	quiet, _ := s.Top(ctx, "room:quiet")
-	for range 3 {
-		if _, err := s.Push(ctx, "u", t0, []byte("m")); err != nil {
+	for i := range 3 {
+		if _, err := s.Push(ctx, "u", fmt.Sprint("m", i), t0, []byte("m")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -72,7 +72,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 	if err != nil || p.Acked != 2 || len(p.Records) != 1 || p.Records[0].Offset != 3 {
 		t.Fatalf("pending after reopen: %+v, %v", p, err)
 	}
-	if seq, err := s.Push(ctx, "u", t0, nil); err != nil || seq != 4 {
+	if seq, err := s.Push(ctx, "u", "m-after", t0, nil); err != nil || seq != 4 {
 		t.Fatalf("push after reopen: %d, %v", seq, err)
 	}
 	if got, fresh, err := s.Remember(ctx, "k", []byte("h"), []byte("x"), t0, time.Hour); err != nil || fresh || string(got) != "r" {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +31,11 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AckedByAllDropped", testAckedByAllDropped},
 		{"ExpireByAge", testExpireByAge},
 		{"ExpireBytes", testExpireBytes},
+		{"ForgetDevices", testForgetDevices},
+		{"Receipts", testReceipts},
+		{"ReceiptsOutliveMessages", testReceiptsOutliveMessages},
+		{"ReceiptsOnlyWhatWasHad", testReceiptsOnlyWhatWasHad},
+		{"Listing", testListing},
 		{"Idempotency", testIdempotency},
 		{"InvalidInput", testInvalidInput},
 		{"ConcurrentAppends", testConcurrentAppends},
@@ -64,11 +70,16 @@ func appendN(t *testing.T, s store.Store, channel string, n int, at func(i int) 
 func pushN(t *testing.T, s store.Store, user string, n int, at func(i int) time.Time) {
 	t.Helper()
 	for i := range n {
-		if _, err := s.Push(context.Background(), user, at(i), data(i)); err != nil {
+		if _, err := s.Push(context.Background(), user, newID(), at(i), data(i)); err != nil {
 			t.Fatalf("push %d to %s: %v", i, user, err)
 		}
 	}
 }
+
+var lastID atomic.Uint64
+
+// newID returns a message id no other call returned.
+func newID() string { return fmt.Sprintf("m%d", lastID.Add(1)) }
 
 func same(time.Time) func(int) time.Time { return func(int) time.Time { return t0 } }
 
@@ -220,7 +231,7 @@ func testAcks(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	pushN(t, s, "u", 5, same(t0))
 	p := pending(t, s, "u", "phone")
-	if p.Acked != 0 || p.Missed != 0 {
+	if p.Acked != 0 || p.Missed != 0 || p.Known {
 		t.Fatalf("new device: %+v", p)
 	}
 	wantOffsets(t, "new device", p.Records, 1, 2, 3, 4, 5)
@@ -232,8 +243,8 @@ func testAcks(t *testing.T, s store.Store) {
 	}
 	p = pending(t, s, "u", "phone")
 	wantOffsets(t, "after ack 2", p.Records, 3, 4, 5)
-	if p.Acked != 2 {
-		t.Fatalf("acked %d, want 2", p.Acked)
+	if p.Acked != 2 || !p.Known {
+		t.Fatalf("acked %d (known %t), want 2 (known)", p.Acked, p.Known)
 	}
 	if err := s.Ack(ctx, "u", "phone", 1); !errors.Is(err, store.ErrAckBackwards) {
 		t.Fatalf("ack backwards: %v", err)
@@ -262,7 +273,7 @@ func testAcks(t *testing.T, s store.Store) {
 	if p := pending(t, s, "u", "phone"); len(p.Records) != 0 || p.Missed != 0 {
 		t.Fatalf("everything acked: %+v", p)
 	}
-	if seq, err := s.Push(ctx, "u", t0, data(6)); err != nil || seq != 6 {
+	if seq, err := s.Push(ctx, "u", newID(), t0, data(6)); err != nil || seq != 6 {
 		t.Fatalf("push after acks: %d, %v", seq, err)
 	}
 	wantOffsets(t, "new message", pending(t, s, "u", "phone").Records, 6)
@@ -303,7 +314,7 @@ func testCapsReportGap(t *testing.T, s store.Store) {
 	if p.Acked != 4 || p.Missed != 1 || len(p.Records) != 0 {
 		t.Fatalf("all dropped: %+v, want acked 4, missed 1", p)
 	}
-	if seq, err := s.Push(ctx, "u", t0, data(6)); err != nil || seq != 6 {
+	if seq, err := s.Push(ctx, "u", newID(), t0, data(6)); err != nil || seq != 6 {
 		t.Fatalf("push after everything was dropped: %d, %v; want 6", seq, err)
 	}
 }
@@ -350,7 +361,7 @@ func testExpireByAge(t *testing.T, s store.Store) {
 func testExpireBytes(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	for range 3 {
-		if _, err := s.Push(ctx, "u", t0, make([]byte, 10)); err != nil {
+		if _, err := s.Push(ctx, "u", newID(), t0, make([]byte, 10)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -358,6 +369,23 @@ func testExpireBytes(t *testing.T, s store.Store) {
 		t.Fatalf("cap at 25 bytes dropped %d, %v; want 1", n, err)
 	}
 	wantOffsets(t, "after byte cap", pending(t, s, "u", "d").Records, 2, 3)
+	// The caps count what was pushed since, and only that: 4 records of
+	// 10 bytes are over a cap of 3 and of 35 bytes by one each.
+	for range 2 {
+		if _, err := s.Push(ctx, "u", newID(), t0, make([]byte, 10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.Expire(ctx, "u", store.InboxLimits{MaxCount: 3, MaxBytes: 35}); err != nil || n != 1 {
+		t.Fatalf("caps of 3 messages and 35 bytes dropped %d, %v; want 1", n, err)
+	}
+	if n, err := s.Expire(ctx, "u", store.InboxLimits{MaxCount: 3, MaxBytes: 35}); err != nil || n != 0 {
+		t.Fatalf("the same caps again dropped %d, %v; want 0", n, err)
+	}
+	if n, err := s.Expire(ctx, "u", store.InboxLimits{MaxBytes: 15}); err != nil || n != 2 {
+		t.Fatalf("a cap of 15 bytes dropped %d, %v; want 2", n, err)
+	}
+	wantOffsets(t, "after the caps", pending(t, s, "u", "d").Records, 5)
 }
 
 func testIdempotency(t *testing.T, s store.Store) {
@@ -417,11 +445,20 @@ func testInvalidInput(t *testing.T, s store.Store) {
 		if _, err := s.Append(ctx, name, t0, nil); !errors.Is(err, store.ErrInvalidName) {
 			t.Errorf("append to %q: %v", name, err)
 		}
-		if _, err := s.Push(ctx, name, t0, nil); !errors.Is(err, store.ErrInvalidName) {
+		if _, err := s.Push(ctx, name, newID(), t0, nil); !errors.Is(err, store.ErrInvalidName) {
 			t.Errorf("push to %q: %v", name, err)
+		}
+		if _, err := s.Push(ctx, "u", name, t0, nil); !errors.Is(err, store.ErrInvalidName) {
+			t.Errorf("push with id %q: %v", name, err)
 		}
 		if err := s.Ack(ctx, "u", name, 0); !errors.Is(err, store.ErrInvalidName) {
 			t.Errorf("ack by device %q: %v", name, err)
+		}
+		if err := s.Delivered(ctx, "u", name, 0, t0); !errors.Is(err, store.ErrInvalidName) {
+			t.Errorf("delivered to device %q: %v", name, err)
+		}
+		if _, err := s.Receipt(ctx, name); !errors.Is(err, store.ErrInvalidName) {
+			t.Errorf("receipt of %q: %v", name, err)
 		}
 		if _, _, err := s.Remember(ctx, name, nil, nil, t0, time.Hour); !errors.Is(err, store.ErrInvalidName) {
 			t.Errorf("remember %q: %v", name, err)
@@ -491,7 +528,7 @@ func testConcurrentPushes(t *testing.T, s store.Store) {
 	for range writers {
 		wg.Go(func() {
 			for i := range perWriter / 4 {
-				seq, err := s.Push(ctx, "u", t0, data(i))
+				seq, err := s.Push(ctx, "u", newID(), t0, data(i))
 				if err != nil {
 					t.Errorf("push: %v", err)
 					return
@@ -517,5 +554,110 @@ func testConcurrentPushes(t *testing.T, s store.Store) {
 	}
 	if len(p.Records) != len(seen) {
 		t.Fatalf("%d pending, %d pushed", len(p.Records), len(seen))
+	}
+	head, err := s.Head(ctx, "u")
+	if err != nil || head != uint64(len(seen)) {
+		t.Fatalf("head = %d, %v; want %d", head, err, len(seen))
+	}
+	if head, err := s.Head(ctx, "nobody"); err != nil || head != 0 {
+		t.Fatalf("head of an empty inbox = %d, %v; want 0", head, err)
+	}
+}
+
+// testForgetDevices: a device inactive since before lim.Before no longer
+// keeps messages; an active one does.
+func testForgetDevices(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	hours := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Hour) }
+	pushN(t, s, "u", 3, func(i int) time.Time { return hours(3 + i) })
+	if err := s.Seen(ctx, "u", "lost", hours(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Seen(ctx, "u", "tablet", hours(5)); err != nil {
+		t.Fatal(err)
+	}
+	if p := pending(t, s, "u", "tablet"); p.Acked != 0 || len(p.Records) != 3 {
+		t.Fatalf("seen moved the position: %+v", p)
+	}
+	if err := s.Delivered(ctx, "u", "tablet", 3, hours(6)); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"laptop", "tablet"} {
+		if err := s.Ack(ctx, "u", d, 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.Expire(ctx, "u", store.InboxLimits{Before: hours(0)}); err != nil || n != 0 {
+		t.Fatalf("a known device has not acknowledged: dropped %d, %v", n, err)
+	}
+	if n, err := s.Expire(ctx, "u", store.InboxLimits{Before: hours(2)}); err != nil || n != 3 {
+		t.Fatalf("the device inactive since hour 1 forgotten: dropped %d, %v; want 3", n, err)
+	}
+	if p := pending(t, s, "u", "lost"); p.Acked != 3 || p.Missed != 0 || len(p.Records) != 0 {
+		t.Fatalf("forgotten device back: %+v, want a new device's start", p)
+	}
+	// The tablet, active at hour 6, still keeps what it has not acknowledged.
+	pushN(t, s, "u", 1, func(int) time.Time { return hours(7) })
+	if err := s.Ack(ctx, "u", "laptop", 4); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Expire(ctx, "u", store.InboxLimits{Before: hours(2)}); err != nil || n != 0 {
+		t.Fatalf("tablet active since: dropped %d, %v", n, err)
+	}
+	if err := s.Seen(ctx, "u", "", t0); !errors.Is(err, store.ErrInvalidName) {
+		t.Fatalf("seen with no device: %v", err)
+	}
+}
+
+func list(t *testing.T, what string, f func(ctx context.Context, after string, limit int) ([]string, error), after string, limit int, want ...string) {
+	t.Helper()
+	got, err := f(context.Background(), after, limit)
+	if err != nil {
+		t.Fatalf("%s after %q: %v", what, after, err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("%s after %q, limit %d: %q, want %q", what, after, limit, got, want)
+	}
+}
+
+// testListing: channels and users with data are listed in order, in pages.
+func testListing(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	list(t, "channels", s.Channels, "", 10)
+	list(t, "users", s.Users, "", 10)
+	for _, c := range []string{"b", "a/b", "c", "a"} {
+		appendN(t, s, c, 2, same(t0))
+	}
+	if _, err := s.Top(ctx, "quiet"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Reset(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	list(t, "channels", s.Channels, "", 2, "a", "a/b")
+	list(t, "channels", s.Channels, "a/b", 2, "b")
+	list(t, "channels", s.Channels, "b", 2)
+	if _, err := s.Channels(ctx, "", 0); !errors.Is(err, store.ErrInvalidLimit) {
+		t.Fatalf("channels with no limit: %v", err)
+	}
+
+	pushN(t, s, "u2", 1, same(t0))
+	if err := s.Seen(ctx, "u1", "phone", t0); err != nil {
+		t.Fatal(err)
+	}
+	pushN(t, s, "u3", 1, same(t0))
+	if err := s.Ack(ctx, "u3", "phone", 1); err != nil {
+		t.Fatal(err)
+	}
+	list(t, "users", s.Users, "", 10, "u1", "u2", "u3")
+	list(t, "users", s.Users, "u1", 1, "u2")
+	// Once its messages, devices and receipts are gone, a user is not listed.
+	far := time.Now().Add(time.Hour)
+	if _, err := s.Expire(ctx, "u3", store.InboxLimits{Before: far, ReceiptsBefore: far}); err != nil {
+		t.Fatal(err)
+	}
+	list(t, "users", s.Users, "", 10, "u1", "u2")
+	if _, err := s.Users(ctx, "", -1); !errors.Is(err, store.ErrInvalidLimit) {
+		t.Fatalf("users with a negative limit: %v", err)
 	}
 }

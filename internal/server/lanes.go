@@ -1,0 +1,159 @@
+package server
+
+import (
+	"hash/maphash"
+	"slices"
+	"sync"
+
+	"github.com/heraldpush/herald/internal/protocol"
+)
+
+// A lane puts the stored messages of one channel, or of one user's inbox,
+// in order for live delivery, and is the seam between stored and live
+// messages for a connection that catches up.
+//
+// Concurrent publishers store their messages at once, so that the store
+// commits them in one sync, and the store hands out offsets in the order
+// it took the messages; but the publishers learn their offsets in any
+// order. Each hands its message to the lane, which delivers in offset
+// order: the message with the next offset goes out at once, a later one
+// waits for the ones before it. An offset whose write failed never comes;
+// when no write is in flight, nothing can fill a hole any more, so the
+// lane delivers what waits, in order, across the holes.
+//
+// Live delivery happens under the lane's lock, and so does a connection's
+// catching up (reading what it missed up to the last offset delivered,
+// queueing it, joining the live recipients): no message can be delivered
+// between the two, so none is missed or sent twice at the seam.
+type lane struct {
+	mu      sync.Mutex
+	refs    int // holders between acquire and release; under the lanes' shard lock
+	loaded  bool
+	epoch   string
+	next    uint64 // the offset delivered next: everything below is delivered or lost
+	writing int    // stores in flight
+	waiting map[uint64]*protocol.Message
+}
+
+// loadLocked sets the lane's position from the store on first use: top
+// is the newest offset stored, all of it delivered (or lost) by the time
+// no lane holds the name. mu held.
+func (l *lane) loadLocked(load func() (uint64, string, error)) error {
+	if l.loaded {
+		return nil
+	}
+	top, epoch, err := load()
+	if err != nil {
+		return err
+	}
+	l.next, l.epoch, l.loaded = top+1, epoch, true
+	return nil
+}
+
+// delivered is the last offset delivered live. mu held.
+func (l *lane) delivered() uint64 { return l.next - 1 }
+
+// stored hands the lane a message the store gave offset off in epoch
+// (off 0: the write failed), delivers what is now in order with deliver,
+// and ends the write begun by writing++. mu held.
+func (l *lane) stored(off uint64, epoch string, m *protocol.Message, deliver func(*protocol.Message)) {
+	l.writing--
+	if off != 0 {
+		if epoch != l.epoch {
+			// The history was reset under us: a new epoch starts over.
+			l.epoch, l.next = epoch, off
+			clear(l.waiting)
+		}
+		if off >= l.next {
+			if l.waiting == nil {
+				l.waiting = make(map[uint64]*protocol.Message)
+			}
+			l.waiting[off] = m
+		}
+	}
+	for {
+		m, ok := l.waiting[l.next]
+		if !ok {
+			break
+		}
+		delete(l.waiting, l.next)
+		l.next++
+		if m != nil {
+			deliver(m)
+		}
+	}
+	if l.writing == 0 && len(l.waiting) > 0 {
+		// Holes left by failed writes: nothing will fill them now.
+		offs := make([]uint64, 0, len(l.waiting))
+		for off := range l.waiting {
+			offs = append(offs, off)
+		}
+		slices.Sort(offs)
+		for _, off := range offs {
+			deliver(l.waiting[off])
+		}
+		l.next = offs[len(offs)-1] + 1
+		clear(l.waiting)
+	}
+}
+
+// lanes holds the lanes in use, by name. A lane exists while someone holds
+// it: between writes, and for names no one publishes to, nothing is kept.
+type lanes struct {
+	seed   maphash.Seed
+	shards [64]laneShard
+}
+
+type laneShard struct {
+	mu sync.Mutex
+	m  map[string]*lane
+}
+
+func newLanes() *lanes {
+	ls := &lanes{seed: maphash.MakeSeed()}
+	for i := range ls.shards {
+		ls.shards[i].m = make(map[string]*lane)
+	}
+	return ls
+}
+
+func (ls *lanes) shard(name string) *laneShard {
+	return &ls.shards[maphash.String(ls.seed, name)%uint64(len(ls.shards))]
+}
+
+// acquire returns name's lane, held until release.
+func (ls *lanes) acquire(name string) *lane {
+	sh := ls.shard(name)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	l := sh.m[name]
+	if l == nil {
+		l = &lane{}
+		sh.m[name] = l
+	}
+	l.refs++
+	return l
+}
+
+// release lets go of name's lane; the last holder drops it.
+func (ls *lanes) release(name string, l *lane) {
+	sh := ls.shard(name)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	l.refs--
+	if l.refs == 0 {
+		delete(sh.m, name)
+	}
+}
+
+// len counts the lanes held, for tests.
+func (ls *lanes) len() int {
+	n := 0
+	for i := range ls.shards {
+		sh := &ls.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}
