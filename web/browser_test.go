@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/heraldpush/herald/client"
+	"github.com/heraldpush/herald/internal/config"
 	"github.com/heraldpush/herald/internal/testserver"
 )
 
@@ -147,7 +148,7 @@ func loginDemo(t *testing.T, ctx context.Context, base, name string) {
 	do(t, ctx,
 		chromedp.Navigate(base+"/demo/"),
 		chromedp.WaitVisible(chromedp.ID("name")),
-		chromedp.SendKeys(chromedp.ID("name"), name),
+		chromedp.SetValue(chromedp.ID("name"), name),
 		chromedp.Click(chromedp.ID("login-button")),
 	)
 	waitJS(t, ctx, 10*time.Second, name+" in the lobby",
@@ -211,6 +212,54 @@ func TestBrowserDemoChat(t *testing.T) {
 	do(t, alice, chromedp.Click(chromedp.CSS(`#rooms li[data-key="room:lobby"]`)))
 	waitJS(t, alice, 5*time.Second, "alice back in the lobby", `document.querySelectorAll("#members li").length === 3`)
 	screenshot(t, alice, "demo-chat")
+}
+
+// A page that went away gets, when it comes back, the room's messages it
+// missed (the room's namespace keeps history) and the private messages
+// sent to it meanwhile (its device's inbox).
+func TestBrowserDemoOffline(t *testing.T) {
+	cfg := testserver.Config(t)
+	cfg.Namespaces = []config.Namespace{{Name: "room", Subscribe: config.SubscribeAny, Publish: config.PublishClients, HistorySize: 100}}
+	srv := testserver.Start(t, cfg)
+	base := srv.API()
+	alice, bob := newPage(t), newPage(t)
+	loginDemo(t, alice, base, "alice")
+	loginDemo(t, bob, base, "bob")
+	say(t, bob, "see you later")
+	waitJS(t, alice, 5*time.Second, "alice sees bob", lastLines+`.some(l => l.includes("see you later"))`)
+	do(t, alice, chromedp.Click(chromedp.CSS(`#members li[data-user="bob"]`)))
+	waitJS(t, alice, 5*time.Second, "alice talks to bob", `document.getElementById("title").textContent === "private: bob"`)
+
+	// Bob leaves the page; alice writes to the room and to him.
+	do(t, bob, chromedp.Navigate("about:blank"))
+	testserver.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		var p struct{ Online bool }
+		api(t, base, "", "GET", "/v1/presence/users/bob", nil, &p)
+		if p.Online {
+			return errNotYet
+		}
+		return nil
+	})
+	say(t, alice, "this waits in your inbox")
+	waitJS(t, alice, 5*time.Second, "sent", lastLines+`.some(l => l.includes("this waits in your inbox"))`)
+	do(t, alice, chromedp.Click(chromedp.CSS(`#rooms li[data-key="room:lobby"]`)))
+	say(t, alice, "you missed this")
+	waitJS(t, alice, 5*time.Second, "said", lastLines+`.some(l => l.includes("you missed this"))`)
+
+	// Bob comes back: the same browser, which remembers its name, device,
+	// rooms and where the lobby stood.
+	do(t, bob, chromedp.Navigate(base+"/demo/"), chromedp.WaitVisible(chromedp.ID("name")))
+	if name := eval[string](t, bob, `document.getElementById("name").value`); name != "bob" {
+		t.Fatalf("name not remembered: %q", name)
+	}
+	do(t, bob, chromedp.Click(chromedp.ID("login-button")))
+	waitJS(t, bob, 10*time.Second, "bob gets the room's missed message",
+		`document.getElementById("title").textContent === "#lobby" && `+lastLines+`.some(l => l.includes("you missed this")) && `+lastLines+`.some(l => l.includes("missed while away"))`)
+	if n := eval[int](t, bob, lastLines+`.filter(l => l.includes("see you later")).length`); n != 0 {
+		t.Fatal("bob's own earlier message came again")
+	}
+	do(t, bob, chromedp.Click(chromedp.CSS(`#rooms li[data-key="@alice"]`)))
+	waitJS(t, bob, 5*time.Second, "bob gets the private message from his inbox", lastLines+`.some(l => l.includes("this waits in your inbox"))`)
 }
 
 // The dashboard refuses a wrong key, keeps the right one out of the URL,

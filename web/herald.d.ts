@@ -1,6 +1,6 @@
 // Type declarations for herald.js, the Herald JavaScript client.
 
-export declare const PROTOCOL_VERSION: 1;
+export declare const PROTOCOL_VERSION: 2;
 
 /** An error from the server (a stable protocol code) or from the client. */
 export declare class HeraldError extends Error {
@@ -34,6 +34,8 @@ export interface ClientOptions {
   requestTimeout?: number;
   /** ms to gather inbox acknowledgements into one (default 100). */
   ackDelay?: number;
+  /** Acknowledge a direct message once the message handlers have returned (default true). False: call ack(seq) yourself. */
+  autoAck?: boolean;
   /** How many recent message ids are remembered to drop duplicates (default 1000). */
   seenIds?: number;
   /** Implementations to use instead of the globals (for Node.js or tests). */
@@ -51,13 +53,25 @@ export interface Limits {
   max_subscriptions: number;
 }
 
+export interface InboxState {
+  acked: number;
+  pending: number;
+  missed?: number;
+  new?: boolean;
+}
+
 /** The connect result, and the transport it came over. */
 export interface ConnectInfo {
+  /** The server's protocol version (absent from version 1 servers). */
+  protocol?: number;
   client: string;
   user: string;
   ping_interval: number;
   pong_timeout: number;
   limits: Limits;
+  /** With a device: its name and its inbox. */
+  device?: string;
+  inbox?: InboxState;
   transport: TransportName;
 }
 
@@ -88,6 +102,7 @@ export interface SubscribeResult {
   offset?: number;
   epoch?: string;
   recovered?: boolean;
+  missed?: number;
 }
 
 export interface Disconnect {
@@ -120,7 +135,8 @@ export interface Events {
   reconnecting: { delay: number; attempt: number };
   closed: Disconnect;
   message: Message;
-  subscribed: { channel: string; recovered: boolean; offset?: number; epoch?: string };
+  /** recovery: the client asked to recover from a position; recovered: everything missed follows. */
+  subscribed: { channel: string; recovery: boolean; recovered: boolean; missed: number; offset?: number; epoch?: string };
   unsubscribed: { channel: string };
   error: HeraldError;
 }
@@ -143,6 +159,8 @@ export declare class HeraldClient {
   broadcast(data: JSONValue): Promise<{ id: string }>;
   presence(channel: string): Promise<Presence>;
   ping(): Promise<null>;
+  /** Acknowledges the device's inbox up to seq (cumulative). */
+  ack(seq: number): void;
 }
 
 /** Escapes text for HTML. */

@@ -3,8 +3,8 @@
 // Server-Sent Events when no WebSocket can be opened. docs/javascript.md
 // shows how to use it; herald.d.ts declares its types.
 
-/** The protocol version this client speaks. */
-export const PROTOCOL_VERSION = 1;
+/** The protocol version this client speaks; it talks to version 1 servers too. */
+export const PROTOCOL_VERSION = 2;
 
 /** An error from the server (its stable code) or from the client. */
 export class HeraldError extends Error {
@@ -28,6 +28,7 @@ const DEFAULTS = {
   connectTimeout: 10000, // ms to open a transport and connect
   requestTimeout: 10000, // ms for a reply
   ackDelay: 100, // ms to gather inbox acknowledgements into one
+  autoAck: true, // acknowledge a direct message once the handlers have returned
   seenIds: 1000, // message ids remembered to drop duplicates
 };
 
@@ -229,8 +230,8 @@ export class HeraldClient extends Emitter {
     this.attempt = 0;
     this.preferSSE = false; // the WebSocket could not open: stay on SSE
     this.seen = new Set(); // recent message ids, to drop duplicates
-    this.inboxSeq = 0; // highest direct-message seq received (with device)
-    this.ackedSeq = 0;
+    this.inboxSeq = 0; // highest inbox seq to acknowledge (with device)
+    this.ackedSeq = 0; // highest acknowledged
   }
 
   /**
@@ -343,6 +344,10 @@ export class HeraldClient extends Emitter {
     this.refusal = null;
     this.info = { ...result, transport: t.name };
     this.attempt = 0;
+    // The server's position of this device's inbox: what it has of our
+    // acknowledgements, whatever was lost with the last connection.
+    this.ackedSeq = result?.inbox?.acked ?? 0;
+    if (this.inboxSeq > this.ackedSeq) this.scheduleAck();
     this.setState("connected");
     this.watchdog(t);
     this.emit("connected", this.info);
@@ -390,6 +395,7 @@ export class HeraldClient extends Emitter {
   teardown(err) {
     clearTimeout(this.deadTimer);
     clearTimeout(this.ackTimer);
+    this.ackTimer = null;
     for (const { reject, timer } of this.inflight.values()) {
       clearTimeout(timer);
       reject(err);
@@ -445,8 +451,14 @@ export class HeraldClient extends Emitter {
   }
 
   message(m) {
+    const inbox = m.kind === "direct" && typeof m.seq === "number" && this.opts.device && this.opts.autoAck;
     if (m.id) {
-      if (this.seen.has(m.id)) return; // a duplicate (a recovery overlapping live delivery)
+      if (this.seen.has(m.id)) {
+        // A duplicate: a message delivered again before its ack reached
+        // the server, or a recovery overlapping live delivery.
+        if (inbox) this.ack(m.seq);
+        return;
+      }
       this.seen.add(m.id);
       if (this.seen.size > this.opts.seenIds) this.seen.delete(this.seen.values().next().value);
     }
@@ -459,12 +471,20 @@ export class HeraldClient extends Emitter {
         } else pos.offset = Math.max(pos.offset ?? 0, m.offset);
       }
     }
-    if (m.kind === "direct" && typeof m.seq === "number" && this.opts.device) {
-      this.inboxSeq = Math.max(this.inboxSeq, m.seq);
-      this.scheduleAck();
-    }
     this.emit("message", m);
     if (m.kind === "channel") this.emit("message:" + m.channel, m);
+    if (inbox) this.ack(m.seq);
+  }
+
+  /**
+   * ack acknowledges the device's inbox up to seq (cumulative), gathering
+   * acknowledgements for ackDelay ms into one. With autoAck (the default)
+   * the client calls it once the message handlers have returned; with
+   * autoAck false, call it once the application has kept the message.
+   */
+  ack(seq) {
+    this.inboxSeq = Math.max(this.inboxSeq, seq);
+    this.scheduleAck();
   }
 
   /** scheduleAck acknowledges the inbox up to the highest seq received, once per ackDelay. */
@@ -497,19 +517,21 @@ export class HeraldClient extends Emitter {
 
   subscribeNow(channel, pos) {
     const frame = { op: "subscribe", channel };
-    if (pos && typeof pos.offset === "number" && pos.epoch) {
+    const recovery = Boolean(pos && typeof pos.offset === "number" && pos.epoch);
+    if (recovery) {
       frame.offset = pos.offset;
       frame.epoch = pos.epoch;
     }
     return this.request(frame).then((result) => {
       const r = result || {};
-      if (this.channels.get(channel) === pos && pos && typeof r.offset === "number") {
-        if (pos.epoch !== r.epoch || typeof pos.offset !== "number") {
-          pos.epoch = r.epoch;
-          pos.offset = r.offset;
-        }
+      // The reply gives the channel's position when the subscription took
+      // effect. After a recovery the missed messages follow it and move
+      // the position themselves; otherwise the channel goes on from here.
+      if (this.channels.get(channel) === pos && typeof r.offset === "number" && !(recovery && r.recovered === true)) {
+        pos.offset = r.offset;
+        pos.epoch = r.epoch;
       }
-      this.emit("subscribed", { channel, recovered: r.recovered === true, offset: r.offset, epoch: r.epoch });
+      this.emit("subscribed", { channel, recovery, recovered: r.recovered === true, missed: r.missed ?? 0, offset: r.offset, epoch: r.epoch });
       return r;
     });
   }

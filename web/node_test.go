@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/heraldpush/herald/internal/auth"
+	"github.com/heraldpush/herald/internal/config"
 	"github.com/heraldpush/herald/internal/testserver"
 )
 
@@ -25,6 +26,9 @@ func TestJavaScriptClient(t *testing.T) {
 	const secret = "web-test-secret-0123456789abcdef0123"
 	cfg := testserver.Config(t)
 	cfg.TokenSecret = secret
+	// chat:* keeps history, for the recovery tests; the server keeps
+	// inboxes by default.
+	cfg.Namespaces = []config.Namespace{{Name: "chat", Subscribe: config.SubscribeAny, Publish: config.PublishClients, HistorySize: 100}}
 	srv := testserver.Start(t, cfg)
 	tok, err := auth.Mint(auth.HMACKey([]byte(secret)), auth.Claims{}, "tok", time.Hour)
 	if err != nil {

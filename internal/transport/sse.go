@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -129,11 +130,27 @@ func (c *sseConn) end() {
 	c.mu.Unlock()
 }
 
-// eventID is the SSE event id of a frame: what a reconnecting EventSource
-// sends back as Last-Event-ID. No frame has one yet; once channel history
-// exists, a channel message's will be its offset, so that a stream can
-// resume where the last one stopped.
-func eventID([]byte) string { return "" }
+// eventID is the SSE event id of a frame, what an EventSource keeps as
+// lastEventId: for a message of a channel with history, "CHANNEL EPOCH
+// OFFSET", its place in the channel; for any other frame none. The server
+// does not read Last-Event-ID back: a new stream is a new connection, on
+// which the client subscribes again with that epoch and offset, as on
+// every transport.
+func eventID(frame []byte) string {
+	if !bytes.HasPrefix(frame, []byte(`{"type":"message"`)) || !bytes.Contains(frame, []byte(`"offset":`)) {
+		return ""
+	}
+	var m struct {
+		Channel string `json:"channel"`
+		Epoch   string `json:"epoch"`
+		Offset  uint64 `json:"offset"`
+	}
+	if json.Unmarshal(frame, &m) != nil || m.Channel == "" || m.Epoch == "" {
+		return ""
+	}
+	// Channel names and epochs hold no space or line break.
+	return m.Channel + " " + m.Epoch + " " + strconv.FormatUint(m.Offset, 10)
+}
 
 // appendEvent appends frame, one JSON document ending in '\n', as an SSE
 // event. Server frames are compact JSON: they hold no raw newline, so one

@@ -6,6 +6,48 @@ import { HeraldClient } from "/herald.js";
 const $ = (id) => document.getElementById(id);
 const PRESENCE_EVERY = 5000; // ms between presence refreshes of the open room
 
+// What this browser remembers between visits (localStorage): its device
+// id, so that private messages sent while it was away wait in its inbox;
+// the rooms it was in; and where each room's history stood, so that on a
+// server that keeps the rooms' history the messages missed come back.
+const saved = {
+  get(key, fallback) {
+    try {
+      return JSON.parse(localStorage.getItem("herald-demo." + key)) ?? fallback;
+    } catch {
+      return fallback;
+    }
+  },
+  set(key, value) {
+    try {
+      localStorage.setItem("herald-demo." + key, JSON.stringify(value));
+    } catch {
+      // storage full or refused: the demo works without it
+    }
+  },
+};
+
+function deviceID() {
+  let id = saved.get("device", "");
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(id)) {
+    id = "browser-" + Math.random().toString(36).slice(2, 12);
+    saved.set("device", id);
+  }
+  return id;
+}
+
+function rememberRooms() {
+  saved.set(
+    "rooms." + chat.me,
+    [...chat.convs.keys()].filter((k) => !k.startsWith("@")),
+  );
+}
+
+function rememberPosition(channel) {
+  const p = chat.client?.position(channel);
+  if (p) saved.set(`position.${chat.me}.${channel}`, p);
+}
+
 const chat = {
   client: null,
   me: "",
@@ -136,11 +178,13 @@ function onMessage(m) {
     if (!chat.convs.has(m.channel)) return;
     const d = m.data || {};
     if (d.type === "join" || d.type === "leave") {
+      rememberPosition(m.channel);
       if (m.from !== chat.me) addLine(m.channel, { ts: m.ts, notice: `${m.from} ${d.type === "join" ? "joined" : "left"}` });
       if (chat.current === m.channel) refreshPresence();
       return;
     }
     addLine(m.channel, { ts: m.ts, from: m.from, text: textOf(m.data) });
+    rememberPosition(m.channel);
   } else if (m.kind === "direct") {
     const peer = m.from || "server";
     addLine("@" + peer, { ts: m.ts, from: peer, text: textOf(m.data) });
@@ -152,9 +196,11 @@ function onMessage(m) {
 async function join(room) {
   const key = "room:" + room;
   conversation(key);
+  rememberRooms();
   show(key);
   try {
-    await chat.client.subscribe(key);
+    await chat.client.subscribe(key, null, saved.get(`position.${chat.me}.${key}`, undefined));
+    rememberPosition(key);
     await chat.client.publish(key, { type: "join" });
   } catch (err) {
     addLine(key, { notice: "could not join: " + err.message });
@@ -166,6 +212,7 @@ async function leave() {
   const key = chat.current;
   if (!key) return;
   chat.convs.delete(key);
+  rememberRooms();
   if (!key.startsWith("@")) {
     try {
       await chat.client.publish(key, { type: "leave" });
@@ -208,6 +255,8 @@ function setStatus(text, state) {
 
 function start(name, token) {
   const options = token ? { token } : { user: name };
+  options.device = deviceID();
+  saved.set("name", name);
   const client = new HeraldClient(options);
   chat.client = client;
   client.on("state", (s) => setStatus(s === "connected" ? `${chat.me} · ${client.info.transport}` : s, s));
@@ -222,17 +271,28 @@ function start(name, token) {
     if (chat.current) addLine(chat.current, { notice: `disconnected (${d.reason || d.code})${d.reconnect ? ", reconnecting" : ""}` });
   });
   client.on("message", onMessage);
+  client.on("subscribed", (s) => {
+    if (!chat.convs.has(s.channel)) return;
+    if (s.recovery && s.recovered && s.missed > 0) {
+      addLine(s.channel, { notice: `${s.missed} message${s.missed === 1 ? "" : "s"} you missed while away:` });
+    } else if (s.recovery && !s.recovered) {
+      addLine(s.channel, { notice: "some messages of this room were missed and are no longer kept" });
+    }
+  });
   client.connect().then(
     () => {
       $("login").classList.add("hidden");
       $("chat").classList.remove("hidden");
-      if (chat.convs.size === 0) join("lobby");
+      const rooms = saved.get("rooms." + chat.me, []);
+      if (rooms.length === 0) join("lobby");
+      else for (const key of rooms) join(key.slice("room:".length));
     },
     (err) => setStatus("refused: " + err.message, "closed"),
   );
   setInterval(refreshPresence, PRESENCE_EVERY);
 }
 
+$("name").value = saved.get("name", "");
 $("login-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
   start($("name").value.trim(), $("token").value.trim());

@@ -180,3 +180,45 @@ test("operations fail fast while disconnected; replies map to HeraldError", asyn
 test("escapeHTML escapes markup", () => {
   assert.equal(escapeHTML(`<img src=x onerror="a('b')">&`), "&lt;img src=x onerror=&quot;a(&#39;b&#39;)&quot;&gt;&amp;");
 });
+
+test("after a recovery the position moves with the recovered messages, not the reply", async () => {
+  const sockets = [];
+  const c = new HeraldClient({
+    ...fast,
+    user: "u",
+    WebSocket: scriptedWebSocket(
+      friendly((s, f) => {
+        if (f.op !== "subscribe") return false;
+        s.reply(f, { offset: 12, epoch: "e1", recovered: true, missed: 2 });
+        return true;
+      }),
+      sockets,
+    ),
+  });
+  await c.connect();
+  await c.subscribe("chat:1", null, { offset: 10, epoch: "e1" });
+  assert.deepEqual(c.position("chat:1"), { offset: 10, epoch: "e1" }, "not yet moved: the missed messages follow");
+  sockets[0].push({ type: "message", id: "r11", kind: "channel", channel: "chat:1", ts: 1, data: 11, offset: 11, epoch: "e1" });
+  assert.equal(c.position("chat:1").offset, 11);
+  c.close();
+});
+
+test("acknowledges again what comes again, and after a reconnect what the server did not get", async () => {
+  const sockets = [];
+  const c = new HeraldClient({
+    ...fast,
+    user: "u",
+    device: "d",
+    ackDelay: 5,
+    WebSocket: scriptedWebSocket((s, f) => {
+      if (f.op === "connect") s.reply(f, { ...connectResult(), device: "d", inbox: { acked: sockets.length === 1 ? 0 : 1, pending: 0 } });
+    }, sockets),
+  });
+  await c.connect();
+  sockets[0].push({ type: "message", id: "a", kind: "direct", to: "u", ts: 1, data: 1, seq: 1 });
+  sockets[0].push({ type: "message", id: "b", kind: "direct", to: "u", ts: 1, data: 2, seq: 2 });
+  sockets[0].drop(1006); // before the ack went out
+  await until(() => sockets.length === 2 && sockets[1].sent.some((f) => f.op === "ack"), 2000, "the ack on the new connection");
+  assert.deepEqual(sockets[1].sent.filter((f) => f.op === "ack"), [{ op: "ack", seq: 2 }]);
+  c.close();
+});
