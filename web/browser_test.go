@@ -21,6 +21,20 @@ import (
 
 var errNotYet = errors.New("not yet")
 
+// waitSubscribed waits until one user subscribes to channel: a client
+// that reconnected has subscribed again.
+func waitSubscribed(t *testing.T, base, channel string) {
+	t.Helper()
+	testserver.CheckFor(t, 5*time.Second, 50*time.Millisecond, func() error {
+		var p struct{ Users int }
+		api(t, base, "", "GET", "/v1/presence/channels/"+channel, nil, &p)
+		if p.Users != 1 {
+			return errNotYet
+		}
+		return nil
+	})
+}
+
 // startClient loads herald.js into the page (the demo's, which is served
 // by the server under test) and connects a client as user; the page keeps
 // every message in window.got and every state in window.states.
@@ -59,14 +73,7 @@ func TestBrowserClient(t *testing.T) {
 	// reconnects on its own and subscribes again.
 	srv.Restart(t)
 	waitJS(t, ctx, 10*time.Second, "reconnected", `window.states.includes("reconnecting") && c.state === "connected"`)
-	testserver.CheckFor(t, 5*time.Second, 50*time.Millisecond, func() error {
-		var p struct{ Users int }
-		api(t, base, "", "GET", "/v1/presence/channels/room:js", nil, &p)
-		if p.Users != 1 {
-			return errNotYet
-		}
-		return nil
-	})
+	waitSubscribed(t, base, "room:js")
 	api(t, base, "", "POST", "/v1/publish", map[string]any{"channel": "room:js", "data": map[string]any{"n": 3}}, nil)
 	waitJS(t, ctx, 5*time.Second, "message after the reconnect", `window.got.length === 3 && window.got[2].data.n === 3`)
 
@@ -131,14 +138,7 @@ func TestBrowserSSEFallback(t *testing.T) {
 	// The server asks it to reconnect (3007): it comes back, over SSE.
 	api(t, base, "", "POST", "/v1/users/sseuser/disconnect", map[string]any{"reconnect": true}, nil)
 	waitJS(t, ctx, 10*time.Second, "reconnected over sse", `window.states.includes("reconnecting") && c.state === "connected" && c.info.transport === "sse"`)
-	testserver.CheckFor(t, 5*time.Second, 50*time.Millisecond, func() error {
-		var p struct{ Users int }
-		api(t, base, "", "GET", "/v1/presence/channels/room:js", nil, &p)
-		if p.Users != 1 {
-			return errNotYet
-		}
-		return nil
-	})
+	waitSubscribed(t, base, "room:js")
 	api(t, base, "", "POST", "/v1/publish", map[string]any{"channel": "room:js", "data": "again"}, nil)
 	waitJS(t, ctx, 5*time.Second, "message after the reconnect", `window.got.length === 3 && window.got[2].data === "again"`)
 }

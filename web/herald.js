@@ -104,6 +104,9 @@ class WebSocketTransport {
   }
 }
 
+const encoder = new TextEncoder();
+const utf8Length = (text) => encoder.encode(text).length;
+
 /**
  * SSETransport receives frames on an EventSource stream and sends them in
  * POSTs naming the stream's session, one POST at a time, in order.
@@ -116,6 +119,7 @@ class SSETransport {
     this.opened = false;
     this.pending = []; // frames waiting for the POST in flight
     this.posting = false;
+    this.maxBody = 0; // bytes one POST may carry, once connected
     this.es = new ES(base + "/sse");
     this.es.addEventListener("session", (ev) => {
       try {
@@ -153,8 +157,15 @@ class SSETransport {
   async flush() {
     if (this.posting || this.pending.length === 0 || this.done) return;
     this.posting = true;
-    // A POST carries at most 4 frames (docs/protocol.md).
-    const batch = this.pending.splice(0, 4);
+    // Everything waiting goes in one POST, up to 4 frames' worth of bytes
+    // (docs/protocol.md); before connect, the connect frame alone.
+    let n = 1;
+    let bytes = utf8Length(this.pending[0]) + 1;
+    while (n < this.pending.length && bytes + utf8Length(this.pending[n]) + 1 <= this.maxBody) {
+      bytes += utf8Length(this.pending[n]) + 1;
+      n++;
+    }
+    const batch = this.pending.splice(0, n);
     try {
       const resp = await this.fetch(this.base + "/sse", {
         method: "POST",
@@ -343,6 +354,7 @@ export class HeraldClient extends Emitter {
     if (this.transport !== t) return;
     this.refusal = null;
     this.info = { ...result, transport: t.name };
+    if (t.name === "sse") t.maxBody = 4 * ((result?.limits?.max_frame_bytes || 65536) + 1);
     this.attempt = 0;
     // The server's position of this device's inbox: what it has of our
     // acknowledgements, whatever was lost with the last connection.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,7 +21,20 @@ type sseClient struct {
 	key    string
 	body   io.ReadCloser
 	frames chan []byte // closed when the stream ends
+
+	// The client's frames wait in pending for the poster, which sends
+	// all that are waiting in one POST, as a browser client batches
+	// them: a POST per frame, one at a time, could not send a flood.
+	mu      sync.Mutex
+	pending []string
+	kick    chan struct{}
+	posted  error // the last POST's network error
 }
+
+// postBatchBytes bounds one POST of the test client, within the server's
+// bound of 4 frames' worth of bytes for the smallest frame limit the
+// tests set (1 KiB).
+const postBatchBytes = 4096
 
 // openSSE opens a stream and reads its session key; it returns the
 // response when the server refused the stream.
@@ -36,8 +50,13 @@ func openSSE(t *testing.T, srv *Server, header http.Header) (*sseClient, *http.R
 	if resp.StatusCode != http.StatusOK {
 		return nil, resp
 	}
-	c := &sseClient{base: base, body: resp.Body, frames: make(chan []byte, 16)}
-	t.Cleanup(func() { _ = resp.Body.Close() })
+	c := &sseClient{base: base, body: resp.Body, frames: make(chan []byte, 16), kick: make(chan struct{}, 1)}
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		_ = resp.Body.Close()
+		close(done)
+	})
+	go c.poster(done)
 	rd := bufio.NewReader(resp.Body)
 	event, data, err := readEvent(rd)
 	if err != nil || event != "session" {
@@ -104,12 +123,49 @@ func (c *sseClient) post(body string) (*http.Response, error) {
 	return resp, nil
 }
 
-// write posts one frame. A stream the server has closed answers 404,
-// which is not an error here, as a write to a socket the server has just
-// closed is not: the test reads how the stream ended.
+// write queues one frame for the poster. A stream the server has closed
+// answers 404, which is not an error here, as a write to a socket the
+// server has just closed is not: the test reads how the stream ended.
 func (c *sseClient) write(s string) error {
-	_, err := c.post(s + "\n")
+	c.mu.Lock()
+	c.pending = append(c.pending, s)
+	err := c.posted
+	c.mu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
 	return err
+}
+
+// poster sends what write queued, in order, until done.
+func (c *sseClient) poster(done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case <-c.kick:
+		}
+		for {
+			c.mu.Lock()
+			var body strings.Builder
+			n := 0
+			for n < len(c.pending) && (n == 0 || body.Len()+len(c.pending[n])+1 <= postBatchBytes) {
+				body.WriteString(c.pending[n] + "\n")
+				n++
+			}
+			c.pending = c.pending[n:]
+			c.mu.Unlock()
+			if n == 0 {
+				break
+			}
+			if _, err := c.post(body.String()); err != nil {
+				c.mu.Lock()
+				c.posted = err
+				c.mu.Unlock()
+			}
+		}
+	}
 }
 
 func (c *sseClient) read(d time.Duration) ([]byte, error) {

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -36,20 +35,17 @@ const SessionHeader = "Herald-Session"
 // at most this many frames' worth of bytes.
 const maxPostFrames = 4
 
-// sseConn is one SSE stream as a session.Transport.
+// sseConn is one SSE stream as a session.Transport. Its outbox holds
+// what the session queued for the stream's goroutine to write.
 type sseConn struct {
 	key     string
 	remote  string
-	max     int // bytes queued for the stream's writer
 	session *session.Session
-	signal  chan struct{}
 	rc      *http.ResponseController
-
-	mu      sync.Mutex
-	queue   [][]byte
-	queued  int
-	closing bool // write what is queued, then end the stream
-	ended   bool // the stream is over, or must end at once
+	outbox
+	// ended is set, under the outbox's mu, once the stream's handler has
+	// returned: its response is then no longer the stream's to touch.
+	ended bool
 
 	// handling serialises the POSTs of one stream, so that its frames are
 	// handled one at a time and in order, as a socket's are.
@@ -60,44 +56,20 @@ func (c *sseConn) Wire() protocol.Wire { return protocol.WireLine }
 func (c *sseConn) Kind() session.Kind  { return session.KindSSE }
 func (c *sseConn) RemoteAddr() string  { return c.remote }
 
-// Write queues frames for the stream's writer without copying them (they
-// are shared and immutable) and reports them all written.
+// Write queues frames for the stream's writer; a stream whose queue
+// overflows ends at once.
 func (c *sseConn) Write(frames [][]byte) (int, error) {
-	n := 0
-	for _, f := range frames {
-		n += len(f)
-	}
-	c.mu.Lock()
-	if c.ended || c.closing {
-		c.mu.Unlock()
-		return 0, net.ErrClosed
-	}
-	if c.queued+n > c.max {
-		c.mu.Unlock()
+	n, err := c.push(frames)
+	if err == errOverflow {
 		c.Abort()
-		return 0, errOverflow
 	}
-	c.queue = append(c.queue, frames...)
-	c.queued += n
-	c.mu.Unlock()
-	c.wake()
-	return n, nil
-}
-
-func (c *sseConn) wake() {
-	select {
-	case c.signal <- struct{}{}:
-	default:
-	}
+	return n, err
 }
 
 // Close ends the stream once what is queued, the disconnect included, has
 // been written.
 func (c *sseConn) Close(protocol.Disconnect) error {
-	c.mu.Lock()
-	c.closing = true
-	c.mu.Unlock()
-	c.wake()
+	c.closeAfterFlush()
 	return nil
 }
 
@@ -109,25 +81,16 @@ func (c *sseConn) Abort() {
 		// ours to touch.
 		_ = c.rc.SetWriteDeadline(time.Now())
 	}
-	c.ended = true
-	c.queue, c.queued = nil, 0
 	c.mu.Unlock()
-	c.wake()
+	c.stop()
 }
 
-// take hands the writer what is queued.
-func (c *sseConn) take() (q [][]byte, closing, ended bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	q, c.queue, c.queued = c.queue, nil, 0
-	return q, c.closing, c.ended
-}
-
+// end marks the stream over, once its writer has returned.
 func (c *sseConn) end() {
 	c.mu.Lock()
 	c.ended = true
-	c.queue, c.queued = nil, 0
 	c.mu.Unlock()
+	c.stop()
 }
 
 // eventID is the SSE event id of a frame, what an EventSource keeps as
@@ -260,7 +223,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 	// The stream outlives net/http's request deadlines; the session's
 	// heartbeats bound it instead.
 	_ = rc.SetReadDeadline(time.Time{})
-	c := &sseConn{key: newSessionKey(), remote: remote, max: s.cfg.MaxOutboundBytes, signal: make(chan struct{}, 1), rc: rc}
+	c := &sseConn{key: newSessionKey(), remote: remote, rc: rc, outbox: newOutbox(s.cfg.MaxOutboundBytes)}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
@@ -291,8 +254,8 @@ func (c *sseConn) run(ctx context.Context, w io.Writer) error {
 			return ctx.Err()
 		case <-c.signal:
 		}
-		q, closing, ended := c.take()
-		if ended {
+		q, closing, closed := c.take()
+		if closed {
 			return nil
 		}
 		if len(q) > 0 {

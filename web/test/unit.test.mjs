@@ -18,6 +18,16 @@ function friendly(extra = () => false) {
   };
 }
 
+/** subscribeAnswered is a client whose server answers every subscribe with result. */
+function subscribeAnswered(result, sockets) {
+  const answer = (s, f) => {
+    if (f.op !== "subscribe") return false;
+    s.reply(f, result);
+    return true;
+  };
+  return new HeraldClient({ ...fast, user: "u", WebSocket: scriptedWebSocket(friendly(answer), sockets) });
+}
+
 test("answers server pings with pong", async () => {
   const sockets = [];
   const c = new HeraldClient({ ...fast, user: "u", WebSocket: scriptedWebSocket(friendly(), sockets) });
@@ -101,18 +111,7 @@ test("resubscribes after a reconnect, with the channel's offset and epoch", asyn
 
 test("a new epoch replaces the position", async () => {
   const sockets = [];
-  const c = new HeraldClient({
-    ...fast,
-    user: "u",
-    WebSocket: scriptedWebSocket(
-      friendly((s, f) => {
-        if (f.op !== "subscribe") return false;
-        s.reply(f, { offset: 3, epoch: "e2", recovered: false });
-        return true;
-      }),
-      sockets,
-    ),
-  });
+  const c = subscribeAnswered({ offset: 3, epoch: "e2", recovered: false }, sockets);
   await c.connect();
   const subscribed = [];
   c.on("subscribed", (s) => subscribed.push(s));
@@ -183,18 +182,7 @@ test("escapeHTML escapes markup", () => {
 
 test("after a recovery the position moves with the recovered messages, not the reply", async () => {
   const sockets = [];
-  const c = new HeraldClient({
-    ...fast,
-    user: "u",
-    WebSocket: scriptedWebSocket(
-      friendly((s, f) => {
-        if (f.op !== "subscribe") return false;
-        s.reply(f, { offset: 12, epoch: "e1", recovered: true, missed: 2 });
-        return true;
-      }),
-      sockets,
-    ),
-  });
+  const c = subscribeAnswered({ offset: 12, epoch: "e1", recovered: true, missed: 2 }, sockets);
   await c.connect();
   await c.subscribe("chat:1", null, { offset: 10, epoch: "e1" });
   assert.deepEqual(c.position("chat:1"), { offset: 10, epoch: "e1" }, "not yet moved: the missed messages follow");
