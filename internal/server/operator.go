@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/heraldpush/herald/internal/api"
+	"github.com/heraldpush/herald/internal/hub"
 	"github.com/heraldpush/herald/internal/session"
 )
 
@@ -64,20 +65,20 @@ func (o operator) Overview() api.Overview {
 
 func (o operator) TopChannels(n int) ([]api.ChannelCount, int) {
 	top, subs := o.hub.TopChannels(n)
-	out := make([]api.ChannelCount, len(top))
-	for i, c := range top {
-		out[i] = api.ChannelCount{Channel: c.Name, Connections: c.Connections}
-	}
-	return out, subs
+	return convert(top, func(c hub.Count) api.ChannelCount { return api.ChannelCount{Channel: c.Name, Connections: c.Connections} }), subs
 }
 
 func (o operator) OnlineUsers(n int) ([]api.UserCount, int) {
 	list, total := o.hub.Users(n)
-	out := make([]api.UserCount, len(list))
-	for i, c := range list {
-		out[i] = api.UserCount{User: c.Name, Connections: c.Connections}
+	return convert(list, func(c hub.Count) api.UserCount { return api.UserCount{User: c.Name, Connections: c.Connections} }), total
+}
+
+func convert[T any](in []hub.Count, f func(hub.Count) T) []T {
+	out := make([]T, len(in))
+	for i, c := range in {
+		out[i] = f(c)
 	}
-	return out, total
+	return out
 }
 
 func (o operator) UserConnections(user string) ([]api.Connection, json.RawMessage) {
