@@ -25,6 +25,11 @@ type sseClient struct {
 	// The client's frames wait in pending for the poster, which sends
 	// all that are waiting in one POST, as a browser client batches
 	// them: a POST per frame, one at a time, could not send a flood.
+	// hc carries the POSTs on connections of their own, closed with the
+	// stream: a connection left idle, or dialled and never used, would
+	// hold the server's shutdown for 5 s (net/http waits that long for a
+	// new connection's first request).
+	hc      *http.Client
 	mu      sync.Mutex
 	pending []string
 	kick    chan struct{}
@@ -50,13 +55,20 @@ func openSSE(t *testing.T, srv *Server, header http.Header) (*sseClient, *http.R
 	if resp.StatusCode != http.StatusOK {
 		return nil, resp
 	}
-	c := &sseClient{base: base, body: resp.Body, frames: make(chan []byte, 16), kick: make(chan struct{}, 1)}
+	tr := &http.Transport{}
+	c := &sseClient{base: base, body: resp.Body, frames: make(chan []byte, 16), kick: make(chan struct{}, 1), hc: &http.Client{Transport: tr}}
 	done := make(chan struct{})
+	stopped := make(chan struct{})
 	t.Cleanup(func() {
 		_ = resp.Body.Close()
 		close(done)
+		<-stopped
+		tr.CloseIdleConnections()
 	})
-	go c.poster(done)
+	go func() {
+		defer close(stopped)
+		c.poster(done)
+	}()
 	rd := bufio.NewReader(resp.Body)
 	event, data, err := readEvent(rd)
 	if err != nil || event != "session" {
@@ -114,7 +126,7 @@ func readEvent(rd *bufio.Reader) (event, data string, err error) {
 func (c *sseClient) post(body string) (*http.Response, error) {
 	req, _ := http.NewRequest("POST", c.base+"/sse", strings.NewReader(body))
 	req.Header.Set(transport.SessionHeader, c.key)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, err
 	}
