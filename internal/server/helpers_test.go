@@ -50,6 +50,13 @@ func testConfig() config.Config {
 
 func startServer(t *testing.T, cfg config.Config) *Server {
 	t.Helper()
+	return startServerWith(t, cfg, nil)
+}
+
+// startServerWith is startServer that lets prepare set the server's test
+// seams between New and Start.
+func startServerWith(t *testing.T, cfg config.Config, prepare func(*Server)) *Server {
+	t.Helper()
 	if cfg.DataDir == testDataDir {
 		// Each server locks its store: one directory each.
 		cfg.DataDir = t.TempDir()
@@ -57,6 +64,9 @@ func startServer(t *testing.T, cfg config.Config) *Server {
 	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatalf("new server: %v", err)
+	}
+	if prepare != nil {
+		prepare(srv)
 	}
 	if err := srv.Start(); err != nil {
 		t.Fatalf("start server: %v", err)

@@ -79,6 +79,9 @@ type Server struct {
 	runCtx    context.Context
 	// sweepEvery is sweepInterval, shorter in tests.
 	sweepEvery time.Duration
+	// wrapStore, when set before Start, wraps the store Start opens: tests
+	// inject storage faults through it.
+	wrapStore func(store.Store) store.Store
 
 	cancelRun    context.CancelFunc
 	runDone      chan error
@@ -209,15 +212,18 @@ func (s *Server) Start() error {
 		return explainStoreError(s.cfg.DataDir, err)
 	}
 	s.store = st
+	if s.wrapStore != nil {
+		s.store = s.wrapStore(st)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.runCtx = ctx
-	s.receipts = newReceiptLog(st, s.log)
+	s.receipts = newReceiptLog(s.store, s.log)
 	s.background.Go(func() { s.receipts.run(ctx) })
 	s.background.Go(func() { s.sweep(ctx) })
 	if err := s.broker.Start(ctx, s.deliverLocal); err != nil {
 		cancel()
 		s.background.Wait()
-		_ = st.Close()
+		_ = s.store.Close()
 		return fmt.Errorf("start broker: %w", err)
 	}
 	s.cancelRun = cancel
