@@ -65,7 +65,9 @@ func (o operator) Overview() api.Overview {
 
 func (o operator) TopChannels(n int) ([]api.ChannelCount, int) {
 	top, subs := o.hub.TopChannels(n)
-	return convert(top, func(c hub.Count) api.ChannelCount { return api.ChannelCount{Channel: c.Name, Connections: c.Connections} }), subs
+	return convert(top, func(c hub.Count) api.ChannelCount {
+		return api.ChannelCount{Channel: c.Name, Connections: c.Connections}
+	}), subs
 }
 
 func (o operator) OnlineUsers(n int) ([]api.UserCount, int) {
