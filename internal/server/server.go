@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -35,6 +36,24 @@ import (
 	"github.com/heraldpush/herald/internal/transport"
 	"github.com/heraldpush/herald/web"
 )
+
+// pagesBase is the URL of the pages on addr, for the log: the loopback
+// address when the server listens on every address.
+func pagesBase(addr net.Addr, tls bool) string {
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil {
+		return ""
+	}
+	ip := ap.Addr()
+	if ip.IsUnspecified() {
+		ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	return scheme + "://" + netip.AddrPortFrom(ip, ap.Port()).String()
+}
 
 // nodeID names this server among the nodes of a cluster: its host name,
 // or a generated id when it has none.
@@ -243,6 +262,9 @@ func (s *Server) Start() error {
 	}
 	s.ready.Store(true)
 	s.log.Info("herald listening", attrs...)
+	if base := pagesBase(s.HTTPAddr(), s.cfg.TLSCert != ""); base != "" {
+		s.log.Info("in a browser", "demo", base+"/demo/", "dashboard", base+"/admin/", "client", base+"/herald.js")
+	}
 	s.log.Info("verifying connection tokens", "key", s.keyName)
 	s.log.Info("storing channel history and inboxes", "dir", filepath.Join(s.cfg.DataDir, "store"), "history_namespaces", s.policy.historyNamespaces(), "inbox_ttl", s.cfg.InboxTTL)
 	if s.cfg.Insecure {
