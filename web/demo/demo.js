@@ -311,3 +311,8 @@ $("send-form").addEventListener("submit", (ev) => {
 });
 $("leave-button").addEventListener("click", leave);
 addEventListener("pagehide", () => chat.client?.close());
+// A page restored from the back-forward cache has a closed client: start
+// afresh (the browser remembers the name and the rooms).
+addEventListener("pageshow", (ev) => {
+  if (ev.persisted) location.reload();
+});
