@@ -94,6 +94,26 @@ func TestOperatorEndpoints(t *testing.T) {
 	})
 }
 
+// The pages take GET (and HEAD) only; another method is a JSON 405.
+func TestPagesMethods(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, testConfig())
+	url := "http://" + srv.HTTPAddr().String()
+	for _, path := range []string{"/herald.js", "/demo/", "/admin/admin.js"} {
+		for method, want := range map[string]int{"GET": 200, "HEAD": 200, "POST": 405, "DELETE": 405} {
+			req, _ := http.NewRequest(method, url+path, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want || (want == 405 && resp.Header.Get("Allow") != "GET") {
+				t.Errorf("%s %s: %s, allow %q", method, path, resp.Status, resp.Header.Get("Allow"))
+			}
+		}
+	}
+}
+
 // /readyz answers 200 while the server serves and 503 once it begins to
 // shut down (seen on a connection opened before); /healthz is liveness.
 func TestReadyz(t *testing.T) {

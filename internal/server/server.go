@@ -201,7 +201,7 @@ func (s *Server) routes() http.Handler {
 	// GET is served by the transport, which hands other methods here),
 	// anything else a 404. A pattern without a method takes the methods
 	// the one with a method does not.
-	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/ws", "/herald.js", "/herald.d.ts"} {
+	for _, path := range append([]string{"/healthz", "/readyz", "/metrics", "/ws"}, pages.Paths()...) {
 		mux.Handle(path, methodNotAllowed("GET"))
 	}
 	mux.Handle("/sse", methodNotAllowed("GET, POST"))
