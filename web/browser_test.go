@@ -141,6 +141,15 @@ func TestBrowserSSEFallback(t *testing.T) {
 	waitSubscribed(t, base, "room:js")
 	api(t, base, "", "POST", "/v1/publish", map[string]any{"channel": "room:js", "data": "again"}, nil)
 	waitJS(t, ctx, 5*time.Second, "message after the reconnect", `window.got.length === 3 && window.got[2].data === "again"`)
+
+	// The demo chat, behind the same proxy, works over SSE too.
+	demo := newPage(t)
+	loginDemo(t, demo, page, "dora")
+	if st := eval[string](t, demo, `document.getElementById("status").textContent`); !strings.HasSuffix(st, "sse") {
+		t.Fatalf("demo status %q, want it on sse", st)
+	}
+	say(t, demo, "hello over sse")
+	waitJS(t, demo, 5*time.Second, "own message over sse", lastLines+`.some(l => l.includes("hello over sse"))`)
 }
 
 // loginDemo opens the demo chat as name and waits until it is in the lobby.
