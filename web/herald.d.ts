@@ -5,7 +5,7 @@ export declare const PROTOCOL_VERSION: 2;
 /** An error from the server (a stable protocol code) or from the client. */
 export declare class HeraldError extends Error {
   constructor(code: string, message: string);
-  /** A protocol error code (docs/protocol.md), or the client's own: "timeout", "disconnected", "closed", "token", "invalid_option". */
+  /** A protocol error code (docs/protocol.md), or the client's own: "timeout", "disconnected", "closed", "token", "transport", "invalid_option". */
   readonly code: string;
 }
 

@@ -294,7 +294,14 @@ export class HeraldClient extends Emitter {
     }
     if (this.state === "closed") return;
     const names = this.opts.transports.filter((n) => (n === "websocket" ? this.WebSocket : this.EventSource && this.fetch));
-    if (names.length === 0) throw new HeraldError("invalid_option", "no transport is available here");
+    if (names.length === 0) {
+      const err = new HeraldError("invalid_option", "none of the transports " + this.opts.transports.join(", ") + " is available here");
+      this.emit("error", err);
+      this.setState("closed");
+      this.readyReject?.(err);
+      this.ready = null;
+      return;
+    }
     const order = this.preferSSE && names.includes("sse") ? ["sse", ...names.filter((n) => n !== "sse")] : names;
     this.tryTransport(order, 0, creds);
   }
@@ -311,8 +318,15 @@ export class HeraldClient extends Emitter {
 
   tryTransport(order, i, creds) {
     const name = order[i];
-    const t =
-      name === "sse" ? new SSETransport(this.base, this.EventSource, this.fetch) : new WebSocketTransport(this.base, this.WebSocket);
+    let t;
+    try {
+      t = name === "sse" ? new SSETransport(this.base, this.EventSource, this.fetch) : new WebSocketTransport(this.base, this.WebSocket);
+    } catch (err) {
+      // The constructor refused (a malformed URL, say): as if it could not open.
+      this.emit("error", new HeraldError("transport", `${name}: ${err?.message || err}`));
+      if (i + 1 < order.length) return this.tryTransport(order, i + 1, creds);
+      return this.lost({ code: 0, reason: "transport_failed", reconnect: true });
+    }
     this.transport = t;
     this.emit("connecting", { transport: name, attempt: this.attempt });
     const openTimer = setTimeout(() => t.close(), this.opts.connectTimeout);

@@ -210,3 +210,25 @@ test("acknowledges again what comes again, and after a reconnect what the server
   assert.deepEqual(sockets[1].sent.filter((f) => f.op === "ack"), [{ op: "ack", seq: 2 }]);
   c.close();
 });
+
+test("a transport that throws is skipped; none at all closes the client", async () => {
+  const throwing = class {
+    constructor() {
+      throw new Error("bad URL");
+    }
+  };
+  const errors = [];
+  const c = new HeraldClient({ ...fast, user: "u", WebSocket: throwing, transports: ["websocket"] });
+  c.on("error", (e) => errors.push(e.code));
+  const reconnects = [];
+  c.on("reconnecting", (r) => reconnects.push(r));
+  c.connect();
+  await until(() => reconnects.length >= 1, 1000, "a reconnect");
+  assert.equal(errors[0], "transport");
+  c.close();
+
+  const none = new HeraldClient({ ...fast, user: "u", WebSocket: null, transports: ["websocket"] });
+  none.WebSocket = undefined;
+  await assert.rejects(none.connect(), { code: "invalid_option" });
+  assert.equal(none.state, "closed");
+});
