@@ -57,11 +57,7 @@ type Backend interface {
 }
 
 // Member is one user in a channel's presence.
-type Member struct {
-	User        string          `json:"user"`
-	Connections int             `json:"connections"`
-	Info        json.RawMessage `json:"info,omitempty"`
-}
+type Member = protocol.Member
 
 // Config configures the API.
 type Config struct {
@@ -84,19 +80,20 @@ type Config struct {
 type API struct {
 	cfg     Config
 	b       Backend
+	op      Operator
 	log     *slog.Logger
 	flights flights
 }
 
 // New returns the API handler set.
-func New(cfg Config, b Backend, log *slog.Logger) *API {
+func New(cfg Config, b Backend, op Operator, log *slog.Logger) *API {
 	if cfg.MaxBatch == 0 {
 		cfg.MaxBatch = 10000
 	}
 	if cfg.InProgressWait == 0 {
 		cfg.InProgressWait = defaultInProgressWait
 	}
-	return &API{cfg: cfg, b: b, log: log}
+	return &API{cfg: cfg, b: b, op: op, log: log}
 }
 
 // route is one endpoint of the API. docs/api.md and openapi.json
@@ -116,6 +113,10 @@ func (a *API) routes() []route {
 		{"GET", "/v1/stats", a.stats},
 		{"POST", "/v1/users/{user}/disconnect", a.disconnect},
 		{"POST", "/v1/users/{user}/unsubscribe", a.unsubscribe},
+		{"GET", "/v1/overview", a.overview},
+		{"GET", "/v1/channels", a.channels},
+		{"GET", "/v1/users", a.users},
+		{"GET", "/v1/users/{user}", a.user},
 		{"GET", "/v1/users/{user}/inbox", a.inbox},
 		{"GET", "/v1/messages/{id}", a.receipt},
 		{"GET", "/v1/channels/{channel}/history", a.history},

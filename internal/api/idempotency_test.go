@@ -108,7 +108,7 @@ func serve(t *testing.T, b Backend, cfg Config) func(method, path, key, body str
 	t.Helper()
 	cfg.Open, cfg.MaxBody = true, 1<<20
 	mux := http.NewServeMux()
-	New(cfg, b, slog.New(slog.NewTextHandler(io.Discard, nil))).Register(mux)
+	New(cfg, b, nopBackend{}, slog.New(slog.NewTextHandler(io.Discard, nil))).Register(mux)
 	return func(method, path, key, body string) response {
 		req := httptest.NewRequest(method, path, strings.NewReader(body))
 		if key != "" {

@@ -144,7 +144,7 @@ func (a *API) history(r *http.Request) (any, error) {
 	}
 	hq := HistoryQuery{Newest: true}
 	var err error
-	if hq.Limit, err = limitParam(q); err != nil {
+	if hq.Limit, err = limitParam(q, defaultReadLimit, 1, maxReadLimit); err != nil {
 		return nil, err
 	}
 	switch q.Get("order") {
@@ -178,7 +178,7 @@ func (a *API) inbox(r *http.Request) (any, error) {
 	if err := onlyParams(q, "device", "limit"); err != nil {
 		return nil, err
 	}
-	limit, err := limitParam(q)
+	limit, err := limitParam(q, defaultReadLimit, 1, maxReadLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -228,14 +228,15 @@ func onlyParams(q url.Values, names ...string) error {
 	return nil
 }
 
-func limitParam(q url.Values) (int, error) {
+// limitParam reads ?limit=N: def when absent, else from lo to hi.
+func limitParam(q url.Values, def, lo, hi int) (int, error) {
 	s := q.Get("limit")
 	if s == "" {
-		return defaultReadLimit, nil
+		return def, nil
 	}
 	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > maxReadLimit {
-		return 0, errorf(http.StatusBadRequest, "invalid_field", "limit must be a whole number from 1 to %d, got %q", maxReadLimit, s)
+	if err != nil || n < lo || n > hi {
+		return 0, errorf(http.StatusBadRequest, "invalid_field", "limit must be a whole number from %d to %d, got %q", lo, hi, s)
 	}
 	return n, nil
 }

@@ -121,6 +121,7 @@ type conn struct {
 	t    *testing.T
 	ws   *websocket.Conn
 	tcp  net.Conn
+	sse  *sseClient
 	rd   *bufio.Reader
 	next uint64
 	// held keeps frames read while looking for a reply, for expect.
@@ -151,9 +152,12 @@ func dialTCP(t *testing.T, srv *Server) *conn {
 
 // close closes the client's socket.
 func (c *conn) close() {
-	if c.ws != nil {
+	switch {
+	case c.ws != nil:
 		_ = c.ws.Close()
-	} else {
+	case c.sse != nil:
+		_ = c.sse.body.Close()
+	default:
 		_ = c.tcp.Close()
 	}
 }
@@ -163,7 +167,7 @@ type dialer func(*testing.T, *Server) *conn
 var transports = []struct {
 	name string
 	dial dialer
-}{{"ws", dialWS}, {"tcp", dialTCP}}
+}{{"ws", dialWS}, {"tcp", dialTCP}, {"sse", dialSSE}}
 
 func (c *conn) writeRaw(s string) {
 	c.t.Helper()
@@ -176,6 +180,9 @@ func (c *conn) writeRaw(s string) {
 func (c *conn) tryWrite(s string) error {
 	if c.ws != nil {
 		return c.ws.WriteMessage(websocket.TextMessage, []byte(s))
+	}
+	if c.sse != nil {
+		return c.sse.write(s)
 	}
 	_, err := io.WriteString(c.tcp, s+"\n")
 	return err
@@ -194,10 +201,13 @@ func (c *conn) send(v map[string]any) uint64 {
 func (c *conn) readFrameErr(d time.Duration) (frame, error) {
 	var raw []byte
 	var err error
-	if c.ws != nil {
+	switch {
+	case c.ws != nil:
 		_ = c.ws.SetReadDeadline(time.Now().Add(d))
 		_, raw, err = c.ws.ReadMessage()
-	} else {
+	case c.sse != nil:
+		raw, err = c.sse.read(d)
+	default:
 		_ = c.tcp.SetReadDeadline(time.Now().Add(d))
 		raw, err = c.rd.ReadBytes('\n')
 	}
