@@ -26,6 +26,13 @@ func TestMessageReceipt(t *testing.T) {
 	laptop := dialWS(t, srv)
 	laptop.connectDevice("bob", "laptop")
 	laptop.close()
+	// The laptop is gone before the message is sent.
+	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if out := api.ok("GET", "/v1/presence/users/bob", ""); out["online"] != false {
+			return fmt.Errorf("bob still online: %v", out)
+		}
+		return nil
+	})
 	before := time.Now().UnixMilli()
 	id := api.ok("POST", "/v1/send", `{"to":"bob","data":"hi"}`)["id"].(string)
 	r := api.ok("GET", "/v1/messages/"+id, "")
