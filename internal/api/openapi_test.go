@@ -35,7 +35,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			}
 		}
 	}
-	a := New(Config{Open: true, MaxBody: 1 << 20}, nopBackend{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a := New(Config{Open: true, MaxBody: 1 << 20}, nopBackend{}, nopBackend{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	var registered []string
 	for _, r := range a.routes() {
 		registered = append(registered, r.method+" "+r.path)
@@ -50,7 +50,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	// answer is not the catch-all's 404 nor another method's 405.
 	mux := http.NewServeMux()
 	a.Register(mux)
-	params := strings.NewReplacer("{user}", "alice", "{channel}", "room:1")
+	params := strings.NewReplacer("{user}", "alice", "{channel}", "room:1", "{id}", "d4aeq1g3f1hbmdd0ec10")
 	for _, op := range documented {
 		method, path, _ := strings.Cut(op, " ")
 		req := httptest.NewRequest(method, params.Replace(path), strings.NewReader("{}"))
@@ -71,3 +71,19 @@ func (nopBackend) ChannelPresence(string) []Member                   { return ni
 func (nopBackend) Stats() hub.Stats                                  { return hub.Stats{} }
 func (nopBackend) DisconnectUser(string, protocol.Disconnect) int    { return 0 }
 func (nopBackend) UnsubscribeUser(string, string) int                { return 0 }
+func (nopBackend) Overview() Overview                                { return Overview{} }
+func (nopBackend) TopChannels(int) ([]ChannelCount, int)             { return nil, 0 }
+func (nopBackend) OnlineUsers(int) ([]UserCount, int)                { return nil, 0 }
+func (nopBackend) UserConnections(string) ([]Connection, json.RawMessage) {
+	return nil, nil
+}
+func (nopBackend) Remember(_ context.Context, _ string, _, r []byte) ([]byte, bool, error) {
+	return r, true, nil
+}
+func (nopBackend) Forget(context.Context, string) error             { return nil }
+func (nopBackend) Stored(context.Context, string) (bool, error)     { return false, nil }
+func (nopBackend) Receipt(context.Context, string) (Receipt, error) { return Receipt{}, nil }
+func (nopBackend) History(context.Context, string, HistoryQuery) (History, error) {
+	return History{}, nil
+}
+func (nopBackend) Inbox(context.Context, string, string, int) (Inbox, error) { return Inbox{}, nil }

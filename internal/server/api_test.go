@@ -18,22 +18,8 @@ type apiClient struct {
 
 func (a apiClient) do(method, path, body string) (int, map[string]any) {
 	a.t.Helper()
-	req, _ := http.NewRequest(method, a.base+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+a.key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var out map[string]any
-	if err := json.Unmarshal(b, &out); err != nil {
-		a.t.Fatalf("%s %s: response is not a JSON object: %q", method, path, b)
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		a.t.Fatalf("content type %q", ct)
-	}
-	return resp.StatusCode, out
+	status, _, out := a.call(method, path, body, nil)
+	return status, out
 }
 
 func (a apiClient) ok(method, path, body string) map[string]any {
@@ -263,7 +249,10 @@ func TestMetrics(t *testing.T) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	for _, want := range []string{"herald_connections 2", "herald_messages_total 2", "herald_deliveries_total 2", "herald_channels 2", "go_goroutines",
-		"herald_history_appends_total 1", "herald_recoveries_total 1", "herald_backlog_messages_total 1", "herald_store_failures_total 0"} {
+		"herald_history_appends_total 1", "herald_recoveries_total 1", "herald_backlog_messages_total 1", "herald_store_failures_total 0",
+		`herald_connections_by_transport{transport="websocket"} 2`, `herald_connections_by_transport{transport="sse"} 0`,
+		`herald_disconnects_total{reason="slow_consumer"} 0`, "herald_subscriptions 2", "herald_busiest_channel_subscribers 1",
+		"herald_delivery_latency_seconds_count 2", "go_memstats_heap_alloc_bytes"} {
 		if !strings.Contains(string(b), want+"\n") && !strings.Contains(string(b), want+" ") {
 			t.Errorf("metrics lack %q", want)
 		}

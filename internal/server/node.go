@@ -74,6 +74,13 @@ func (n node) Unsubscribe(s *session.Session, channel string) {
 	n.s.hub.Unsubscribe(s, channel)
 }
 
+func (n node) Presence(_ context.Context, s *session.Session, channel string) (protocol.PresenceResult, *protocol.Error) {
+	if perr := n.s.policy.canSubscribe(s.Identity(), channel); perr != nil {
+		return protocol.PresenceResult{}, perr
+	}
+	return protocol.NewPresenceResult(channel, backend{n.s}.ChannelPresence(channel)), nil
+}
+
 func (n node) Route(ctx context.Context, s *session.Session, req *protocol.Request) (string, *protocol.Error) {
 	m := &protocol.Message{From: s.User(), Data: req.Data}
 	switch req.Op {
@@ -111,9 +118,16 @@ func (n node) Route(ctx context.Context, s *session.Session, req *protocol.Reque
 // A message for a channel with history, or for a user's inbox, is stored
 // first: a nil error then means it is on disk. An error wrapping
 // errNotStored means the store refused it and nothing was sent.
+//
+// A message that comes with an id keeps it: the server API chooses ids
+// before it acts, so that a retried request sends the same ids.
 func (s *Server) Dispatch(ctx context.Context, m *protocol.Message) error {
-	m.ID = xid.New().String()
-	m.Time = time.Now().UnixMilli()
+	now := time.Now()
+	if m.ID == "" {
+		m.ID = xid.New().String()
+	}
+	m.Time = now.UnixMilli()
+	m.Accepted = now
 	s.counters.messages.Add(1)
 	var err error
 	switch {
@@ -151,6 +165,9 @@ func (s *Server) deliverLocal(m *protocol.Message) {
 			for _, sub := range s.hub.UserConnections(m.To) {
 				if d := sub.(*session.Session).Identity().Device; d != "" {
 					s.receipts.delivered(m.To, d, m.Seq)
+					if s.receiptHook != nil {
+						s.receiptHook.add(eventDelivered, m.To, d, m.Seq, []string{m.ID})
+					}
 				}
 			}
 		}
@@ -158,4 +175,10 @@ func (s *Server) deliverLocal(m *protocol.Message) {
 		n = s.hub.Broadcast(f)
 	}
 	s.counters.deliveries.Add(int64(n))
+	accepted := m.Accepted
+	if accepted.IsZero() {
+		// From another node: only the wire's millisecond time is known.
+		accepted = time.UnixMilli(m.Time)
+	}
+	s.latency.Observe(time.Since(accepted).Seconds())
 }

@@ -117,9 +117,13 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.idle = DefaultIdleState
 	}
 	db, err := pebble.Open(dir, &pebble.Options{
-		FS:     opts.fs,
-		Lock:   lock,
-		Logger: pebbleLogger{logger},
+		FS:   opts.fs,
+		Lock: lock,
+		// A directory with a format file holds a store: one the engine
+		// cannot find (its manifest marker lost) is damage, not a new
+		// store to create over what is left of the old one.
+		ErrorIfNotExists: !fresh,
+		Logger:           pebbleLogger{logger},
 		EventListener: &pebble.EventListener{
 			// The engine found a damaged file: log it and refuse all further
 			// operations, rather than its default of exiting the process.
