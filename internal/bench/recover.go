@@ -93,6 +93,14 @@ func (r *runner) fill(desc string, want int64, send func(), counts func() (sent,
 func (r *runner) awaitComeback(ctx context.Context, desc string, want int64, spec connectSpec, since func(*client) (time.Time, bool)) {
 	expected := want * int64(spec.count)
 	r.sink.expect(expected)
+	before, okBefore := r.sampleProc()
+	defer func() {
+		after, okAfter := r.sampleProc()
+		if p := r.res.Process; p != nil && okBefore && okAfter {
+			p.RSSBeforeBytes, p.RSSAfterBytes = before.RSSBytes, after.RSSBytes
+			p.ThreadsBefore, p.ThreadsAfter = before.Threads, after.Threads
+		}
+	}()
 	var start time.Time
 	r.measuredPhase(func() {
 		start = time.Now()
