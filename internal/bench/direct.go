@@ -13,24 +13,16 @@ import (
 // message. The measured phase runs from the first call to the last
 // delivery (one phase per round).
 func (r *runner) runDirect(ctx context.Context) {
-	l := r.prepareDirect(ctx)
-	if l == nil {
-		return
+	if l := r.prepareDirect(ctx); l != nil {
+		r.rounds(ctx, l)
+		r.endLoad(l)
 	}
-	for i := range r.o.Rounds {
-		r.round(ctx, l, roundSize(r.o.Messages, r.o.Rounds, i))
-	}
-	r.endLoad(l)
 }
 
 // prepareDirect connects the users; it returns nil when none connected.
 func (r *runner) prepareDirect(ctx context.Context) *load {
 	o := r.o
-	r.measureConnect(ctx, "connecting", connectSpec{
-		count:   o.Clients,
-		user:    o.user,
-		channel: func(string) string { return "" },
-	})
+	r.measureConnect(ctx, "connecting", o.everyClient(only("")))
 	clients := r.fleet.snapshot()
 	if len(clients) == 0 || ctx.Err() != nil {
 		return nil

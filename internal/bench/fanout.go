@@ -26,9 +26,7 @@ func (r *runner) runFanout(ctx context.Context) {
 	}
 	stopSampling := make(chan struct{})
 	peak := r.sampleRSSPeak(stopSampling)
-	for i := range o.Rounds {
-		r.round(ctx, l, roundSize(o.Messages, o.Rounds, i))
-	}
+	r.rounds(ctx, l)
 	close(stopSampling)
 	if st := r.res.Stalled; st != nil {
 		st.RSSPeakBytes = <-peak
@@ -45,11 +43,7 @@ func (r *runner) runFanout(ctx context.Context) {
 // returns nil when there is nothing to publish to.
 func (r *runner) prepareFanout(ctx context.Context) *load {
 	o := r.o
-	r.measureConnect(ctx, "subscribing", connectSpec{
-		count:   o.Clients,
-		user:    o.user,
-		channel: func(string) string { return o.Channel },
-	})
+	r.measureConnect(ctx, "subscribing", o.everyClient(only(o.Channel)))
 	subscribers := int64(len(r.fleet.snapshot()))
 	if subscribers == 0 || ctx.Err() != nil {
 		return nil

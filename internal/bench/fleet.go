@@ -88,6 +88,17 @@ type connectSpec struct {
 	ackAfter    int64                    // each acknowledges its inbox after this many deliveries; 0: never
 }
 
+// everyClient is the spec of the run's Clients clients, each subscribed
+// to what channel names for its user.
+func (o Options) everyClient(channel func(user string) string) connectSpec {
+	return connectSpec{count: o.Clients, user: o.user, channel: channel}
+}
+
+// only names the same channel for every user ("": none).
+func only(channel string) func(string) string {
+	return func(string) string { return channel }
+}
+
 // connectAll opens spec.count clients into fl, spec.concurrency at a time
 // and at most spec.rate per second, counting handshakes into handshakes
 // (which a progress bar may watch). It returns when every client is

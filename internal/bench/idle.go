@@ -9,11 +9,7 @@ import (
 // user:<user>, and holds them for Hold, answering the server's pings. The
 // measured phase is the hold.
 func (r *runner) runIdle(ctx context.Context) {
-	r.measureConnect(ctx, "connecting", connectSpec{
-		count:   r.o.Clients,
-		user:    r.o.user,
-		channel: func(user string) string { return "user:" + user },
-	})
+	r.measureConnect(ctx, "connecting", r.o.everyClient(func(user string) string { return "user:" + user }))
 	r.measuredPhase(func() { r.hold(ctx) })
 	r.res.Dropped = r.fleet.dropped()
 	r.fillGoroutines(ctx, false)

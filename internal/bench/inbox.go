@@ -40,13 +40,9 @@ func (r *runner) runInbox(ctx context.Context) {
 	}
 
 	pending := int64(o.Messages)
-	r.awaitComeback(ctx, "coming online", pending, connectSpec{
-		count:    o.Online,
-		user:     o.user,
-		channel:  func(string) string { return "" },
-		device:   BenchDevice,
-		ackAfter: pending,
-	}, func(c *client) (time.Time, bool) {
+	spec := o.everyClient(only(""))
+	spec.count, spec.device, spec.ackAfter = o.Online, BenchDevice, pending
+	r.awaitComeback(ctx, "coming online", pending, spec, func(c *client) (time.Time, bool) {
 		return c.connectedAt, c.inbox.Pending == pending
 	})
 	r.res.Dropped = r.fleet.dropped()

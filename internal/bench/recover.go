@@ -13,11 +13,7 @@ import (
 // clients coming back to the last message recovered.
 func (r *runner) runRecover(ctx context.Context) {
 	o := r.o
-	r.measureConnect(ctx, "subscribing", connectSpec{
-		count:   o.Clients,
-		user:    o.user,
-		channel: func(string) string { return o.Channel },
-	})
+	r.measureConnect(ctx, "subscribing", o.everyClient(only(o.Channel)))
 	clients := r.fleet.snapshot()
 	if len(clients) == 0 || ctx.Err() != nil {
 		return
@@ -45,12 +41,9 @@ func (r *runner) runRecover(ctx context.Context) {
 		return
 	}
 
-	r.awaitComeback(ctx, "recovering", missed, connectSpec{
-		count:   o.Clients,
-		user:    o.user,
-		channel: func(string) string { return o.Channel },
-		from:    func(n int) *position { return from[n] },
-	}, func(c *client) (time.Time, bool) {
+	spec := o.everyClient(only(o.Channel))
+	spec.from = func(n int) *position { return from[n] }
+	r.awaitComeback(ctx, "recovering", missed, spec, func(c *client) (time.Time, bool) {
 		ok := c.pos.Recovered != nil && *c.pos.Recovered && c.pos.Missed == missed
 		return c.subscribedAt, ok
 	})

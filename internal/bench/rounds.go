@@ -39,6 +39,13 @@ func (r *runner) round(ctx context.Context, l *load, k int) {
 	})
 }
 
+// rounds runs every round of l.
+func (r *runner) rounds(ctx context.Context, l *load) {
+	for i := range r.o.Rounds {
+		r.round(ctx, l, roundSize(r.o.Messages, r.o.Rounds, i))
+	}
+}
+
 // endLoad records the sends and deliveries of l.
 func (r *runner) endLoad(l *load) {
 	o := r.o
@@ -70,6 +77,12 @@ func runCompared(ctx context.Context, o Options, progress io.Writer) (Result, er
 	}
 	defer rb.close()
 	rb.label = "baseline"
+	if b.API == o.API {
+		// One server: one pool of API connections, so that the run holds
+		// no more of them than --api-concurrency asks (the server bounds
+		// the connections per address).
+		rb.api = ra.api
+	}
 
 	start := time.Now()
 	ra.res.StartedAt, rb.res.StartedAt = start.UTC(), start.UTC()
