@@ -94,7 +94,7 @@ func reportRows(r Result) [][2]string {
 			add("", "go heap in use %s empty, %s with the messages pending", bytesIEC(float64(m.HeapEmptyBytes)), bytesIEC(float64(m.HeapFilledBytes)))
 		}
 	}
-	if r.Scenario.sends() {
+	if r.Scenario.sends() && (r.Scenario != ScenarioInbox || r.Clients > 0) {
 		rows = append(rows, deliveryRows(r)...)
 	} else if r.DeliveriesReceived > 0 {
 		add("deliveries", "%s", count(r.DeliveriesReceived))
