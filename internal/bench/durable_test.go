@@ -49,6 +49,20 @@ func TestRecover(t *testing.T) {
 	}
 }
 
+// Several client publishers fill a channel with history at once.
+func TestRecoverPublishers(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, durableConfig(t))
+	o := testOptions(ts, ScenarioRecover, "tcp")
+	o.Clients, o.Messages, o.Publishers = 2, 301, 4
+	o.Channel = historyChannel + "-publishers"
+	res := run(t, o)
+	mustPass(t, res)
+	if res.Fill == nil || res.Fill.Messages != 301 || res.DeliveriesReceived != 602 || res.Settings.Publishers != 4 {
+		t.Errorf("fill %+v, received %d, publishers %d; want 301 stored, 602 received, 4", res.Fill, res.DeliveriesReceived, res.Settings.Publishers)
+	}
+}
+
 // A channel without history recovers nothing: the run says why.
 func TestRecoverWithoutHistory(t *testing.T) {
 	t.Parallel()

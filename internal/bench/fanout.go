@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"strconv"
 	"sync/atomic"
 	"time"
 )
@@ -61,8 +62,9 @@ func (r *runner) prepareFanout(ctx context.Context) *load {
 	}
 }
 
-// newPublisher returns the publisher Via asks for. A client publisher
-// connects now, as connection number Clients.
+// newPublisher returns the publisher Via asks for. Client publishers
+// connect now, as connections number Clients and up, each as its own user
+// (a user's connections are bounded).
 func (r *runner) newPublisher(ctx context.Context) (publisher, error) {
 	o := r.o
 	if o.Via == ViaAPI {
@@ -70,6 +72,21 @@ func (r *runner) newPublisher(ctx context.Context) (publisher, error) {
 		return &apiPublisher{api: r.api, channel: o.Channel, size: o.Size, concurrency: o.APIConcurrency, errs: &r.sink.errs}, nil
 	}
 	r.res.Publisher = ViaClient
-	var handshakes atomic.Int64 // the publisher is not among the clients counted
-	return newClientPublisher(ctx, r.op, r.aux, o.Clients, o.Channel, o.Size, o.Window, &handshakes)
+	var handshakes atomic.Int64 // the publishers are not among the clients counted
+	ps := make(publishers, o.Publishers)
+	for i := range ps {
+		user := publisherUser
+		if i > 0 {
+			user += "-" + strconv.Itoa(i+1)
+		}
+		p, err := newClientPublisher(ctx, r.op, r.aux, o.Clients+i, user, o.Channel, o.Size, o.Window, &handshakes)
+		if err != nil {
+			return nil, err
+		}
+		ps[i] = p
+	}
+	if len(ps) == 1 {
+		return ps[0], nil
+	}
+	return ps, nil
 }

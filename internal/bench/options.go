@@ -114,6 +114,9 @@ type Options struct {
 	Rate float64
 	// Via is ViaClient or ViaAPI: how the fan-out publisher publishes.
 	Via string
+	// Publishers is how many client publishers (Via client) publish at
+	// once, each on its own connection, each with its share of Messages.
+	Publishers int
 	// Batch is recipients per POST /v1/send call in the direct scenario;
 	// 1 uses the single-recipient form.
 	Batch int
@@ -194,6 +197,7 @@ func DefaultOptions() Options {
 		Size:           DefaultSize,
 		Via:            ViaClient,
 		Batch:          1,
+		Publishers:     1,
 		APIConcurrency: defaultAPIConcurrent,
 		Window:         defaultWindow,
 		Cycles:         10000,
@@ -227,6 +231,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Via == "" {
 		o.Via = d.Via
+	}
+	if o.Publishers == 0 {
+		o.Publishers = d.Publishers
 	}
 	if o.Batch == 0 {
 		o.Batch = d.Batch
@@ -318,6 +325,8 @@ func (o Options) Validate() error {
 	check(o.Size >= 0 && o.Size <= 1<<20, "size: must be between 0 and 1048576, got %d", o.Size)
 	check(o.Rate >= 0, "rate: must not be negative")
 	check(o.Via == ViaClient || o.Via == ViaAPI, "via: want %s or %s, got %q", ViaClient, ViaAPI, o.Via)
+	check(o.Publishers >= 1, "publishers: must be at least 1")
+	check(o.Publishers == 1 || o.Via == ViaClient, "publishers: only client publishers (--via client) come in numbers")
 	check(o.Batch >= 1 && o.Batch <= maxBatch, "batch: must be between 1 and %d, got %d", maxBatch, o.Batch)
 	check(o.APIConcurrency >= 1, "api-concurrency: must be at least 1")
 	check(o.Window >= 1, "window: must be at least 1")
@@ -358,7 +367,7 @@ func (o Options) peakConnections() int {
 	case ScenarioInbox:
 		return o.Online + 1
 	}
-	return o.Clients + o.Stalled + 1
+	return o.Clients + o.Stalled + o.Publishers
 }
 
 // hasClients reports whether a scenario holds --clients connections.

@@ -23,6 +23,7 @@ func TestValidate(t *testing.T) {
 		"source ips":        func(o *Options) { o.SourceIPs = "nope" },
 		"size":              func(o *Options) { o.Size = -1 },
 		"user prefix":       func(o *Options) { o.UserPrefix = "a b" },
+		"publishers":        func(o *Options) { o.Publishers, o.Via = 2, ViaAPI },
 		"rounds":            func(o *Options) { o.Rounds = o.Messages + 1 },
 		"stalled rounds":    func(o *Options) { o.Stalled, o.Rounds = 10, 2 },
 		"baseline scenario": func(o *Options) { o.Scenario, o.BaselineChannel = ScenarioIdle, "plain:x" },

@@ -52,10 +52,10 @@ type clientPublisher struct {
 	sent, failed atomic.Int64
 }
 
-// newClientPublisher connects the publisher (user publisherUser) and
-// starts its reader in fl.
-func newClientPublisher(ctx context.Context, op *opener, fl *fleet, n int, channel string, size, window int, handshakes *atomic.Int64) (*clientPublisher, error) {
-	c, err := op.open(ctx, n, publisherUser, "", handshakes)
+// newClientPublisher connects a publisher as user and starts its reader in
+// fl.
+func newClientPublisher(ctx context.Context, op *opener, fl *fleet, n int, user, channel string, size, window int, handshakes *atomic.Int64) (*clientPublisher, error) {
+	c, err := op.open(ctx, n, user, "", handshakes)
 	if err != nil {
 		return nil, fmt.Errorf("connect publisher: %w", err)
 	}
@@ -174,4 +174,28 @@ func (p *apiPublisher) publish(ctx context.Context, count int, perSecond float64
 
 func (p *apiPublisher) counts() (sent, failed, calls int64) {
 	return p.sent.Load(), p.failed.Load(), p.calls.Load()
+}
+
+// publishers runs several publishers at once, each with its share of the
+// messages and of the rate.
+type publishers []publisher
+
+func (ps publishers) publish(ctx context.Context, count int, perSecond float64, stop <-chan struct{}) {
+	var wg sync.WaitGroup
+	for i, p := range ps {
+		share := roundSize(count, len(ps), i)
+		if count > 0 && share == 0 {
+			continue
+		}
+		wg.Go(func() { p.publish(ctx, share, perSecond/float64(len(ps)), stop) })
+	}
+	wg.Wait()
+}
+
+func (ps publishers) counts() (sent, failed, calls int64) {
+	for _, p := range ps {
+		s, f, c := p.counts()
+		sent, failed, calls = sent+s, failed+f, calls+c
+	}
+	return sent, failed, calls
 }

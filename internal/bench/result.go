@@ -155,6 +155,7 @@ type Settings struct {
 	APIConcurrency int     `json:"api_concurrency,omitempty"`
 	Cycles         int     `json:"cycles,omitempty"`
 	Rounds         int     `json:"rounds,omitempty"`
+	Publishers     int     `json:"publishers,omitempty"`
 	Channel        string  `json:"channel,omitempty"`
 	SourceIPs      int     `json:"source_ips"`
 	Auth           string  `json:"auth"` // "insecure" or "jwt"

@@ -189,6 +189,9 @@ func (r *runner) settings() Settings {
 	if o.Rounds > 1 {
 		s.Rounds = o.Rounds
 	}
+	if o.Publishers > 1 {
+		s.Publishers = o.Publishers
+	}
 	return s
 }
 
