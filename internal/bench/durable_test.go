@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -156,16 +157,26 @@ func TestDirectBaseline(t *testing.T) {
 	}
 }
 
-// Fan-out to a channel with history against one without, on one server.
+// Fan-out to a channel with history against one without, on one server,
+// by API and by client publishers, which publish once a round.
 func TestFanoutBaselineChannel(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, durableConfig(t))
-	o := testOptions(ts, ScenarioFanout, "tcp")
-	o.Clients, o.Messages, o.Rounds, o.Via = 10, 30, 3, ViaAPI
-	o.Channel, o.BaselineChannel = historyChannel, "plain:bench"
-	res := run(t, o)
-	mustPass(t, res)
-	if b := res.Baseline; b == nil || b.DeliveriesReceived != 300 || res.DeliveriesReceived != 300 || b.Settings.Channel != "plain:bench" {
-		t.Fatalf("deliveries %d, baseline %+v; want 300 each", res.DeliveriesReceived, b)
+	for _, tc := range []struct {
+		via        string
+		publishers int
+	}{{ViaAPI, 1}, {ViaClient, 1}, {ViaClient, 3}} {
+		t.Run(fmt.Sprint(tc.via, tc.publishers), func(t *testing.T) {
+			o := testOptions(ts, ScenarioFanout, "tcp")
+			o.Clients, o.Messages, o.Rounds, o.Via, o.Publishers = 10, 30, 3, tc.via, tc.publishers
+			o.Window = 4
+			o.Channel, o.BaselineChannel = historyChannel+"-"+tc.via, "plain:"+tc.via
+			o.UserPrefix = fmt.Sprint("fb", tc.via, tc.publishers, "-")
+			res := run(t, o)
+			mustPass(t, res)
+			if b := res.Baseline; b == nil || b.DeliveriesReceived != 300 || res.DeliveriesReceived != 300 || b.Settings.Channel != o.BaselineChannel {
+				t.Fatalf("deliveries %d, baseline %+v; want 300 each", res.DeliveriesReceived, b)
+			}
+		})
 	}
 }

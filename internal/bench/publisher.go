@@ -120,6 +120,10 @@ func (p *clientPublisher) publish(ctx context.Context, count int, perSecond floa
 			return
 		}
 	}
+	// Every reply is in: give the tokens up for the next call (round).
+	for range cap(p.window) {
+		<-p.window
+	}
 }
 
 func (p *clientPublisher) counts() (sent, failed, calls int64) {
