@@ -144,6 +144,9 @@ func reportRows(r Result) [][2]string {
 		if p := b.Process; p != nil {
 			add("", "server cpu %.2fs (%.2f CPU-s per million deliveries)", p.CPUSeconds, p.CPUSecondsPerMillionDeliveries)
 		}
+		for _, e := range b.ErrorSamples {
+			add("", "error: %s", e)
+		}
 		if r.VsBaseline > 0 {
 			add("vs baseline", "%.3f× the baseline's deliveries/s (%+.1f %%)", r.VsBaseline, (r.VsBaseline-1)*100)
 		}
