@@ -133,7 +133,8 @@ func WithMessageBuffer(n int) Option {
 }
 
 // WithMessageHandler sets the function that receives every message, in the
-// order the server sent them. Without one, messages are discarded.
+// order the server sent them. Without one, messages are discarded (and,
+// with a device, acknowledged).
 //
 // The handler, the state handler and the error handler run one at a time
 // on a goroutine of the client's, never on the one reading the socket, so
