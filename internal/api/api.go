@@ -35,11 +35,7 @@ type Backend interface {
 }
 
 // Member is one user in a channel's presence.
-type Member struct {
-	User        string          `json:"user"`
-	Connections int             `json:"connections"`
-	Info        json.RawMessage `json:"info,omitempty"`
-}
+type Member = protocol.Member
 
 // Config configures the API.
 type Config struct {
@@ -59,15 +55,16 @@ type Config struct {
 type API struct {
 	cfg Config
 	b   Backend
+	op  Operator
 	log *slog.Logger
 }
 
 // New returns the API handler set.
-func New(cfg Config, b Backend, log *slog.Logger) *API {
+func New(cfg Config, b Backend, op Operator, log *slog.Logger) *API {
 	if cfg.MaxBatch == 0 {
 		cfg.MaxBatch = 10000
 	}
-	return &API{cfg: cfg, b: b, log: log}
+	return &API{cfg: cfg, b: b, op: op, log: log}
 }
 
 // route is one endpoint of the API. docs/api.md and openapi.json
@@ -87,6 +84,10 @@ func (a *API) routes() []route {
 		{"GET", "/v1/stats", a.stats},
 		{"POST", "/v1/users/{user}/disconnect", a.disconnect},
 		{"POST", "/v1/users/{user}/unsubscribe", a.unsubscribe},
+		{"GET", "/v1/overview", a.overview},
+		{"GET", "/v1/channels", a.channels},
+		{"GET", "/v1/users", a.users},
+		{"GET", "/v1/users/{user}", a.user},
 		{"GET", "/v1/openapi.json", a.openapi},
 	}
 }

@@ -169,20 +169,7 @@ func (a *API) channelPresence(r *http.Request) (any, error) {
 	if !protocol.ValidChannel(ch) {
 		return nil, fromProtocol(protocol.InvalidChannel(ch))
 	}
-	members := a.b.ChannelPresence(ch)
-	conns := 0
-	for _, m := range members {
-		conns += m.Connections
-	}
-	if members == nil {
-		members = []Member{}
-	}
-	return struct {
-		Channel     string   `json:"channel"`
-		Users       int      `json:"users"`
-		Connections int      `json:"connections"`
-		Members     []Member `json:"members"`
-	}{ch, len(members), conns, members}, nil
+	return protocol.NewPresenceResult(ch, a.b.ChannelPresence(ch)), nil
 }
 
 func (a *API) stats(*http.Request) (any, error) { return a.b.Stats(), nil }

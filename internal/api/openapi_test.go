@@ -35,7 +35,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			}
 		}
 	}
-	a := New(Config{Open: true, MaxBody: 1 << 20}, nopBackend{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a := New(Config{Open: true, MaxBody: 1 << 20}, nopBackend{}, nopBackend{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	var registered []string
 	for _, r := range a.routes() {
 		registered = append(registered, r.method+" "+r.path)
@@ -71,3 +71,9 @@ func (nopBackend) ChannelPresence(string) []Member                   { return ni
 func (nopBackend) Stats() hub.Stats                                  { return hub.Stats{} }
 func (nopBackend) DisconnectUser(string, protocol.Disconnect) int    { return 0 }
 func (nopBackend) UnsubscribeUser(string, string) int                { return 0 }
+func (nopBackend) Overview() Overview                                { return Overview{} }
+func (nopBackend) TopChannels(int) ([]ChannelCount, int)             { return nil, 0 }
+func (nopBackend) OnlineUsers(int) ([]UserCount, int)                { return nil, 0 }
+func (nopBackend) UserConnections(string) ([]Connection, json.RawMessage) {
+	return nil, nil
+}

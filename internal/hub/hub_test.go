@@ -2,6 +2,7 @@ package hub
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -143,5 +144,32 @@ func BenchmarkSubscribeUnsubscribe(b *testing.B) {
 	for b.Loop() {
 		h.Subscribe(s, "room:1")
 		h.Unsubscribe(s, "room:1")
+	}
+}
+
+func TestTopChannelsAndUsers(t *testing.T) {
+	h := New()
+	subs := make([]*fakeSub, 5)
+	for i := range subs {
+		subs[i] = &fakeSub{user: string(rune('a' + i))}
+		h.Register(subs[i], 0)
+	}
+	// room:0 has 5 subscribers, room:1 four, ... room:4 one.
+	for c := range 5 {
+		for _, s := range subs[c:] {
+			h.Subscribe(s, "room:"+string(rune('0'+c)))
+		}
+	}
+	top, total := h.TopChannels(3)
+	want := []Count{{"room:0", 5}, {"room:1", 4}, {"room:2", 3}}
+	if !slices.Equal(top, want) || total != 15 {
+		t.Fatalf("TopChannels(3) = %v, %d; want %v, 15", top, total, want)
+	}
+	if top, _ := h.TopChannels(0); len(top) != 0 {
+		t.Fatalf("TopChannels(0) = %v", top)
+	}
+	users, n := h.Users(2)
+	if n != 5 || !slices.Equal(users, []Count{{"a", 1}, {"b", 1}}) {
+		t.Fatalf("Users(2) = %v, %d", users, n)
 	}
 }

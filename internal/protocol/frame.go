@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"strconv"
+	"time"
 )
 
 // Wire is a framing of server frames on a transport.
@@ -112,6 +113,9 @@ type Message struct {
 	Seq  uint64          `json:"seq,omitempty"`
 	Time int64           `json:"ts"` // Unix milliseconds
 	Data json.RawMessage `json:"data"`
+	// Accepted is when this node accepted the message, for the delivery
+	// latency metric; it does not travel.
+	Accepted time.Time `json:"-"`
 }
 
 // Frame encodes the message push. Names and ids are validated to need no
@@ -238,6 +242,34 @@ type SubscribeResult struct {
 // PublishResult is the result of publish, send and broadcast.
 type PublishResult struct {
 	ID string `json:"id"` // the message id
+}
+
+// Member is one user among a channel's subscribers: in the result of the
+// presence op and in the server API's channel presence.
+type Member struct {
+	User        string          `json:"user"`
+	Connections int             `json:"connections"`
+	Info        json.RawMessage `json:"info,omitempty"`
+}
+
+// PresenceResult is the result of presence: who subscribes to a channel.
+type PresenceResult struct {
+	Channel     string   `json:"channel"`
+	Users       int      `json:"users"`       // distinct users
+	Connections int      `json:"connections"` // their connections
+	Members     []Member `json:"members"`     // never null
+}
+
+// NewPresenceResult totals members into the result for channel.
+func NewPresenceResult(channel string, members []Member) PresenceResult {
+	conns := 0
+	for _, m := range members {
+		conns += m.Connections
+	}
+	if members == nil {
+		members = []Member{}
+	}
+	return PresenceResult{Channel: channel, Users: len(members), Connections: conns, Members: members}
 }
 
 // DisconnectFrame encodes the push sent just before the server closes a

@@ -25,6 +25,7 @@ const (
 	OpPing        Op = "ping"
 	OpPong        Op = "pong"
 	OpAck         Op = "ack"
+	OpPresence    Op = "presence"
 )
 
 // Request is one decoded client frame. Which fields matter depends on Op;
@@ -118,7 +119,7 @@ func (r *Request) validate(frame []byte) *Error {
 			return Errorf(CodeMissingField, "field \"offset\" is required with \"epoch\"")
 		}
 		return nil
-	case OpUnsubscribe:
+	case OpUnsubscribe, OpPresence:
 		return r.needChannel(frame)
 	case OpAck:
 		if r.Seq == nil {
@@ -143,7 +144,7 @@ func (r *Request) validate(frame []byte) *Error {
 	case OpPing, OpPong:
 		return nil
 	}
-	return Errorf(CodeUnknownOp, "unknown op %q: use connect, subscribe, unsubscribe, publish, send, broadcast, ack, ping or pong", r.Op)
+	return Errorf(CodeUnknownOp, "unknown op %q: use connect, subscribe, unsubscribe, publish, send, broadcast, presence, ack, ping or pong", r.Op)
 }
 
 func checkUser(id string) *Error {

@@ -82,8 +82,9 @@ func (s *Server) admitTCP(remote net.Addr) *protocol.Disconnect {
 }
 
 // admitWebSocket applies the per-IP connection rate and the Origin
-// allow-list to a WebSocket upgrade from client: the peer, or, behind a
-// trusted proxy, the address the proxy forwarded.
+// allow-list to a WebSocket upgrade, or to the request for an SSE stream,
+// from client: the peer, or, behind a trusted proxy, the address the
+// proxy forwarded.
 func (s *Server) admitWebSocket(w http.ResponseWriter, r *http.Request, client netip.Addr) bool {
 	if !s.originAllowed(r) {
 		origin := r.Header.Get("Origin")
@@ -93,7 +94,7 @@ func (s *Server) admitWebSocket(w http.ResponseWriter, r *http.Request, client n
 			s.log.Info("refused a WebSocket from a page of another origin; list the origin in allowed-origins to let it connect",
 				"origin", truncate(origin, maxLoggedOrigin), "host", truncate(r.Host, maxLoggedOrigin), "remote", client.String())
 		}
-		transport.WriteError(w, http.StatusForbidden, "forbidden_origin", "origin "+origin+" may not open WebSockets here; see allowed-origins")
+		transport.WriteError(w, http.StatusForbidden, "forbidden_origin", "origin "+origin+" may not open WebSockets or event streams here; see allowed-origins")
 		return false
 	}
 	if !s.connects.allow(client) {

@@ -263,7 +263,10 @@ func TestMetrics(t *testing.T) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	for _, want := range []string{"herald_connections 2", "herald_messages_total 2", "herald_deliveries_total 2", "herald_channels 2", "go_goroutines",
-		"herald_history_appends_total 1", "herald_recoveries_total 1", "herald_backlog_messages_total 1", "herald_store_failures_total 0"} {
+		"herald_history_appends_total 1", "herald_recoveries_total 1", "herald_backlog_messages_total 1", "herald_store_failures_total 0",
+		`herald_connections_by_transport{transport="websocket"} 2`, `herald_connections_by_transport{transport="sse"} 0`,
+		`herald_disconnects_total{reason="slow_consumer"} 0`, "herald_subscriptions 2", "herald_busiest_channel_subscribers 1",
+		"herald_delivery_latency_seconds_count 2", "go_memstats_heap_alloc_bytes"} {
 		if !strings.Contains(string(b), want+"\n") && !strings.Contains(string(b), want+" ") {
 			t.Errorf("metrics lack %q", want)
 		}

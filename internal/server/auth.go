@@ -38,7 +38,7 @@ func newVerifier(cfg config.Config, log *slog.Logger) (*auth.Verifier, string, e
 	}
 	secret, err := auth.LoadOrCreateSecret(cfg.DataDir)
 	if err != nil {
-		return nil, "", err
+		return nil, "", fmt.Errorf("--data-dir %s: %w", cfg.DataDir, err)
 	}
 	if secret.Warning != "" {
 		log.Warn(secret.Warning, "path", secret.Path)

@@ -101,9 +101,9 @@ func (l connLog) refused(s *session.Session, user string, perr *protocol.Error, 
 }
 
 func sessionAttrs(s *session.Session) []slog.Attr {
-	tr := "ws"
-	if s.Transport().Wire() == protocol.WireLine {
-		tr = "tcp"
+	tr := string(s.Kind())
+	if s.Kind() == session.KindWebSocket {
+		tr = "ws"
 	}
 	return []slog.Attr{
 		slog.String("client", s.ClientID()),

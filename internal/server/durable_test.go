@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -191,30 +189,10 @@ func TestRecoverySeamUnderLoad(t *testing.T) {
 	api := newAPI(t, srv)
 	const publishers, each = 4, 250
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	done := postAll(ctx, t, api.base+"/v1/publish", publishers, each, func(p, i int) string {
+		return fmt.Sprintf(`{"channel":"chat:seam","data":{"p":%d,"i":%d}}`, p, i)
+	}, nil)
 	defer func() { cancel(); <-done }()
-	go func() {
-		defer close(done)
-		var wg sync.WaitGroup
-		for p := range publishers {
-			wg.Go(func() {
-				for i := range each {
-					body := fmt.Sprintf(`{"channel":"chat:seam","data":{"p":%d,"i":%d}}`, p, i)
-					req, _ := http.NewRequestWithContext(ctx, "POST", api.base+"/v1/publish", strings.NewReader(body))
-					resp, err := http.DefaultClient.Do(req)
-					if ctx.Err() != nil {
-						return
-					}
-					if err != nil || resp.StatusCode != 200 {
-						t.Errorf("publish: %v %v", err, resp)
-						return
-					}
-					resp.Body.Close()
-				}
-			})
-		}
-		wg.Wait()
-	}()
 
 	var last uint64
 	var epoch string

@@ -50,6 +50,13 @@ func testConfig() config.Config {
 
 func startServer(t *testing.T, cfg config.Config) *Server {
 	t.Helper()
+	return startServerWith(t, cfg, nil)
+}
+
+// startServerWith is startServer that lets prepare set the server's test
+// seams between New and Start.
+func startServerWith(t *testing.T, cfg config.Config, prepare func(*Server)) *Server {
+	t.Helper()
 	if cfg.DataDir == testDataDir {
 		// Each server locks its store: one directory each.
 		cfg.DataDir = t.TempDir()
@@ -57,6 +64,9 @@ func startServer(t *testing.T, cfg config.Config) *Server {
 	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatalf("new server: %v", err)
+	}
+	if prepare != nil {
+		prepare(srv)
 	}
 	if err := srv.Start(); err != nil {
 		t.Fatalf("start server: %v", err)
@@ -111,6 +121,7 @@ type conn struct {
 	t    *testing.T
 	ws   *websocket.Conn
 	tcp  net.Conn
+	sse  *sseClient
 	rd   *bufio.Reader
 	next uint64
 	// held keeps frames read while looking for a reply, for expect.
@@ -141,9 +152,12 @@ func dialTCP(t *testing.T, srv *Server) *conn {
 
 // close closes the client's socket.
 func (c *conn) close() {
-	if c.ws != nil {
+	switch {
+	case c.ws != nil:
 		_ = c.ws.Close()
-	} else {
+	case c.sse != nil:
+		_ = c.sse.body.Close()
+	default:
 		_ = c.tcp.Close()
 	}
 }
@@ -153,7 +167,7 @@ type dialer func(*testing.T, *Server) *conn
 var transports = []struct {
 	name string
 	dial dialer
-}{{"ws", dialWS}, {"tcp", dialTCP}}
+}{{"ws", dialWS}, {"tcp", dialTCP}, {"sse", dialSSE}}
 
 func (c *conn) writeRaw(s string) {
 	c.t.Helper()
@@ -166,6 +180,9 @@ func (c *conn) writeRaw(s string) {
 func (c *conn) tryWrite(s string) error {
 	if c.ws != nil {
 		return c.ws.WriteMessage(websocket.TextMessage, []byte(s))
+	}
+	if c.sse != nil {
+		return c.sse.write(s)
 	}
 	_, err := io.WriteString(c.tcp, s+"\n")
 	return err
@@ -184,10 +201,13 @@ func (c *conn) send(v map[string]any) uint64 {
 func (c *conn) readFrameErr(d time.Duration) (frame, error) {
 	var raw []byte
 	var err error
-	if c.ws != nil {
+	switch {
+	case c.ws != nil:
 		_ = c.ws.SetReadDeadline(time.Now().Add(d))
 		_, raw, err = c.ws.ReadMessage()
-	} else {
+	case c.sse != nil:
+		raw, err = c.sse.read(d)
+	default:
 		_ = c.tcp.SetReadDeadline(time.Now().Add(d))
 		raw, err = c.rd.ReadBytes('\n')
 	}

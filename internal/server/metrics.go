@@ -55,5 +55,55 @@ func (s *Server) metricsHandler() http.Handler {
 	counter("recoveries_failed_total", "Subscribes that asked to recover and were told recovered: false.", &c.notRecovered)
 	counter("backlog_messages_total", "Stored messages queued by recoveries and inbox deliveries.", &c.backlogMessages)
 	counter("inbox_acks_total", "Inbox acknowledgements stored.", &c.acks)
+	gauge("subscriptions", "Channel subscriptions of all connections (a connection subscribed to 3 channels counts 3).", func() float64 {
+		_, n := s.hub.TopChannels(0)
+		return float64(n)
+	})
+	gauge("busiest_channel_subscribers", "Connections subscribed to the busiest channel (the list is GET /v1/channels: channel names are no labels).", func() float64 {
+		top, _ := s.hub.TopChannels(1)
+		if len(top) == 0 {
+			return 0
+		}
+		return float64(top[0].Connections)
+	})
+	reg.MustRegister(&labelledCounts{s: s,
+		byTransport: prometheus.NewDesc("herald_connections_by_transport", "Open connections of each transport, authenticated or not.", []string{"transport"}, nil),
+		disconnects: prometheus.NewDesc("herald_disconnects_total", "Connections ended, by reason (client_closed: the client or the network ended it).", []string{"reason"}, nil),
+	})
+	reg.MustRegister(s.latency)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+
+// labelledCounts exports the per-transport and per-reason counts, read at
+// scrape time like the rest.
+type labelledCounts struct {
+	s                        *Server
+	byTransport, disconnects *prometheus.Desc
+}
+
+func (c *labelledCounts) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.byTransport
+	ch <- c.disconnects
+}
+
+func (c *labelledCounts) Collect(ch chan<- prometheus.Metric) {
+	for k, n := range c.s.mgr.ConnectionsByKind() {
+		ch <- prometheus.MustNewConstMetric(c.byTransport, prometheus.GaugeValue, float64(n), string(k))
+	}
+	for reason, n := range c.s.mgr.Metrics().Disconnects.Snapshot() {
+		ch <- prometheus.MustNewConstMetric(c.disconnects, prometheus.CounterValue, float64(n), reason)
+	}
+}
+
+// newLatencyHistogram measures, for each message, the time from its
+// acceptance (Dispatch) to the end of its fan-out on this node: its frame
+// queued to every connection it addresses here, from where the writers
+// send it at once.
+func newLatencyHistogram() prometheus.Histogram {
+	return prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "herald",
+		Name:      "delivery_latency_seconds",
+		Help:      "Time from a message's acceptance to its frame queued on every connection it addresses on this node.",
+		Buckets:   prometheus.ExponentialBuckets(50e-6, 2.5, 12), // 50 µs to about 1.2 s
+	})
 }

@@ -74,6 +74,13 @@ func (n node) Unsubscribe(s *session.Session, channel string) {
 	n.s.hub.Unsubscribe(s, channel)
 }
 
+func (n node) Presence(_ context.Context, s *session.Session, channel string) (protocol.PresenceResult, *protocol.Error) {
+	if perr := n.s.policy.canSubscribe(s.Identity(), channel); perr != nil {
+		return protocol.PresenceResult{}, perr
+	}
+	return protocol.NewPresenceResult(channel, backend{n.s}.ChannelPresence(channel)), nil
+}
+
 func (n node) Route(ctx context.Context, s *session.Session, req *protocol.Request) (string, *protocol.Error) {
 	m := &protocol.Message{From: s.User(), Data: req.Data}
 	switch req.Op {
@@ -112,8 +119,10 @@ func (n node) Route(ctx context.Context, s *session.Session, req *protocol.Reque
 // first: a nil error then means it is on disk. An error wrapping
 // errNotStored means the store refused it and nothing was sent.
 func (s *Server) Dispatch(ctx context.Context, m *protocol.Message) error {
+	now := time.Now()
 	m.ID = xid.New().String()
-	m.Time = time.Now().UnixMilli()
+	m.Time = now.UnixMilli()
+	m.Accepted = now
 	s.counters.messages.Add(1)
 	var err error
 	switch {
@@ -158,4 +167,10 @@ func (s *Server) deliverLocal(m *protocol.Message) {
 		n = s.hub.Broadcast(f)
 	}
 	s.counters.deliveries.Add(int64(n))
+	accepted := m.Accepted
+	if accepted.IsZero() {
+		// From another node: only the wire's millisecond time is known.
+		accepted = time.UnixMilli(m.Time)
+	}
+	s.latency.Observe(time.Since(accepted).Seconds())
 }

@@ -11,11 +11,17 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/xid"
 
 	"github.com/heraldpush/herald/internal/api"
 	"github.com/heraldpush/herald/internal/auth"
@@ -28,7 +34,35 @@ import (
 	"github.com/heraldpush/herald/internal/store"
 	"github.com/heraldpush/herald/internal/store/embedded"
 	"github.com/heraldpush/herald/internal/transport"
+	"github.com/heraldpush/herald/web"
 )
+
+// pagesBase is the URL of the pages on addr, for the log: the loopback
+// address when the server listens on every address.
+func pagesBase(addr net.Addr, tls bool) string {
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil {
+		return ""
+	}
+	ip := ap.Addr()
+	if ip.IsUnspecified() {
+		ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	return scheme + "://" + netip.AddrPortFrom(ip, ap.Port()).String()
+}
+
+// nodeID names this server among the nodes of a cluster: its host name,
+// or a generated id when it has none.
+func nodeID() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return xid.New().String()
+}
 
 // Server is one Herald node.
 type Server struct {
@@ -47,6 +81,14 @@ type Server struct {
 	broker         broker.Broker
 	counters       counters
 	tr             *transport.Server
+	// latency is the time from a message's acceptance to its fan-out
+	// on this node.
+	latency prometheus.Histogram
+	nodeID  string
+	started time.Time
+	// ready is true from the end of Start until shutdown begins: what
+	// /readyz reports.
+	ready atomic.Bool
 	// store keeps channel history and inboxes; open between Start and
 	// Shutdown. The lanes order what is stored for live delivery.
 	store     store.Store
@@ -56,6 +98,9 @@ type Server struct {
 	runCtx    context.Context
 	// sweepEvery is sweepInterval, shorter in tests.
 	sweepEvery time.Duration
+	// wrapStore, when set before Start, wraps the store Start opens: tests
+	// inject storage faults through it.
+	wrapStore func(store.Store) store.Store
 
 	cancelRun    context.CancelFunc
 	runDone      chan error
@@ -79,7 +124,8 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, verifier: verifier, keyName: keyName, policy: newPolicy(cfg.Namespaces), hub: hub.New(), broker: memory.New(),
 		chanLanes: newLanes(), userLanes: newLanes(), runCtx: context.Background(), sweepEvery: sweepInterval,
-		connects: newConnectLimiter(cfg.ConnectsPerIP, cfg.ConnectsBurst), connLog: newConnLog(log, keyName)}
+		connects: newConnectLimiter(cfg.ConnectsPerIP, cfg.ConnectsBurst), connLog: newConnLog(log, keyName),
+		latency: newLatencyHistogram(), nodeID: nodeID(), started: time.Now()}
 	writers := cfg.Writers
 	if writers == 0 {
 		writers = runtime.GOMAXPROCS(0)
@@ -102,6 +148,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		TCPAddr:          cfg.TCP,
 		Handler:          s.routes(),
 		AdmitWebSocket:   s.admitWebSocket,
+		AllowOrigin:      s.originAllowed,
 		AdmitTCP:         s.admitTCP,
 		MaxOutboundBytes: cfg.MaxOutboundBytes,
 		HTTPConnsPerIP:   cfg.HTTPConnsPerIP,
@@ -123,8 +170,12 @@ func (s *Server) routes() http.Handler {
 		Open:    s.cfg.Insecure,
 		MaxBody: int64(s.cfg.APIMaxBody),
 		MaxData: s.cfg.MaxFrameBytes,
-	}, backend{s}, s.log)
+	}, backend{s}, operator{s}, s.log)
 	a.Register(mux)
+	pages := web.New()
+	for _, p := range pages.Paths() {
+		mux.Handle("GET "+p, pages)
+	}
 	mux.Handle("GET /metrics", a.Guard(s.metricsHandler()))
 	if s.cfg.Pprof {
 		mux.Handle("/debug/pprof/", a.Guard(http.HandlerFunc(pprof.Index)))
@@ -136,16 +187,26 @@ func (s *Server) routes() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if !s.ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"status":"not_ready"}` + "\n"))
+			return
+		}
+		_, _ = w.Write([]byte(`{"status":"ready"}` + "\n"))
+	})
 	// Every error is JSON, outside /v1 as inside: a known path with
 	// another method is a 405 naming the method (the WebSocket endpoint's
 	// GET is served by the transport, which hands other methods here),
 	// anything else a 404. A pattern without a method takes the methods
 	// the one with a method does not.
-	for _, path := range []string{"/healthz", "/metrics", "/ws"} {
+	for _, path := range append([]string{"/healthz", "/readyz", "/metrics", "/ws"}, pages.Paths()...) {
 		mux.Handle(path, methodNotAllowed("GET"))
 	}
+	mux.Handle("/sse", methodNotAllowed("GET, POST"))
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
-		transport.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint: the server API is under /v1 (see /v1/openapi.json), WebSockets at /ws")
+		transport.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint: the server API is under /v1 (see /v1/openapi.json), WebSockets at /ws, SSE at /sse, the demo at /demo/, the dashboard at /admin/")
 	})
 	return mux
 }
@@ -170,15 +231,18 @@ func (s *Server) Start() error {
 		return explainStoreError(s.cfg.DataDir, err)
 	}
 	s.store = st
+	if s.wrapStore != nil {
+		s.store = s.wrapStore(st)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.runCtx = ctx
-	s.receipts = newReceiptLog(st, s.log)
+	s.receipts = newReceiptLog(s.store, s.log)
 	s.background.Go(func() { s.receipts.run(ctx) })
 	s.background.Go(func() { s.sweep(ctx) })
 	if err := s.broker.Start(ctx, s.deliverLocal); err != nil {
 		cancel()
 		s.background.Wait()
-		_ = st.Close()
+		_ = s.store.Close()
 		return fmt.Errorf("start broker: %w", err)
 	}
 	s.cancelRun = cancel
@@ -196,7 +260,11 @@ func (s *Server) Start() error {
 	if a := s.TCPAddr(); a != nil {
 		attrs = append(attrs, "tcp", a.String())
 	}
+	s.ready.Store(true)
 	s.log.Info("herald listening", attrs...)
+	if base := pagesBase(s.HTTPAddr(), s.cfg.TLSCert != ""); base != "" {
+		s.log.Info("in a browser", "demo", base+"/demo/", "dashboard", base+"/admin/", "client", base+"/herald.js")
+	}
 	s.log.Info("verifying connection tokens", "key", s.keyName)
 	s.log.Info("storing channel history and inboxes", "dir", filepath.Join(s.cfg.DataDir, "store"), "history_namespaces", s.policy.historyNamespaces(), "inbox_ttl", s.cfg.InboxTTL)
 	if s.cfg.Insecure {
@@ -264,6 +332,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) shutdown(ctx context.Context) error {
+	s.ready.Store(false)
 	s.tr.StopAccepting()
 	if err := s.mgr.CloseAll(ctx, protocol.DisconnectShutdown); err != nil {
 		// The deadline is the operator's bound on shutdown: close the rest.

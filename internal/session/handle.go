@@ -103,6 +103,13 @@ func (s *Session) handle(req *protocol.Request) {
 		s.succeed(req.ID, nil)
 	case protocol.OpUnsubscribe:
 		s.unsubscribe(req)
+	case protocol.OpPresence:
+		res, perr := s.mgr.node.Presence(s.mgr.ctx, s, req.Channel)
+		if perr != nil {
+			s.fail(req.ID, perr)
+			return
+		}
+		s.succeed(req.ID, res)
 	case protocol.OpPublish, protocol.OpSend, protocol.OpBroadcast:
 		if !s.pubRate.Allow() {
 			s.fail(req.ID, protocol.Errorf(protocol.CodeRateLimited, "more than %g messages per second; slow down", s.mgr.limits.PublishPerSecond))

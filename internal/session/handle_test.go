@@ -17,6 +17,7 @@ import (
 // scriptedNode is a Node whose calls can be made to panic, and which records
 // what the session registers and unregisters.
 type scriptedNode struct {
+	nopNode              // Presence
 	panicIn atomic.Value // string: the method that panics, once
 	authErr *protocol.Error
 

@@ -36,6 +36,8 @@ type Metrics struct {
 	SlowConsumers atomic.Int64 // disconnected for falling behind
 	FramesIn      atomic.Int64 // inbound frames handled
 	Errors        atomic.Int64 // error replies sent
+	// Disconnects counts ended connections by the reason they ended.
+	Disconnects DisconnectCounts
 }
 
 // Manager owns every session of a server: it creates them, runs the writers
@@ -53,6 +55,7 @@ type Manager struct {
 	nextID atomic.Uint64
 	shards [32]registryShard
 	count  atomic.Int64
+	byKind [4]atomic.Int64 // open sessions of each of Kinds
 	// emptied receives a token when the last open session is removed,
 	// for CloseAll to wait on.
 	emptied chan struct{}
@@ -69,7 +72,7 @@ func NewManager(limits Limits, node Node, log *slog.Logger, writers int) *Manage
 		limits:  limits,
 		node:    node,
 		log:     log,
-		metrics: &Metrics{},
+		metrics: &Metrics{Disconnects: newDisconnectCounts()},
 		flusher: newFlusher(writers),
 		emptied: make(chan struct{}, 1),
 	}
@@ -93,6 +96,7 @@ func (m *Manager) Open(t Transport) *Session {
 		id:     m.nextID.Add(1),
 		t:      t,
 		wire:   t.Wire(),
+		kind:   kindOf(t),
 		mgr:    m,
 		opened: now,
 	}
@@ -100,6 +104,7 @@ func (m *Manager) Open(t Transport) *Session {
 	// Counted before it can be found and removed, so that the count
 	// never passes zero on its way down while sessions remain.
 	m.count.Add(1)
+	m.byKind[kindIndex(s.kind)].Add(1)
 	sh := &m.shards[s.id%uint64(len(m.shards))]
 	sh.mu.Lock()
 	sh.sessions[s.id] = s
@@ -108,12 +113,15 @@ func (m *Manager) Open(t Transport) *Session {
 	return s
 }
 
-func (m *Manager) remove(s *Session) {
+// remove forgets a closed session, counting it under the reason it ended.
+func (m *Manager) remove(s *Session, reason string) {
 	sh := &m.shards[s.id%uint64(len(m.shards))]
 	sh.mu.Lock()
 	if _, ok := sh.sessions[s.id]; ok {
 		delete(sh.sessions, s.id)
 		m.metrics.Closed.Add(1)
+		m.metrics.Disconnects.add(reason)
+		m.byKind[kindIndex(s.kind)].Add(-1)
 		if m.count.Add(-1) == 0 {
 			select {
 			case m.emptied <- struct{}{}:

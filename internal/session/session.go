@@ -85,6 +85,9 @@ type Node interface {
 	Unsubscribe(s *Session, channel string)
 	// Ack acknowledges the inbox of the session's device up to seq.
 	Ack(ctx context.Context, s *Session, seq uint64) *protocol.Error
+	// Presence lists the users subscribed to channel, for a session that
+	// may subscribe to it.
+	Presence(ctx context.Context, s *Session, channel string) (protocol.PresenceResult, *protocol.Error)
 	// Route publishes, sends or broadcasts the message in req on behalf of
 	// the session and returns the message id.
 	Route(ctx context.Context, s *Session, req *protocol.Request) (string, *protocol.Error)
@@ -104,6 +107,7 @@ type Session struct {
 	id     uint64
 	t      Transport
 	wire   protocol.Wire
+	kind   Kind
 	mgr    *Manager
 	opened int64 // Unix nanoseconds
 
@@ -422,11 +426,11 @@ func (s *Session) Closed(err error) {
 	if was == stateActive {
 		s.mgr.node.Unregister(s, subs)
 	}
-	s.mgr.remove(s)
-	reason := "closed by client"
+	reason := ReasonClientClosed
 	if r := s.reason.Load(); r != nil {
 		reason = r.Reason
 	}
+	s.mgr.remove(s, reason)
 	s.mgr.log.Debug("connection closed", "client", s.ClientID(), "user", s.identity.User,
 		"remote", s.t.RemoteAddr(), "reason", reason, "err", err,
 		"duration", time.Duration(time.Now().UnixNano()-s.opened))

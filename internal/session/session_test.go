@@ -65,6 +65,9 @@ func (nopNode) Unsubscribe(*Session, string)                          {}
 func (nopNode) Route(context.Context, *Session, *protocol.Request) (string, *protocol.Error) {
 	return "id", nil
 }
+func (nopNode) Presence(_ context.Context, _ *Session, ch string) (protocol.PresenceResult, *protocol.Error) {
+	return protocol.NewPresenceResult(ch, nil), nil
+}
 
 func testLimits() Limits {
 	return Limits{

@@ -3,7 +3,6 @@ package transport
 import (
 	"crypto/tls"
 	"net"
-	"sync"
 	"time"
 )
 
@@ -16,80 +15,35 @@ const writeTimeout = 10 * time.Second
 // goroutine per connection writes them out, all pending frames in one
 // vector write.
 type asyncWriter struct {
-	c      net.Conn
-	max    int
-	signal chan struct{}
-
-	mu      sync.Mutex
-	queue   [][]byte
-	queued  int
-	closing bool
-	closed  bool
+	c net.Conn
+	outbox
 }
 
 func newAsyncWriter(c net.Conn, max int) *asyncWriter {
-	return &asyncWriter{c: c, max: max, signal: make(chan struct{}, 1)}
+	return &asyncWriter{c: c, outbox: newOutbox(max)}
 }
 
-// Write queues frames and reports them all written. The frames are shared
-// and immutable, so they are queued without copying.
+// Write queues frames and reports them all written; a connection whose
+// queue overflows is closed.
 func (w *asyncWriter) Write(frames [][]byte) (int, error) {
-	n := 0
-	for _, f := range frames {
-		n += len(f)
-	}
-	w.mu.Lock()
-	if w.closed || w.closing {
-		w.mu.Unlock()
-		return 0, net.ErrClosed
-	}
-	if w.queued+n > w.max {
-		w.closed = true
-		w.mu.Unlock()
+	n, err := w.push(frames)
+	if err == errOverflow {
 		_ = w.c.Close()
-		return 0, errOverflow
 	}
-	w.queue = append(w.queue, frames...)
-	w.queued += n
-	w.mu.Unlock()
-	w.wake()
-	return n, nil
-}
-
-func (w *asyncWriter) wake() {
-	select {
-	case w.signal <- struct{}{}:
-	default:
-	}
+	return n, err
 }
 
 // CloseAfterFlush writes what is queued, then closes the connection
 // gracefully: the write side first, the rest when the peer closes or
 // lingerTimeout passes.
-func (w *asyncWriter) CloseAfterFlush() {
-	w.mu.Lock()
-	w.closing = true
-	w.mu.Unlock()
-	w.wake()
-}
-
-// stop ends the writer without flushing (the connection is gone).
-func (w *asyncWriter) stop() {
-	w.mu.Lock()
-	w.closed = true
-	w.mu.Unlock()
-	w.wake()
-}
+func (w *asyncWriter) CloseAfterFlush() { w.closeAfterFlush() }
 
 // run writes until the connection closes. Its owner runs it in a goroutine
 // tracked by the transport.
 func (w *asyncWriter) run() {
 	for range w.signal {
 		for {
-			w.mu.Lock()
-			q, closing, closed := w.queue, w.closing, w.closed
-			w.queue, w.queued = nil, 0
-			w.mu.Unlock()
+			q, closing, closed := w.take()
 			if closed {
 				return
 			}

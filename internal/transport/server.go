@@ -44,10 +44,14 @@ type Config struct {
 	TCPAddr  string // raw TCP listener; empty disables it
 	// Handler serves every HTTP path but /ws (the server API, metrics...).
 	Handler http.Handler
-	// AdmitWebSocket decides whether a WebSocket upgrade request from
-	// client (see TrustedProxies) may proceed; when it may not, it has
-	// written the HTTP error response.
+	// AdmitWebSocket decides whether a WebSocket upgrade request, or a
+	// request for an SSE stream, from client (see TrustedProxies) may
+	// proceed; when it may not, it has written the HTTP error response.
 	AdmitWebSocket func(w http.ResponseWriter, r *http.Request, client netip.Addr) bool
+	// AllowOrigin decides whether the page a browser request comes from
+	// (its Origin header, which is set) may use the SSE transport; nil
+	// allows every origin.
+	AllowOrigin func(r *http.Request) bool
 	// MaxOutboundBytes bounds the bytes queued for a TLS connection's
 	// writer goroutine (and, outside Linux, in the event loop's buffers).
 	MaxOutboundBytes int
@@ -89,6 +93,7 @@ type Server struct {
 	pool     *workerPool
 	writes   *writePoller
 	upgrader *websocket.Upgrader
+	sse      sseStreams
 
 	guardLimits guardLimits
 
@@ -204,6 +209,9 @@ func (s *Server) Start() error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWebSocket)
+	mux.HandleFunc("GET /sse", s.serveSSE)
+	mux.HandleFunc("POST /sse", s.serveSSEPost)
+	mux.HandleFunc("OPTIONS /sse", s.serveSSEPreflight)
 	if s.cfg.Handler != nil {
 		mux.Handle("/", s.cfg.Handler)
 	}
@@ -350,6 +358,9 @@ func (s *Server) Stop(ctx context.Context) {
 		if s.tcp != nil {
 			s.stopEngine("tcp", s.tcp.Stop)
 		}
+		// Streams the sessions' close left open would hold Shutdown
+		// until ctx ends.
+		s.sse.abortAll()
 		_ = s.http.Shutdown(ctx)
 		// Not the engine's Shutdown: it looks for connections left open
 		// on a 200 ms ticker, so it never returns sooner. The sessions

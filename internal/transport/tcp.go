@@ -27,6 +27,7 @@ func (t *tcpConn) Wire() protocol.Wire                { return protocol.WireLine
 func (t *tcpConn) Write(frames [][]byte) (int, error) { return t.w.Write(frames) }
 func (t *tcpConn) RemoteAddr() string                 { return t.c.RemoteAddr().String() }
 func (t *tcpConn) Abort()                             { closeConn(t.c) }
+func (t *tcpConn) Kind() session.Kind                 { return session.KindTCP }
 func (t *tcpConn) Close(protocol.Disconnect) error {
 	closeGracefully(t.c)
 	return nil

@@ -59,6 +59,7 @@ type tlsLineConn struct {
 func (t *tlsLineConn) Wire() protocol.Wire                { return protocol.WireLine }
 func (t *tlsLineConn) Write(frames [][]byte) (int, error) { return t.w.Write(frames) }
 func (t *tlsLineConn) RemoteAddr() string                 { return t.c.RemoteAddr().String() }
+func (t *tlsLineConn) Kind() session.Kind                 { return session.KindTCP }
 func (t *tlsLineConn) Abort() {
 	t.w.stop()
 	_ = t.c.Close()

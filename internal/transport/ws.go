@@ -37,6 +37,7 @@ type wsConn struct {
 
 func (w *wsConn) Wire() protocol.Wire                { return protocol.WireWebSocket }
 func (w *wsConn) RemoteAddr() string                 { return w.remote }
+func (w *wsConn) Kind() session.Kind                 { return session.KindWebSocket }
 func (w *wsConn) Write(frames [][]byte) (int, error) { return w.w.Write(frames) }
 
 func (w *wsConn) Abort() {

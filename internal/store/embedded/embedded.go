@@ -117,9 +117,13 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.idle = DefaultIdleState
 	}
 	db, err := pebble.Open(dir, &pebble.Options{
-		FS:     opts.fs,
-		Lock:   lock,
-		Logger: pebbleLogger{logger},
+		FS:   opts.fs,
+		Lock: lock,
+		// A directory with a format file holds a store: one the engine
+		// cannot find (its manifest marker lost) is damage, not a new
+		// store to create over what is left of the old one.
+		ErrorIfNotExists: !fresh,
+		Logger:           pebbleLogger{logger},
 		EventListener: &pebble.EventListener{
 			// The engine found a damaged file: log it and refuse all further
 			// operations, rather than its default of exiting the process.
@@ -277,6 +281,15 @@ type seqState struct {
 	base    uint64 // highest offset dropped
 	next    uint64 // highest offset assigned
 	durable uint64 // highest offset synced: reads stop here
+
+	// Inboxes only: how many records are kept, and their bytes of data,
+	// counted once when first needed (sized), then kept up to date by
+	// Push and Expire, so that holding an inbox to its caps reads only
+	// what it drops.
+	sized    bool
+	sizedTop uint64 // the records up to it were counted; Push counts the rest
+	count    int
+	bytes    int64
 }
 
 type stateShard struct {

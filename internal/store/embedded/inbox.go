@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -67,6 +68,10 @@ func (s *Store) Push(ctx context.Context, user, id string, at time.Time, data []
 	}
 	st.mu.Lock()
 	st.durable = max(st.durable, seq)
+	if st.sized && seq > st.sizedTop {
+		st.count++
+		st.bytes += int64(len(data))
+	}
 	st.mu.Unlock()
 	return seq, nil
 }
@@ -155,7 +160,10 @@ func (s *Store) Expire(ctx context.Context, user string, lim store.InboxLimits) 
 	if b.Empty() {
 		return 0, nil
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	// Not synced: a drop lost in a crash leaves messages that every
+	// device has acknowledged or that the next Expire drops again; the
+	// next synced write makes it durable anyway.
+	if err := b.Commit(pebble.NoSync); err != nil {
 		return 0, fmt.Errorf("expire inbox of %s: %w", user, err)
 	}
 	st.base = base
@@ -191,21 +199,27 @@ func (s *Store) expireInbox(b *pebble.Batch, st *seqState, user string, lim stor
 		return 0, st.base, err
 	}
 
-	prefix := seqPrefix(prefixInbox, user)
-	first, err := s.firstSeq(prefix, st.durable)
-	if err != nil || first == 0 {
+	if err := s.sizeInbox(st, user); err != nil {
 		return 0, st.base, err
 	}
-	recs, err := s.readSeq(prefix, store.Range{From: first, Limit: int(st.durable - first + 1)}, st.durable)
+	prefix := seqPrefix(prefixInbox, user)
+	it, err = s.db.NewIter(&pebble.IterOptions{
+		LowerBound: prefix,
+		UpperBound: binary.BigEndian.AppendUint64(slices.Clip(prefix), st.durable+1),
+	})
 	if err != nil {
 		return 0, st.base, err
 	}
-	count, bytes := len(recs), int64(0)
-	for _, r := range recs {
-		bytes += int64(len(r.Data))
-	}
-	last := first - 1
-	for _, r := range recs {
+	// Walk from the oldest record while it must go: only what is dropped
+	// is read.
+	var first, last uint64
+	count, bytes := st.count, st.bytes
+	for ok := it.First(); ok; ok = it.Next() {
+		r, good := decodeRecord(it.Key(), it.Value())
+		if !good {
+			it.Close()
+			return 0, st.base, fmt.Errorf("damaged record at %d", seqOf(it.Key()))
+		}
 		drop := (known && r.Offset <= acked) ||
 			(!lim.Before.IsZero() && r.Time.Before(lim.Before)) ||
 			(lim.MaxCount > 0 && count > lim.MaxCount) ||
@@ -213,15 +227,48 @@ func (s *Store) expireInbox(b *pebble.Batch, st *seqState, user string, lim stor
 		if !drop {
 			break
 		}
+		if first == 0 {
+			first = r.Offset
+		}
 		last = r.Offset
 		count--
 		bytes -= int64(len(r.Data))
 	}
-	if last < first {
+	if err := it.Close(); err != nil {
+		return 0, st.base, err
+	}
+	if first == 0 {
 		return 0, st.base, nil
 	}
+	st.count, st.bytes = count, bytes
 	b.DeleteRange(seqKey(prefixInbox, user, first), seqKey(prefixInbox, user, last+1), nil)
 	base := max(st.base, last)
 	b.Set(nameKey(prefixInboxMeta, user), binary.BigEndian.AppendUint64(nil, base), nil)
 	return int(last - first + 1), base, nil
+}
+
+// sizeInbox counts user's kept records and their bytes once, for Expire;
+// st.mu held.
+func (s *Store) sizeInbox(st *seqState, user string) error {
+	if st.sized {
+		return nil
+	}
+	prefix := seqPrefix(prefixInbox, user)
+	it, err := s.db.NewIter(&pebble.IterOptions{
+		LowerBound: prefix,
+		UpperBound: binary.BigEndian.AppendUint64(slices.Clip(prefix), st.durable+1),
+	})
+	if err != nil {
+		return err
+	}
+	count, bytes := 0, int64(0)
+	for ok := it.First(); ok; ok = it.Next() {
+		count++
+		bytes += int64(max(len(it.Value())-8, 0))
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	st.sized, st.sizedTop, st.count, st.bytes = true, st.durable, count, bytes
+	return nil
 }

@@ -369,6 +369,23 @@ func testExpireBytes(t *testing.T, s store.Store) {
 		t.Fatalf("cap at 25 bytes dropped %d, %v; want 1", n, err)
 	}
 	wantOffsets(t, "after byte cap", pending(t, s, "u", "d").Records, 2, 3)
+	// The caps count what was pushed since, and only that: 4 records of
+	// 10 bytes are over a cap of 3 and of 35 bytes by one each.
+	for range 2 {
+		if _, err := s.Push(ctx, "u", newID(), t0, make([]byte, 10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.Expire(ctx, "u", store.InboxLimits{MaxCount: 3, MaxBytes: 35}); err != nil || n != 1 {
+		t.Fatalf("caps of 3 messages and 35 bytes dropped %d, %v; want 1", n, err)
+	}
+	if n, err := s.Expire(ctx, "u", store.InboxLimits{MaxCount: 3, MaxBytes: 35}); err != nil || n != 0 {
+		t.Fatalf("the same caps again dropped %d, %v; want 0", n, err)
+	}
+	if n, err := s.Expire(ctx, "u", store.InboxLimits{MaxBytes: 15}); err != nil || n != 2 {
+		t.Fatalf("a cap of 15 bytes dropped %d, %v; want 2", n, err)
+	}
+	wantOffsets(t, "after the caps", pending(t, s, "u", "d").Records, 5)
 }
 
 func testIdempotency(t *testing.T, s store.Store) {
