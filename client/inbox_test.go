@@ -8,6 +8,16 @@ import (
 	"github.com/heraldpush/herald/client"
 )
 
+// sendFirst sends {"n":1} to {"n":n} to user and returns their ids.
+func (ts *testServer) sendFirst(t *testing.T, user string, n int) []string {
+	t.Helper()
+	var ids []string
+	for i := 1; i <= n; i++ {
+		ids = append(ids, ts.sendTo(t, user, i))
+	}
+	return ids
+}
+
 // connectedInbox waits for the first connection of r's client and returns
 // its inbox state.
 func connectedInbox(t *testing.T, r *recorder) client.InboxState {
@@ -45,10 +55,7 @@ func TestInboxAcknowledged(t *testing.T) {
 	ts := startServer(t)
 	transports(t, ts, func(t *testing.T, url string) {
 		user := "bob-" + scheme(url)
-		var ids []string
-		for i := 1; i <= 3; i++ {
-			ids = append(ids, ts.sendTo(t, user, i))
-		}
+		ids := ts.sendFirst(t, user, 3)
 		var rec recorder
 		c := dial(t, url, user, append(rec.options(), client.WithDevice("phone"))...)
 		if st := connectedInbox(t, &rec); st != (client.InboxState{Acked: 0, Pending: 3}) {
@@ -71,9 +78,7 @@ func TestInboxAcknowledged(t *testing.T) {
 func TestInboxAcknowledgedWhileRunning(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t)
-	for i := 1; i <= 3; i++ {
-		ts.sendTo(t, "bob", i)
-	}
+	ts.sendFirst(t, "bob", 3)
 	var rec recorder
 	dial(t, ts.wsURL(), "bob", append(rec.options(), client.WithDevice("phone"))...)
 	rec.waitMessages(t, 3)
@@ -96,10 +101,7 @@ func TestInboxAcknowledgedWhileRunning(t *testing.T) {
 func TestInboxManualAck(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t)
-	var ids []string
-	for i := 1; i <= 3; i++ {
-		ids = append(ids, ts.sendTo(t, "bob", i))
-	}
+	ids := ts.sendFirst(t, "bob", 3)
 	manual := func(rec *recorder) *client.Client {
 		return dial(t, ts.wsURL(), "bob", append(rec.options(), client.WithDevice("phone"), client.WithManualAck())...)
 	}
@@ -130,10 +132,7 @@ func TestInboxManualAck(t *testing.T) {
 func TestInboxDropsDuplicates(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t)
-	var ids []string
-	for i := 1; i <= 3; i++ {
-		ids = append(ids, ts.sendTo(t, "bob", i))
-	}
+	ids := ts.sendFirst(t, "bob", 3)
 	var rec recorder
 	c := dial(t, ts.tcpURL(), "bob", append(rec.options(), fastBackoff(), client.WithDevice("phone"), client.WithManualAck())...)
 	checkInbox(t, rec.waitMessages(t, 3), ids, 1)
