@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/json"
 	"net/http"
-	"strconv"
 )
 
 // Operator endpoints: what the dashboard (/admin/) shows, under the same
@@ -84,15 +83,7 @@ const (
 
 // listLimit reads ?limit=N.
 func listLimit(r *http.Request) (int, error) {
-	v := r.URL.Query().Get("limit")
-	if v == "" {
-		return defaultListLimit, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 || n > maxListLimit {
-		return 0, errorf(http.StatusBadRequest, "invalid_field", "limit must be a whole number from 0 to %d", maxListLimit)
-	}
-	return n, nil
+	return limitParam(r.URL.Query(), defaultListLimit, 0, maxListLimit)
 }
 
 func (a *API) overview(*http.Request) (any, error) { return a.op.Overview(), nil }

@@ -12,7 +12,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/heraldpush/herald/internal/hub"
 	"github.com/heraldpush/herald/internal/protocol"
@@ -20,8 +22,28 @@ import (
 
 // Backend is what the API drives; the server implements it.
 type Backend interface {
-	// Dispatch stamps m (id, time) and publishes it to whom it addresses.
+	// Dispatch stamps m (its time, and an id unless it has one) and
+	// publishes it to whom it addresses.
 	Dispatch(ctx context.Context, m *protocol.Message) error
+	// Remember stores result under key with the request's hash unless key
+	// holds a result younger than the idempotency window, and returns what
+	// key holds afterwards and whether this call stored it. A key held with
+	// another hash gives ErrKeyReused. Concurrent calls with one key store
+	// exactly one result.
+	Remember(ctx context.Context, key string, hash, result []byte) (held []byte, fresh bool, err error)
+	// Forget drops key.
+	Forget(ctx context.Context, key string) error
+	// Stored reports whether the direct message id is in its recipient's
+	// inbox; false when the server keeps no inboxes.
+	Stored(ctx context.Context, id string) (bool, error)
+	// Receipt returns the receipt of direct message id, ErrNotFound when
+	// there is none.
+	Receipt(ctx context.Context, id string) (Receipt, error)
+	// History reads the history of channel.
+	History(ctx context.Context, channel string, q HistoryQuery) (History, error)
+	// Inbox reads user's inbox: its devices, or when device is not "",
+	// at most limit messages device has not acknowledged.
+	Inbox(ctx context.Context, user, device string, limit int) (Inbox, error)
 	// UserPresence returns how many connections user has and its info.
 	UserPresence(user string) (connections int, info json.RawMessage)
 	// ChannelPresence lists the users subscribed to channel.
@@ -49,20 +71,27 @@ type Config struct {
 	// MaxData bounds a message's data, as clients are bounded by their
 	// frame size, so that no client receives a frame it cannot read.
 	MaxData int
+	// InProgressWait bounds how long a request waits for another with the
+	// same Idempotency-Key (default 10s).
+	InProgressWait time.Duration
 }
 
 // API serves /v1.
 type API struct {
-	cfg Config
-	b   Backend
-	op  Operator
-	log *slog.Logger
+	cfg     Config
+	b       Backend
+	op      Operator
+	log     *slog.Logger
+	flights flights
 }
 
 // New returns the API handler set.
 func New(cfg Config, b Backend, op Operator, log *slog.Logger) *API {
 	if cfg.MaxBatch == 0 {
 		cfg.MaxBatch = 10000
+	}
+	if cfg.InProgressWait == 0 {
+		cfg.InProgressWait = defaultInProgressWait
 	}
 	return &API{cfg: cfg, b: b, op: op, log: log}
 }
@@ -88,6 +117,9 @@ func (a *API) routes() []route {
 		{"GET", "/v1/channels", a.channels},
 		{"GET", "/v1/users", a.users},
 		{"GET", "/v1/users/{user}", a.user},
+		{"GET", "/v1/users/{user}/inbox", a.inbox},
+		{"GET", "/v1/messages/{id}", a.receipt},
+		{"GET", "/v1/channels/{channel}/history", a.history},
 		{"GET", "/v1/openapi.json", a.openapi},
 	}
 }
@@ -128,6 +160,8 @@ type Error struct {
 	Code    string
 	Message string
 	Allow   string // for 405: the method the endpoint takes
+	// RetryAfter, in seconds, is sent as Retry-After when positive.
+	RetryAfter int
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -196,6 +230,16 @@ func (a *API) authenticate(r *http.Request) error {
 func (a *API) render(w http.ResponseWriter, r *http.Request, result any, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	if err != nil {
+		var pe *partialError
+		if errors.As(err, &pe) {
+			w.WriteHeader(pe.e.Status)
+			_ = json.NewEncoder(w).Encode(map[string]any{
+				"error":  map[string]string{"code": pe.e.Code, "message": pe.e.Message},
+				"ids":    pe.ids,
+				"failed": pe.failed,
+			})
+			return
+		}
 		var ae *Error
 		if !errors.As(err, &ae) {
 			a.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -207,9 +251,16 @@ func (a *API) render(w http.ResponseWriter, r *http.Request, result any, err err
 		if ae.Allow != "" {
 			w.Header().Set("Allow", ae.Allow)
 		}
+		if ae.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(ae.RetryAfter))
+		}
 		w.WriteHeader(ae.Status)
 		_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": ae.Code, "message": ae.Message}})
 		return
+	}
+	if rp, ok := result.(replayed); ok {
+		w.Header().Set(ReplayedHeader, "true")
+		result = rp.result
 	}
 	if result == nil {
 		result = struct{}{}

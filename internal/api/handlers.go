@@ -2,9 +2,12 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"unicode/utf8"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/heraldpush/herald/internal/protocol"
 )
@@ -34,6 +37,12 @@ type idResult struct {
 	ID string `json:"id"`
 }
 
+func oneID(ids []string) any { return idResult{ids[0]} }
+
+// sendConcurrency bounds the messages of one batch send stored at once:
+// concurrent writes share the store's syncs.
+const sendConcurrency = 128
+
 func (a *API) publish(r *http.Request) (any, error) {
 	var body struct {
 		Channel *string         `json:"channel"`
@@ -50,11 +59,17 @@ func (a *API) publish(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &protocol.Message{Kind: protocol.KindChannel, Channel: ch, Data: d}
-	if err := a.b.Dispatch(r.Context(), m); err != nil {
-		return nil, err
-	}
-	return idResult{m.ID}, nil
+	return a.do(r, push{
+		n: 1,
+		canonical: func() (any, error) {
+			cd, err := canonicalJSON(d)
+			return map[string]any{"channel": ch, "data": cd}, err
+		},
+		act: func(ctx context.Context, ids []string, _ bool) error {
+			return a.b.Dispatch(ctx, &protocol.Message{ID: ids[0], Kind: protocol.KindChannel, Channel: ch, Data: d})
+		},
+		answer: oneID,
+	})
 }
 
 func (a *API) send(r *http.Request) (any, error) {
@@ -91,20 +106,75 @@ func (a *API) send(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, len(users))
-	for i, u := range users {
-		m := &protocol.Message{Kind: protocol.KindDirect, To: u, Data: d}
-		if err := a.b.Dispatch(r.Context(), m); err != nil {
-			return nil, err
+	answer := oneID
+	if body.To == nil {
+		answer = func(ids []string) any {
+			return struct {
+				IDs []string `json:"ids"`
+			}{ids}
 		}
-		ids[i] = m.ID
 	}
-	if body.To != nil {
-		return idResult{ids[0]}, nil
+	return a.do(r, push{
+		n: len(users),
+		canonical: func() (any, error) {
+			cd, err := canonicalJSON(d)
+			return map[string]any{"to": body.To, "users": body.Users, "data": cd}, err
+		},
+		act: func(ctx context.Context, ids []string, resume bool) error {
+			return a.sendAll(ctx, users, d, ids, resume)
+		},
+		answer: answer,
+	})
+}
+
+// sendAll sends data to each of users, with the id of the same index,
+// many at once. With resume, a message the store holds already is not
+// sent again. When some are stored and some not, the error is a
+// partialError naming them.
+func (a *API) sendAll(ctx context.Context, users []string, data json.RawMessage, ids []string, resume bool) error {
+	errs := make([]error, len(users))
+	var g errgroup.Group
+	g.SetLimit(sendConcurrency)
+	for i, u := range users {
+		g.Go(func() error {
+			if resume {
+				stored, err := a.b.Stored(ctx, ids[i])
+				if err != nil || stored {
+					errs[i] = err
+					return nil
+				}
+			}
+			errs[i] = a.b.Dispatch(ctx, &protocol.Message{ID: ids[i], Kind: protocol.KindDirect, To: u, Data: data})
+			return nil
+		})
 	}
-	return struct {
-		IDs []string `json:"ids"`
-	}{ids}, nil
+	_ = g.Wait()
+	var first error
+	stored := make([]string, len(ids))
+	var failed []string
+	for i, err := range errs {
+		if err == nil {
+			stored[i] = ids[i]
+			continue
+		}
+		if first == nil {
+			first = err
+		}
+		failed = append(failed, users[i])
+	}
+	switch {
+	case first == nil:
+		return nil
+	case len(failed) == len(users):
+		return first
+	}
+	return &partialError{
+		e: errorf(http.StatusServiceUnavailable, "partially_sent",
+			"%d of %d messages could not be stored, so they were not sent; \"ids\" has \"\" for them and \"failed\" names their users: retry those (with the same %s, the retry sends only them)",
+			len(failed), len(users), IdempotencyKeyHeader),
+		ids:    stored,
+		failed: failed,
+	}
 }
 
 func (a *API) broadcast(r *http.Request) (any, error) {
@@ -118,11 +188,17 @@ func (a *API) broadcast(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &protocol.Message{Kind: protocol.KindBroadcast, Data: d}
-	if err := a.b.Dispatch(r.Context(), m); err != nil {
-		return nil, err
-	}
-	return idResult{m.ID}, nil
+	return a.do(r, push{
+		n: 1,
+		canonical: func() (any, error) {
+			cd, err := canonicalJSON(d)
+			return map[string]any{"data": cd}, err
+		},
+		act: func(ctx context.Context, ids []string, _ bool) error {
+			return a.b.Dispatch(ctx, &protocol.Message{ID: ids[0], Kind: protocol.KindBroadcast, Data: d})
+		},
+		answer: oneID,
+	})
 }
 
 // checkChannel checks a channel field: present (missing_field if not) and

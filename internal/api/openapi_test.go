@@ -50,7 +50,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	// answer is not the catch-all's 404 nor another method's 405.
 	mux := http.NewServeMux()
 	a.Register(mux)
-	params := strings.NewReplacer("{user}", "alice", "{channel}", "room:1")
+	params := strings.NewReplacer("{user}", "alice", "{channel}", "room:1", "{id}", "d4aeq1g3f1hbmdd0ec10")
 	for _, op := range documented {
 		method, path, _ := strings.Cut(op, " ")
 		req := httptest.NewRequest(method, params.Replace(path), strings.NewReader("{}"))
@@ -77,3 +77,13 @@ func (nopBackend) OnlineUsers(int) ([]UserCount, int)                { return ni
 func (nopBackend) UserConnections(string) ([]Connection, json.RawMessage) {
 	return nil, nil
 }
+func (nopBackend) Remember(_ context.Context, _ string, _, r []byte) ([]byte, bool, error) {
+	return r, true, nil
+}
+func (nopBackend) Forget(context.Context, string) error             { return nil }
+func (nopBackend) Stored(context.Context, string) (bool, error)     { return false, nil }
+func (nopBackend) Receipt(context.Context, string) (Receipt, error) { return Receipt{}, nil }
+func (nopBackend) History(context.Context, string, HistoryQuery) (History, error) {
+	return History{}, nil
+}
+func (nopBackend) Inbox(context.Context, string, string, int) (Inbox, error) { return Inbox{}, nil }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -83,6 +84,9 @@ type Config struct {
 	InboxMaxBytes     int64         `koanf:"inbox-max-bytes"`
 	MaxRecoveryBytes  int           `koanf:"max-recovery-bytes"`
 	IdempotencyWindow time.Duration `koanf:"idempotency-window"`
+
+	ReceiptsWebhook       string `koanf:"receipts-webhook"`
+	ReceiptsWebhookSecret string `koanf:"receipts-webhook-secret"`
 
 	// Namespaces are per-namespace channel rules; file only.
 	Namespaces []Namespace `koanf:"namespaces"`
@@ -224,6 +228,8 @@ func RegisterFlags(fs *pflag.FlagSet) {
 	fs.Int64("inbox-max-bytes", d.InboxMaxBytes, "bytes of message data one user's inbox keeps; the oldest go first")
 	fs.Int("max-recovery-bytes", d.MaxRecoveryBytes, "bytes of missed messages one subscribe may recover at once, beyond max-outbound-bytes; past it the client is told to reload (recovered: false)")
 	fs.Duration("idempotency-window", d.IdempotencyWindow, "how long the server API remembers an Idempotency-Key")
+	fs.String("receipts-webhook", d.ReceiptsWebhook, "URL (http or https) the server posts delivery receipts to, in signed batches (empty: none)")
+	fs.String("receipts-webhook-secret", d.ReceiptsWebhookSecret, "secret (at least 32 bytes) the receipts webhook's posts are signed with (HMAC-SHA256, header Herald-Signature)")
 }
 
 // Load reads the configuration: defaults, then the config file (from
@@ -521,6 +527,12 @@ func (c Config) Validate() error {
 	check(c.InboxMaxBytes >= int64(c.MaxFrameBytes), "inbox-max-bytes,max-frame-bytes", "inbox-max-bytes: must be at least max-frame-bytes (%d), got %d", c.MaxFrameBytes, c.InboxMaxBytes)
 	check(c.MaxRecoveryBytes >= 0, "max-recovery-bytes", "max-recovery-bytes: must not be negative")
 	check(c.IdempotencyWindow >= time.Second, "idempotency-window", "idempotency-window: must be at least 1s")
+	if c.ReceiptsWebhook != "" {
+		u, err := url.Parse(c.ReceiptsWebhook)
+		check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "", "receipts-webhook", "receipts-webhook: want an http:// or https:// URL, got %q", c.ReceiptsWebhook)
+		check(len(c.ReceiptsWebhookSecret) >= 32, "receipts-webhook-secret,receipts-webhook", "receipts-webhook-secret: the webhook's posts are signed with it: set at least 32 bytes (make one with: openssl rand -hex 32)")
+		check(c.InboxTTL > 0, "receipts-webhook,inbox-ttl", "receipts-webhook: needs inboxes (inbox-ttl above 0): receipts are of stored direct messages")
+	}
 	for _, ns := range c.Namespaces {
 		check(!seen[ns.Name], "namespaces", "namespaces: %q listed twice", ns.Name)
 		check(ns.HistorySize >= 0 && ns.HistorySize <= MaxHistorySize, "namespaces", "namespaces: %q: history-size must be between 0 (no history) and %d, got %d", ns.Name, MaxHistorySize, ns.HistorySize)

@@ -329,3 +329,28 @@ func TestHistoryAndInboxSettings(t *testing.T) {
 		t.Errorf("inbox-ttl 0 turns the inbox off: %v", err)
 	}
 }
+
+func TestReceiptsWebhookSettings(t *testing.T) {
+	secret := strings.Repeat("s", 32)
+	c, err := load(t, []string{"--receipts-webhook", "https://backend.example/herald"}, []string{"HERALD_RECEIPTS_WEBHOOK_SECRET=" + secret})
+	if err != nil || c.ReceiptsWebhook != "https://backend.example/herald" || c.ReceiptsWebhookSecret != secret {
+		t.Fatalf("%+v, %v", c, err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--receipts-webhook", "ftp://backend.example/", "--receipts-webhook-secret", secret}, "want an http:// or https:// URL"},
+		{[]string{"--receipts-webhook", "backend.example", "--receipts-webhook-secret", secret}, "want an http:// or https:// URL"},
+		{[]string{"--receipts-webhook", "http://backend.example/"}, "receipts-webhook-secret: the webhook's posts are signed with it"},
+		{[]string{"--receipts-webhook", "http://backend.example/", "--receipts-webhook-secret", "short"}, "at least 32 bytes"},
+		{[]string{"--receipts-webhook", "http://backend.example/", "--receipts-webhook-secret", secret, "--inbox-ttl", "0"}, "needs inboxes"},
+	} {
+		if _, err := load(t, tc.args, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: got %v, want an error saying %q", tc.args, err, tc.want)
+		}
+	}
+	if c, err := load(t, nil, nil); err != nil || c.ReceiptsWebhook != "" {
+		t.Fatalf("off by default: %q, %v", c.ReceiptsWebhook, err)
+	}
+}

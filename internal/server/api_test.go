@@ -18,22 +18,8 @@ type apiClient struct {
 
 func (a apiClient) do(method, path, body string) (int, map[string]any) {
 	a.t.Helper()
-	req, _ := http.NewRequest(method, a.base+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+a.key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var out map[string]any
-	if err := json.Unmarshal(b, &out); err != nil {
-		a.t.Fatalf("%s %s: response is not a JSON object: %q", method, path, b)
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		a.t.Fatalf("content type %q", ct)
-	}
-	return resp.StatusCode, out
+	status, _, out := a.call(method, path, body, nil)
+	return status, out
 }
 
 func (a apiClient) ok(method, path, body string) map[string]any {

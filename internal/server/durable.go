@@ -254,6 +254,7 @@ func (s *Server) registerDevice(ctx context.Context, sess *session.Session, repl
 		return protocol.Errorf(protocol.CodeStorageFailed, "the inbox could not be read; connect again later")
 	}
 	frames := make([]*protocol.Frame, 0, len(p.Records))
+	var ids []string // for the receipts webhook, when it is on
 	for _, r := range p.Records {
 		m, err := restore(r)
 		if err != nil {
@@ -262,6 +263,9 @@ func (s *Server) registerDevice(ctx context.Context, sess *session.Session, repl
 		}
 		m.Seq = r.Offset
 		frames = append(frames, m.Frame())
+		if s.receiptHook != nil {
+			ids = append(ids, m.ID)
+		}
 	}
 	if perr := s.register(sess); perr != nil {
 		return perr
@@ -270,6 +274,7 @@ func (s *Server) registerDevice(ctx context.Context, sess *session.Session, repl
 	s.deliverBacklog(sess, frames)
 	if n := len(p.Records); n > 0 {
 		s.receipts.delivered(user, device, p.Records[n-1].Offset)
+		s.receiptHook.add(eventDelivered, user, device, p.Records[n-1].Offset, ids)
 	}
 	return nil
 }
@@ -299,6 +304,11 @@ func (s *Server) ack(ctx context.Context, sess *session.Session, seq uint64) *pr
 	if device == "" {
 		return protocol.Errorf(protocol.CodeNoDevice, "ack needs a device: name one in connect (\"device\")")
 	}
+	var ids []string
+	moved := false
+	if s.receiptHook != nil {
+		ids, moved = s.ackedIDs(ctx, user, device, seq)
+	}
 	err := s.store.Ack(ctx, user, device, seq)
 	switch {
 	case errors.Is(err, store.ErrAckBackwards):
@@ -310,6 +320,9 @@ func (s *Server) ack(ctx context.Context, sess *session.Session, seq uint64) *pr
 		return protocol.Errorf(protocol.CodeStorageFailed, "the acknowledgement could not be stored; send it again later")
 	}
 	s.counters.acks.Add(1)
+	if moved {
+		s.receiptHook.add(eventAcked, user, device, seq, ids)
+	}
 	if _, err := s.store.Expire(ctx, user, s.inboxLimits()); err != nil {
 		s.log.Warn("expire inbox", "user", user, "err", err)
 	}

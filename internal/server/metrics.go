@@ -71,6 +71,10 @@ func (s *Server) metricsHandler() http.Handler {
 		disconnects: prometheus.NewDesc("herald_disconnects_total", "Connections ended, by reason (client_closed: the client or the network ended it).", []string{"reason"}, nil),
 	})
 	reg.MustRegister(s.latency)
+	if h := s.receiptHook; h != nil {
+		counter("receipts_webhook_posted_total", "Receipt events the receipts webhook took.", &h.p.Posted)
+		counter("receipts_webhook_dropped_total", "Receipt events dropped: the webhook's queue was full, or it did not take them within the retry window.", &h.p.Dropped)
+	}
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }
 

@@ -118,9 +118,14 @@ func (n node) Route(ctx context.Context, s *session.Session, req *protocol.Reque
 // A message for a channel with history, or for a user's inbox, is stored
 // first: a nil error then means it is on disk. An error wrapping
 // errNotStored means the store refused it and nothing was sent.
+//
+// A message that comes with an id keeps it: the server API chooses ids
+// before it acts, so that a retried request sends the same ids.
 func (s *Server) Dispatch(ctx context.Context, m *protocol.Message) error {
 	now := time.Now()
-	m.ID = xid.New().String()
+	if m.ID == "" {
+		m.ID = xid.New().String()
+	}
 	m.Time = now.UnixMilli()
 	m.Accepted = now
 	s.counters.messages.Add(1)
@@ -160,6 +165,9 @@ func (s *Server) deliverLocal(m *protocol.Message) {
 			for _, sub := range s.hub.UserConnections(m.To) {
 				if d := sub.(*session.Session).Identity().Device; d != "" {
 					s.receipts.delivered(m.To, d, m.Seq)
+					if s.receiptHook != nil {
+						s.receiptHook.add(eventDelivered, m.To, d, m.Seq, []string{m.ID})
+					}
 				}
 			}
 		}

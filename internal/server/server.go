@@ -91,11 +91,13 @@ type Server struct {
 	ready atomic.Bool
 	// store keeps channel history and inboxes; open between Start and
 	// Shutdown. The lanes order what is stored for live delivery.
-	store     store.Store
-	receipts  *receiptLog
-	chanLanes *lanes
-	userLanes *lanes
-	runCtx    context.Context
+	store    store.Store
+	receipts *receiptLog
+	// receiptHook posts receipts to the backend; nil when it is off.
+	receiptHook *receiptHook
+	chanLanes   *lanes
+	userLanes   *lanes
+	runCtx      context.Context
 	// sweepEvery is sweepInterval, shorter in tests.
 	sweepEvery time.Duration
 	// wrapStore, when set before Start, wraps the store Start opens: tests
@@ -125,7 +127,8 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, log: log, verifier: verifier, keyName: keyName, policy: newPolicy(cfg.Namespaces), hub: hub.New(), broker: memory.New(),
 		chanLanes: newLanes(), userLanes: newLanes(), runCtx: context.Background(), sweepEvery: sweepInterval,
 		connects: newConnectLimiter(cfg.ConnectsPerIP, cfg.ConnectsBurst), connLog: newConnLog(log, keyName),
-		latency: newLatencyHistogram(), nodeID: nodeID(), started: time.Now()}
+		latency: newLatencyHistogram(), nodeID: nodeID(), started: time.Now(),
+		receiptHook: newReceiptHook(cfg, log)}
 	writers := cfg.Writers
 	if writers == 0 {
 		writers = runtime.GOMAXPROCS(0)
@@ -238,6 +241,9 @@ func (s *Server) Start() error {
 	s.runCtx = ctx
 	s.receipts = newReceiptLog(s.store, s.log)
 	s.background.Go(func() { s.receipts.run(ctx) })
+	if s.receiptHook != nil {
+		s.background.Go(func() { s.receiptHook.run(ctx) })
+	}
 	s.background.Go(func() { s.sweep(ctx) })
 	if err := s.broker.Start(ctx, s.deliverLocal); err != nil {
 		cancel()

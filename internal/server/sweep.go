@@ -30,8 +30,8 @@ func (s *Server) sweep(ctx context.Context) {
 }
 
 // sweepOnce goes once through every channel and every user the store
-// holds. A channel whose namespace keeps no history (any more) loses it
-// all.
+// holds, then drops the idempotency keys past their window. A channel
+// whose namespace keeps no history (any more) loses it all.
 func (s *Server) sweepOnce(ctx context.Context) {
 	start := time.Now()
 	var channels, users, dropped int
@@ -76,7 +76,12 @@ func (s *Server) sweepOnce(ctx context.Context) {
 		}
 		after = names[len(names)-1]
 	}
-	s.log.Debug("swept the store", "channels", channels, "users", users, "dropped", dropped, "took", time.Since(start))
+	keys, err := s.store.ForgetBefore(ctx, time.Now().Add(-s.cfg.IdempotencyWindow))
+	if err != nil {
+		s.logSweepError(ctx, "forget idempotency keys", err)
+		return
+	}
+	s.log.Debug("swept the store", "channels", channels, "users", users, "dropped", dropped, "idempotency_keys", keys, "took", time.Since(start))
 }
 
 func (s *Server) logSweepError(ctx context.Context, what string, err error) {

@@ -126,6 +126,20 @@ type Pending struct {
 	Known bool
 }
 
+// Device is where one known device of a user stands in the user's inbox.
+type Device struct {
+	Name string
+	// Acked is the device's position: every message up to it is
+	// acknowledged.
+	Acked uint64
+	// Delivered is the newest message handed to the device (at least
+	// Acked).
+	Delivered uint64
+	// Seen is when the device was last active: its last Ack, Delivered or
+	// Seen.
+	Seen time.Time
+}
+
 // Inbox keeps each user's direct messages until every device of the user
 // the store knows has acknowledged them, or until they expire. A device is
 // known from its first Ack, Delivered or Seen until Expire forgets it.
@@ -163,6 +177,9 @@ type Inbox interface {
 	// the oldest while beyond lim, and the receipts past
 	// lim.ReceiptsBefore. It returns how many messages it dropped.
 	Expire(ctx context.Context, user string, lim InboxLimits) (int, error)
+	// Devices returns the devices of user the store knows, by name, with
+	// their positions. It writes nothing.
+	Devices(ctx context.Context, user string) ([]Device, error)
 	// Users returns, in byte order, at most limit names of users that
 	// hold messages, devices or receipts, starting after after ("": from
 	// the first); a sweep pages through them as through Channels and
@@ -221,6 +238,10 @@ type Idempotency interface {
 	// Forget drops key, so that a request whose action failed after
 	// Remember can be retried.
 	Forget(ctx context.Context, key string) error
+	// ForgetBefore drops the keys whose result was stored before before,
+	// and returns how many it dropped; a sweep calls it, so that keys past
+	// their window do not pile up.
+	ForgetBefore(ctx context.Context, before time.Time) (int, error)
 }
 
 // Store is everything kept on disk.

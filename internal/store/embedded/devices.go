@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/heraldpush/herald/internal/store"
 )
 
 // deviceRecord is what the store keeps of one device of a user.
@@ -117,4 +119,29 @@ func (s *Store) advance(b *pebble.Batch, prefix, user, device string, d *deviceR
 		d.seen = at
 	}
 	b.Set(deviceKey(user, device), d.encode(), nil)
+}
+
+// Devices implements store.Inbox.
+func (s *Store) Devices(ctx context.Context, user string) ([]store.Device, error) {
+	st, exit, err := s.user(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	defer exit()
+	defer st.mu.Unlock()
+	prefix := seqPrefix(prefixDevice, user)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: upperBound(prefix)})
+	if err != nil {
+		return nil, fmt.Errorf("devices of %s: %w", user, err)
+	}
+	var out []store.Device
+	for ok := it.First(); ok; ok = it.Next() {
+		if d, ok := decodeDevice(it.Value()); ok {
+			out = append(out, store.Device{Name: string(it.Key()[len(prefix):]), Acked: d.acked, Delivered: d.delivered, Seen: d.seen})
+		}
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("devices of %s: %w", user, err)
+	}
+	return out, nil
 }

@@ -74,3 +74,48 @@ func (s *Store) Forget(ctx context.Context, key string) error {
 	}
 	return nil
 }
+
+// ForgetBefore implements store.Idempotency. Each key is checked again
+// under its stripe's lock, so that a key remembered anew meanwhile stays.
+// The deletes are not synced: one lost in a crash is done again by the
+// next call.
+func (s *Store) ForgetBefore(ctx context.Context, before time.Time) (int, error) {
+	exit, err := s.enter(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer exit()
+	prefix := []byte(prefixIdempotency)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: upperBound(prefix)})
+	if err != nil {
+		return 0, fmt.Errorf("forget keys: %w", err)
+	}
+	var old []string
+	for ok := it.First(); ok; ok = it.Next() {
+		if v := it.Value(); len(v) >= 8 && decodeTime(v).Before(before) {
+			old = append(old, string(it.Key()[len(prefix):]))
+		}
+	}
+	if err := it.Close(); err != nil {
+		return 0, fmt.Errorf("forget keys: %w", err)
+	}
+	dropped := 0
+	for _, key := range old {
+		if ctx.Err() != nil {
+			return dropped, ctx.Err()
+		}
+		mu := &s.keys[maphash.String(s.seed, key)%uint64(len(s.keys))]
+		mu.Lock()
+		k := nameKey(prefixIdempotency, key)
+		v, err := s.get(k)
+		if err == nil && len(v) >= 8 && decodeTime(v).Before(before) {
+			err = s.db.Delete(k, pebble.NoSync)
+			dropped++
+		}
+		mu.Unlock()
+		if err != nil {
+			return dropped, fmt.Errorf("forget key %q: %w", key, err)
+		}
+	}
+	return dropped, nil
+}

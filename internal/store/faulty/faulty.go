@@ -44,7 +44,8 @@ var _ store.Store = (*Store)(nil)
 func Wrap(s store.Store) *Store { return &Store{Store: s} }
 
 // Fail makes every write from now on fail with err, as mode says: Append,
-// Push, Ack, Delivered, Seen, Trim, Reset, Expire, Remember and Forget.
+// Push, Ack, Delivered, Seen, Trim, Reset, Expire, Remember, Forget and
+// ForgetBefore.
 func (s *Store) Fail(err error, mode Mode) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -135,4 +136,9 @@ func (s *Store) Remember(ctx context.Context, key string, bodyHash, result []byt
 // Forget implements store.Idempotency.
 func (s *Store) Forget(ctx context.Context, key string) error {
 	return writeErr(s, func() error { return s.Store.Forget(ctx, key) })
+}
+
+// ForgetBefore implements store.Idempotency.
+func (s *Store) ForgetBefore(ctx context.Context, before time.Time) (int, error) {
+	return write(s, func() (int, error) { return s.Store.ForgetBefore(ctx, before) })
 }

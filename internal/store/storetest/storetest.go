@@ -36,7 +36,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ReceiptsOutliveMessages", testReceiptsOutliveMessages},
 		{"ReceiptsOnlyWhatWasHad", testReceiptsOnlyWhatWasHad},
 		{"Listing", testListing},
+		{"Devices", testDevices},
 		{"Idempotency", testIdempotency},
+		{"ForgetKeysBefore", testForgetKeysBefore},
 		{"InvalidInput", testInvalidInput},
 		{"ConcurrentAppends", testConcurrentAppends},
 		{"ConcurrentPushes", testConcurrentPushes},
@@ -659,5 +661,73 @@ func testListing(t *testing.T, s store.Store) {
 	list(t, "users", s.Users, "", 10, "u1", "u2")
 	if _, err := s.Users(ctx, "", -1); !errors.Is(err, store.ErrInvalidLimit) {
 		t.Fatalf("users with a negative limit: %v", err)
+	}
+}
+
+func testDevices(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if ds, err := s.Devices(ctx, "nobody"); err != nil || len(ds) != 0 {
+		t.Fatalf("devices of a user never seen: %v, %v", ds, err)
+	}
+	pushN(t, s, "u", 3, same(t0))
+	if err := s.Seen(ctx, "u", "phone", t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delivered(ctx, "u", "phone", 3, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ack(ctx, "u", "laptop", 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pending(ctx, "u", "tablet", 10); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := s.Devices(ctx, "u")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 2 || ds[0].Name != "laptop" || ds[1].Name != "phone" {
+		t.Fatalf("devices %+v, want laptop and phone (a device only asked about is not known)", ds)
+	}
+	if d := ds[0]; d.Acked != 2 || d.Delivered != 2 || d.Seen.IsZero() {
+		t.Fatalf("laptop %+v, want acked and delivered 2, seen", d)
+	}
+	if d := ds[1]; d.Acked != 0 || d.Delivered != 3 || !d.Seen.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("phone %+v, want acked 0, delivered 3, seen at %v", d, t0.Add(time.Minute))
+	}
+	// Forgotten devices are not listed.
+	far := time.Now().Add(time.Hour)
+	if _, err := s.Expire(ctx, "u", store.InboxLimits{Before: far, ReceiptsBefore: far}); err != nil {
+		t.Fatal(err)
+	}
+	if ds, err := s.Devices(ctx, "u"); err != nil || len(ds) != 0 {
+		t.Fatalf("devices after they were forgotten: %+v, %v", ds, err)
+	}
+	if _, err := s.Devices(ctx, ""); !errors.Is(err, store.ErrInvalidName) {
+		t.Fatalf("devices of an empty user: %v", err)
+	}
+}
+
+func testForgetKeysBefore(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	window := time.Hour
+	for i, at := range []time.Time{t0, t0.Add(time.Minute), t0.Add(2 * time.Minute)} {
+		if _, fresh, err := s.Remember(ctx, fmt.Sprint("k", i), []byte("h"), []byte("r"), at, window); err != nil || !fresh {
+			t.Fatalf("remember k%d: %v %v", i, fresh, err)
+		}
+	}
+	n, err := s.ForgetBefore(ctx, t0.Add(90*time.Second))
+	if err != nil || n != 2 {
+		t.Fatalf("forget before: %d, %v; want 2 dropped", n, err)
+	}
+	// k0 and k1 are free: another body is no conflict. k2 is kept.
+	if _, fresh, err := s.Remember(ctx, "k0", []byte("other"), []byte("r2"), t0.Add(3*time.Minute), window); err != nil || !fresh {
+		t.Fatalf("k0 after it was dropped: %v %v", fresh, err)
+	}
+	if _, _, err := s.Remember(ctx, "k2", []byte("other"), []byte("r2"), t0.Add(3*time.Minute), window); !errors.Is(err, store.ErrIdempotencyConflict) {
+		t.Fatalf("k2 was dropped: %v", err)
+	}
+	if n, err := s.ForgetBefore(ctx, t0); err != nil || n != 0 {
+		t.Fatalf("nothing to drop: %d, %v", n, err)
 	}
 }
