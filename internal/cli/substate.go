@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/heraldpush/herald/client"
+	"github.com/heraldpush/herald/internal/fsutil"
 )
 
 // stateSaveInterval is how often sub writes its --state file while
@@ -110,7 +111,8 @@ func (f *stateFile) save() error {
 }
 
 // writeFileAtomic replaces path with data: written and synced to a
-// temporary file in the same directory, then renamed over path.
+// temporary file in the same directory, renamed over path, and the
+// directory synced so that the new name survives a crash.
 func writeFileAtomic(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
@@ -127,5 +129,8 @@ func writeFileAtomic(path string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return fsutil.SyncDir(filepath.Dir(path))
 }
