@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/xid"
 
+	"github.com/heraldpush/herald/internal/hub"
 	"github.com/heraldpush/herald/internal/protocol"
 	"github.com/heraldpush/herald/internal/session"
 )
@@ -83,6 +84,9 @@ func (n node) Presence(_ context.Context, s *session.Session, channel string) (p
 
 func (n node) Route(ctx context.Context, s *session.Session, req *protocol.Request) (string, *protocol.Error) {
 	m := &protocol.Message{From: s.User(), Data: req.Data}
+	if req.NoEcho() {
+		m.ExceptClient = s.ClientID()
+	}
 	switch req.Op {
 	case protocol.OpPublish:
 		if perr := n.s.policy.canPublish(s.Identity(), req.Channel); perr != nil {
@@ -155,14 +159,18 @@ var errNotStored = errors.New("message not stored")
 // connections: encoded once, then queued to each.
 func (s *Server) deliverLocal(m *protocol.Message) {
 	f := m.Frame()
+	ex := s.except(m)
 	var n int
 	switch m.Kind {
 	case protocol.KindChannel:
-		n = s.hub.Publish(m.Channel, f)
+		n = s.hub.Publish(m.Channel, f, ex)
 	case protocol.KindDirect:
-		n = s.hub.SendToUser(m.To, f)
+		n = s.hub.SendToUser(m.To, f, ex)
 		if m.Seq != 0 && n > 0 {
 			for _, sub := range s.hub.UserConnections(m.To) {
+				if sub == ex.Sub || (ex.User != "" && sub.User() == ex.User) {
+					continue
+				}
 				if d := sub.(*session.Session).Identity().Device; d != "" {
 					s.receipts.delivered(m.To, d, m.Seq)
 					if s.receiptHook != nil {
@@ -172,7 +180,7 @@ func (s *Server) deliverLocal(m *protocol.Message) {
 			}
 		}
 	default:
-		n = s.hub.Broadcast(f)
+		n = s.hub.Broadcast(f, ex)
 	}
 	s.counters.deliveries.Add(int64(n))
 	accepted := m.Accepted
@@ -181,4 +189,17 @@ func (s *Server) deliverLocal(m *protocol.Message) {
 		accepted = time.UnixMilli(m.Time)
 	}
 	s.latency.Observe(time.Since(accepted).Seconds())
+}
+
+// except is what m's delivery leaves out on this node. A client id that
+// names no open connection here leaves out nothing: that connection is
+// gone, or on another node.
+func (s *Server) except(m *protocol.Message) hub.Except {
+	ex := hub.Except{User: m.ExceptUser}
+	if m.ExceptClient != "" {
+		if sess := s.mgr.Lookup(m.ExceptClient); sess != nil {
+			ex.Sub = sess
+		}
+	}
+	return ex
 }
