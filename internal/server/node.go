@@ -38,6 +38,7 @@ func (s *Server) register(sess *session.Session) *protocol.Error {
 		return perr
 	}
 	s.connLog.connected(sess)
+	s.presenceHook.connected(sess.User())
 	return nil
 }
 
@@ -47,20 +48,35 @@ func (n node) ConnectRefused(s *session.Session, user string, perr *protocol.Err
 
 func (n node) Unregister(s *session.Session, channels []string) {
 	n.s.hub.Unregister(s, channels)
+	if h := n.s.presenceHook; h != nil {
+		for _, ch := range channels {
+			if n.s.policy.rule(ch).PresenceEvents {
+				h.left(s.User(), ch)
+			}
+		}
+		h.disconnected(s.User())
+	}
 }
 
 func (n node) Subscribe(ctx context.Context, s *session.Session, req *protocol.Request, reply func(any)) *protocol.Error {
 	if perr := n.s.policy.canSubscribe(s.Identity(), req.Channel); perr != nil {
 		return perr
 	}
-	if size, ttl := n.s.policy.rule(req.Channel).History(); size > 0 {
-		return n.s.subscribeHistory(ctx, s, req, size, ttl, reply)
+	rule := n.s.policy.rule(req.Channel)
+	if size, ttl := rule.History(); size > 0 {
+		if perr := n.s.subscribeHistory(ctx, s, req, size, ttl, reply); perr != nil {
+			return perr
+		}
+	} else {
+		if req.Offset != nil {
+			return protocol.Errorf(protocol.CodeInvalidField, "channel %q keeps no history to recover from: subscribe without offset and epoch", req.Channel)
+		}
+		n.s.hub.Subscribe(s, req.Channel)
+		reply(nil)
 	}
-	if req.Offset != nil {
-		return protocol.Errorf(protocol.CodeInvalidField, "channel %q keeps no history to recover from: subscribe without offset and epoch", req.Channel)
+	if rule.PresenceEvents {
+		n.s.presenceHook.joined(s.User(), req.Channel)
 	}
-	n.s.hub.Subscribe(s, req.Channel)
-	reply(nil)
 	return nil
 }
 
@@ -72,7 +88,9 @@ func (n node) Ack(ctx context.Context, s *session.Session, seq uint64) *protocol
 }
 
 func (n node) Unsubscribe(s *session.Session, channel string) {
-	n.s.hub.Unsubscribe(s, channel)
+	if n.s.hub.Unsubscribe(s, channel) && n.s.policy.rule(channel).PresenceEvents {
+		n.s.presenceHook.left(s.User(), channel)
+	}
 }
 
 func (n node) Presence(_ context.Context, s *session.Session, channel string) (protocol.PresenceResult, *protocol.Error) {
