@@ -66,7 +66,8 @@ type Config struct {
 	// DrainFor bounds the last try at what is queued when Run ends, so
 	// that a backend that is down holds up a shutdown only so long.
 	DrainFor time.Duration
-	// Client makes the posts (default: one with no timeout of its own).
+	// Client makes the posts (default: one with no timeout of its own
+	// that follows no redirect).
 	Client *http.Client
 }
 
@@ -126,7 +127,10 @@ func New[T any](cfg Config, log *slog.Logger, merge func(last *T, next T) bool) 
 	defDur(&cfg.MaxBackoff, DefaultMaxBackoff)
 	defDur(&cfg.DrainFor, DefaultDrainFor)
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{}
+		// A redirect is an answer that is not 2xx: the batch is not
+		// taken. Followed, it would send the events, or a GET in their
+		// place, where the operator did not say.
+		cfg.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	return &Poster[T]{cfg: cfg, log: log, merge: merge, wake: make(chan struct{}, 1)}
 }

@@ -229,3 +229,27 @@ func TestVerify(t *testing.T) {
 		}
 	}
 }
+
+// A redirect is not followed: the batch counts as not taken, and nothing
+// reaches the place it points to.
+func TestRedirectNotFollowed(t *testing.T) {
+	t.Parallel()
+	b, target := newBackend(t)
+	redirect := httptest.NewServer(http.RedirectHandler(target.URL, http.StatusTemporaryRedirect))
+	t.Cleanup(redirect.Close)
+	p := New[event](Config{URL: redirect.URL, Secret: secret, MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, RetryFor: 30 * time.Millisecond}, quiet, nil)
+	p.Add(event{1})
+	run(t, p)
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Dropped.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("dropped %d, want 1", p.Dropped.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.posts != 0 || p.Failed.Load() == 0 {
+		t.Fatalf("the redirect's target got %d posts; %d failed", b.posts, p.Failed.Load())
+	}
+}
