@@ -145,10 +145,16 @@ func TestRetryWindow(t *testing.T) {
 	p.Add(event{1})
 	p.Add(event{2})
 	run(t, p)
+	waitDropped(t, p, 2)
+}
+
+// waitDropped waits until p has dropped n events.
+func waitDropped(t *testing.T, p *Poster[event], n int64) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for p.Dropped.Load() != 2 {
+	for p.Dropped.Load() != n {
 		if time.Now().After(deadline) {
-			t.Fatalf("dropped %d, want 2", p.Dropped.Load())
+			t.Fatalf("dropped %d, want %d", p.Dropped.Load(), n)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -240,13 +246,7 @@ func TestRedirectNotFollowed(t *testing.T) {
 	p := New[event](Config{URL: redirect.URL, Secret: secret, MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, RetryFor: 30 * time.Millisecond}, quiet, nil)
 	p.Add(event{1})
 	run(t, p)
-	deadline := time.Now().Add(10 * time.Second)
-	for p.Dropped.Load() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("dropped %d, want 1", p.Dropped.Load())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitDropped(t, p, 1)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.posts != 0 || p.Failed.Load() == 0 {

@@ -132,68 +132,61 @@ func (h *presenceHook) connected(user string) {
 	u.gone = time.Time{}
 }
 
-// disconnected counts a connection of user gone, after its channels.
-func (h *presenceHook) disconnected(user string) {
+// withUser calls fn with user's state under its shard's lock, when the
+// hook is on and knows the user: connected comes first.
+func (h *presenceHook) withUser(user string, fn func(sh *presenceShard, u *userPresence)) {
 	if h == nil {
 		return
 	}
 	sh := h.shard(user)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	u := sh.users[user]
-	if u == nil || u.conns == 0 {
-		return
+	if u := sh.users[user]; u != nil {
+		fn(sh, u)
 	}
-	if u.conns--; u.conns == 0 {
-		u.gone = time.Now()
-		h.settle(sh, user, u)
-	}
+}
+
+// disconnected counts a connection of user gone, after its channels.
+func (h *presenceHook) disconnected(user string) {
+	h.withUser(user, func(sh *presenceShard, u *userPresence) {
+		if u.conns == 0 {
+			return
+		}
+		if u.conns--; u.conns == 0 {
+			u.gone = time.Now()
+			h.settle(sh, user, u)
+		}
+	})
 }
 
 // joined counts a subscription of user to channel: channel.join when it is
 // the user's first and the user did not leave the channel within the
 // grace.
 func (h *presenceHook) joined(user, channel string) {
-	if h == nil {
-		return
-	}
-	sh := h.shard(user)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	u := sh.users[user]
-	if u == nil {
-		return // a subscription comes after its connection
-	}
-	c := u.channels[channel]
-	if c == nil {
-		c = &channelPresence{}
-		u.channels[channel] = c
-		h.emit(eventJoin, user, channel)
-	}
-	c.subs++
-	c.gone = time.Time{}
+	h.withUser(user, func(_ *presenceShard, u *userPresence) {
+		c := u.channels[channel]
+		if c == nil {
+			c = &channelPresence{}
+			u.channels[channel] = c
+			h.emit(eventJoin, user, channel)
+		}
+		c.subs++
+		c.gone = time.Time{}
+	})
 }
 
 // left counts a subscription of user to channel gone.
 func (h *presenceHook) left(user, channel string) {
-	if h == nil {
-		return
-	}
-	sh := h.shard(user)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	u := sh.users[user]
-	if u == nil {
-		return
-	}
-	c := u.channels[channel]
-	if c == nil || c.subs == 0 {
-		return
-	}
-	if c.subs--; c.subs == 0 {
-		c.gone = time.Now()
-		h.settle(sh, user, u)
-	}
+	h.withUser(user, func(sh *presenceShard, u *userPresence) {
+		c := u.channels[channel]
+		if c == nil || c.subs == 0 {
+			return
+		}
+		if c.subs--; c.subs == 0 {
+			c.gone = time.Now()
+			h.settle(sh, user, u)
+		}
+	})
 }
 
 // settle posts the departures of u that are due, the channels first in
