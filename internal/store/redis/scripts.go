@@ -60,7 +60,7 @@ end
 return {top, epoch, entries}
 `)
 
-// trimScript: ARGV keep, before (” for none). Walks from the oldest
+// trimScript: ARGV keep, before (an empty string for none). Walks from the oldest
 // record while it must go, and returns how many went.
 var trimScript = rueidis.NewLuaScript(channelPrelude + `
 local keep, before = math.max(tonumber(ARGV[3]), 0), ARGV[4]
@@ -192,7 +192,7 @@ local top = num(redis.call('HGET', meta, 'top'))
 return {d.acked, known, top, redis.call('XRANGE', inbox, id(d.acked + 1), '+', 'COUNT', tonumber(ARGV[3]))}
 `)
 
-// expireScript: ARGV before, maxCount, maxBytes, receiptsBefore (times ”
+// expireScript: ARGV before, maxCount, maxBytes, receiptsBefore (an empty string
 // for none). Forgets devices inactive since before, drops what every
 // known device acknowledged and what is too old or beyond the caps,
 // then the receipts past receiptsBefore of messages no longer kept, and
