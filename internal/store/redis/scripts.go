@@ -16,6 +16,19 @@ local meta = KEYS[1]
 local function id(n) return string.format('%d-0', n) end
 local function num(v) return tonumber(v or '0') or 0 end
 local function offset(entry) return tonumber(string.match(entry[1], '^(%d+)')) end
+-- walk calls f on the entries of the stream key, oldest first, until f
+-- returns false.
+local function walk(key, f)
+  local cursor = '-'
+  while true do
+    local es = redis.call('XRANGE', key, cursor, '+', 'COUNT', 100)
+    if #es == 0 then return end
+    for _, e in ipairs(es) do
+      if not f(e) then return end
+    end
+    cursor = '(' .. es[#es][1]
+  end
+end
 `
 
 // channelPrelude adds the epoch: set once, from the candidate the caller
@@ -65,18 +78,12 @@ return {top, epoch, entries}
 var trimScript = rueidis.NewLuaScript(channelPrelude + `
 local keep, before = math.max(tonumber(ARGV[3]), 0), ARGV[4]
 local force = redis.call('XLEN', hist) - keep
-local last, n, cursor = 0, 0, '-'
-while true do
-  local es = redis.call('XRANGE', hist, cursor, '+', 'COUNT', 100)
-  if #es == 0 then break end
-  local stop = false
-  for _, e in ipairs(es) do
-    if not (n < force or (before ~= '' and e[2][2] < before)) then stop = true break end
-    last, n = offset(e), n + 1
-  end
-  if stop then break end
-  cursor = '(' .. es[#es][1]
-end
+local last, n = 0, 0
+walk(hist, function(e)
+  if not (n < force or (before ~= '' and e[2][2] < before)) then return false end
+  last, n = offset(e), n + 1
+  return true
+end)
 if n > 0 then
   redis.call('XTRIM', hist, 'MINID', id(last + 1))
   redis.call('HSET', meta, 'base', math.max(num(redis.call('HGET', meta, 'base')), last))
@@ -215,22 +222,16 @@ end
 
 local count, bytes = num(redis.call('HGET', meta, 'count')), num(redis.call('HGET', meta, 'bytes'))
 local base = num(redis.call('HGET', meta, 'base'))
-local first, last, cursor = 0, 0, '-'
-while true do
-  local es = redis.call('XRANGE', inbox, cursor, '+', 'COUNT', 100)
-  if #es == 0 then break end
-  local stop = false
-  for _, e in ipairs(es) do
-    local off = offset(e)
-    local drop = (known and off <= acked) or (before ~= '' and e[2][2] < before) or
-      (maxCount > 0 and count > maxCount) or (maxBytes > 0 and bytes > maxBytes)
-    if not drop then stop = true break end
-    if first == 0 then first = off end
-    last, count, bytes = off, count - 1, bytes - #e[2][4]
-  end
-  if stop then break end
-  cursor = '(' .. es[#es][1]
-end
+local first, last = 0, 0
+walk(inbox, function(e)
+  local off = offset(e)
+  local drop = (known and off <= acked) or (before ~= '' and e[2][2] < before) or
+    (maxCount > 0 and count > maxCount) or (maxBytes > 0 and bytes > maxBytes)
+  if not drop then return false end
+  if first == 0 then first = off end
+  last, count, bytes = off, count - 1, bytes - #e[2][4]
+  return true
+end)
 local n = 0
 if first > 0 then
   n = last - first + 1
@@ -241,19 +242,12 @@ end
 
 local out = {string.format('%d', n)}
 local keep = num(redis.call('HGET', meta, 'top')) + 1
-cursor = '-'
-while true do
-  local es = redis.call('XRANGE', rcpt, cursor, '+', 'COUNT', 100)
-  if #es == 0 then break end
-  local stop = false
-  for _, e in ipairs(es) do
-    local off = offset(e)
-    if off > base or rbefore == '' or not (e[2][2] < rbefore) then keep = off stop = true break end
-    table.insert(out, e[2][4])
-  end
-  if stop then break end
-  cursor = '(' .. es[#es][1]
-end
+walk(rcpt, function(e)
+  local off = offset(e)
+  if off > base or rbefore == '' or not (e[2][2] < rbefore) then keep = off return false end
+  table.insert(out, e[2][4])
+  return true
+end)
 redis.call('XTRIM', rcpt, 'MINID', id(keep))
 for _, name in ipairs(redis.call('SMEMBERS', marked)) do
   local left = 0
