@@ -28,8 +28,10 @@ type Client struct {
 	cur     *conn         // the ready connection, or nil
 	changed chan struct{} // closed and replaced whenever cur or stopErr changes
 	state   State
-	stopErr error               // non-nil once stopped: ErrClosed, maybe wrapping why
-	subs    map[string]struct{} // channels to subscribe to on every connection
+	stopErr error                    // non-nil once stopped: ErrClosed, maybe wrapping why
+	subs    map[string]*channelState // channels to subscribe to on every connection
+
+	inbox *inbox // nil without a device
 
 	done      chan struct{} // closed once stopped
 	closeOnce sync.Once
@@ -55,16 +57,23 @@ func Dial(ctx context.Context, rawURL string, opts ...Option) (*Client, error) {
 		opt(&o)
 	}
 	o.maxBackoff = max(o.maxBackoff, o.minBackoff)
+	if o.device != "" && o.onMessage == nil {
+		// Messages go through the handler to be acknowledged.
+		o.onMessage = func(Message) {}
+	}
 
 	c := &Client{
 		url:     u,
 		opts:    o,
 		changed: make(chan struct{}),
-		subs:    make(map[string]struct{}),
+		subs:    make(map[string]*channelState),
 		done:    make(chan struct{}),
 	}
+	if o.device != "" {
+		c.inbox = newInbox(&c.opts)
+	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.ev = newEvents(&c.opts)
+	c.ev = newEvents(&c.opts, gateOf{c})
 	c.setState(StateChange{State: StateConnecting})
 	cn, err := c.connect(ctx)
 	if err != nil {
@@ -78,17 +87,24 @@ func Dial(ctx context.Context, rawURL string, opts ...Option) (*Client, error) {
 	c.setCurrent(cn)
 	c.wg.Add(1)
 	go c.supervise(cn)
+	if c.inbox != nil {
+		c.wg.Add(1)
+		go c.runAcker()
+	}
 	return c, nil
 }
 
-// Close stops the client: it closes the connection, fails the operations
-// in flight with ErrClosed, discards messages not yet handed to the
-// message handler, tells the state handler StateClosed and returns once
-// every goroutine of the client has ended. It must not be called from a
-// handler. Close is idempotent and always returns nil.
+// Close stops the client: it discards messages not yet handed to the
+// message handler, waits for the handler to return, sends the inbox
+// acknowledgement that is due (with a device), closes the connection,
+// fails the operations in flight with ErrClosed, tells the state handler
+// StateClosed and returns once every goroutine of the client has ended. It
+// must not be called from a handler. Close is idempotent and always
+// returns nil.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.ev.discardMessages()
+		c.flushAcks()
 		c.cancel()
 	})
 	c.wg.Wait()
@@ -143,6 +159,9 @@ func (c *Client) supervise(cn *conn) {
 			c.stop(nil)
 			return
 		}
+		// Nothing more of this connection reaches the handlers once the
+		// next one starts.
+		<-cn.readDone
 		cause := cn.cause()
 		c.clearCurrent(cn)
 		if terminal(cause) {
@@ -207,7 +226,7 @@ func (c *Client) connect(ctx context.Context) (_ *conn, err error) {
 		cn.readLoop()
 	}()
 
-	_, err = cn.call(hctx, &request{ID: id, Op: opConnect, Token: token, User: c.opts.user})
+	_, err = cn.call(hctx, &request{ID: id, Op: opConnect, Token: token, User: c.opts.user, Device: c.opts.device})
 	if err != nil {
 		var reply *Error
 		if errors.As(err, &reply) {
@@ -222,11 +241,11 @@ func (c *Client) connect(ctx context.Context) (_ *conn, err error) {
 			err = ce
 		}
 		err = fmt.Errorf("connect: %w", err)
-		cn.fail(err)
+		cn.end(err)
 		return nil, err
 	}
 	if err := c.resubscribe(cn); err != nil {
-		cn.fail(err)
+		cn.end(err)
 		return nil, err
 	}
 	return cn, nil
@@ -306,8 +325,46 @@ func (c *Client) waitConn(ctx context.Context) (*conn, error) {
 // clientReceiver takes what the connections read for the client.
 type clientReceiver struct{ c *Client }
 
-func (r clientReceiver) message(m Message) error { return r.c.ev.message(m) }
-func (r clientReceiver) asyncError(err error)    { r.c.ev.asyncError(err) }
+func (r clientReceiver) asyncError(err error) { r.c.ev.asyncError(err) }
+
+func (r clientReceiver) message(m Message) error {
+	if err := r.c.ev.message(m); err != nil {
+		return err
+	}
+	r.c.queued(&m)
+	return nil
+}
+
+func (r clientReceiver) connected(info ConnectInfo) {
+	if r.c.inbox != nil && info.Inbox != nil {
+		r.c.inbox.connected(info.Inbox.Acked)
+	}
+}
+
+// gateOf is the client's gate between the queue of events and the message
+// handler.
+type gateOf struct{ c *Client }
+
+func (g gateOf) admit(m *Message) bool {
+	switch {
+	case m.Kind == KindChannel && m.Epoch != "":
+		return g.c.admitChannel(m)
+	case m.Kind == KindDirect:
+		return g.c.admitDirect(m)
+	}
+	return true
+}
+
+func (g gateOf) handled(m *Message) {
+	switch {
+	case m.Kind == KindChannel && m.Epoch != "":
+		g.c.handledChannel(m)
+	case m.Kind == KindDirect:
+		g.c.handledDirect(m)
+	}
+}
+
+func (g gateOf) subscribed(s *subscribed) { g.c.subscribed(s) }
 
 // unsubscribed forgets the channel at once, from the read loop, so that a
 // reconnect racing with it does not subscribe again.

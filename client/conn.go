@@ -24,12 +24,26 @@ type receiver interface {
 	unsubscribed(channel string)
 	// asyncError reports an error that belongs to no pending request.
 	asyncError(error)
+	// connected takes the connect reply, before any frame that follows it
+	// is handled.
+	connected(ConnectInfo)
 }
 
 // reply is the server's answer to one request.
 type reply struct {
 	result json.RawMessage
 	err    *Error
+}
+
+// replyHook runs on the read loop when a successful reply comes, before
+// any frame that follows it is handled: what it records is in place before
+// the messages the reply announces are queued.
+type replyHook func(result json.RawMessage)
+
+// waiter is a request awaiting its reply.
+type waiter struct {
+	ch   chan reply
+	hook replyHook
 }
 
 // conn is one connection to the server: the wire, the requests awaiting
@@ -43,10 +57,11 @@ type conn struct {
 	wmu sync.Mutex // serialises writes on w
 
 	mu      sync.Mutex
-	pending map[uint64]chan reply
+	pending map[uint64]waiter
 	err     error // why the connection ended; set once, under mu
 
-	done chan struct{}
+	done     chan struct{}
+	readDone chan struct{} // closed when the read loop has returned
 	// silence is how long the read loop waits for the next frame before
 	// it presumes the server dead (a time.Duration; 0: no limit).
 	silence   atomic.Int64
@@ -59,8 +74,9 @@ func newConn(w wire, recv receiver, o *options, connectID uint64) *conn {
 		w:            w,
 		recv:         recv,
 		writeTimeout: o.writeTimeout,
-		pending:      make(map[uint64]chan reply),
+		pending:      make(map[uint64]waiter),
 		done:         make(chan struct{}),
+		readDone:     make(chan struct{}),
 		connectID:    connectID,
 	}
 	cn.silence.Store(int64(o.handshakeTimeout))
@@ -78,6 +94,14 @@ func (cn *conn) fail(cause error) {
 	close(cn.done)
 	cn.mu.Unlock()
 	_ = cn.w.close()
+}
+
+// end ends the connection with cause and waits for its read loop to
+// return: after it, nothing more of this connection reaches the receiver,
+// so that what the next connection queues comes after all of it.
+func (cn *conn) end(cause error) {
+	cn.fail(cause)
+	<-cn.readDone
 }
 
 // cause returns why the connection ended, or nil while it is open.
@@ -102,6 +126,12 @@ func (cn *conn) write(doc []byte) error {
 // call sends req and waits for its reply. A failed reply is returned as
 // *Error.
 func (cn *conn) call(ctx context.Context, req *request) (json.RawMessage, error) {
+	return cn.callHook(ctx, req, nil)
+}
+
+// callHook is call, with hook run on the read loop when the reply succeeds
+// (unless the caller has given up by then).
+func (cn *conn) callHook(ctx context.Context, req *request, hook replyHook) (json.RawMessage, error) {
 	doc, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", req.Op, err)
@@ -112,7 +142,7 @@ func (cn *conn) call(ctx context.Context, req *request) (json.RawMessage, error)
 		cn.mu.Unlock()
 		return nil, errNotSent
 	}
-	cn.pending[req.ID] = ch
+	cn.pending[req.ID] = waiter{ch: ch, hook: hook}
 	cn.mu.Unlock()
 	defer func() {
 		cn.mu.Lock()
@@ -148,6 +178,7 @@ func (r reply) unpack() (json.RawMessage, error) {
 // readLoop reads frames until the connection ends, handing replies to
 // their callers, messages to the receiver, and answering pings.
 func (cn *conn) readLoop() {
+	defer close(cn.readDone)
 	for {
 		if d := time.Duration(cn.silence.Load()); d > 0 {
 			_ = cn.w.setReadDeadline(time.Now().Add(d))
@@ -229,15 +260,20 @@ func (cn *conn) handleReply(f *serverFrame) error {
 		}
 		cn.info = info
 		cn.silence.Store(int64(info.silence()))
+		cn.recv.connected(info)
 	}
 	cn.mu.Lock()
-	ch := cn.pending[id]
-	cn.mu.Unlock()
-	if ch != nil {
-		select {
-		case ch <- reply{result: f.Result, err: f.Error}:
-		default: // a second reply to one id; the first stands
-		}
+	w, ok := cn.pending[id]
+	if ok {
+		delete(cn.pending, id) // a second reply to one id is ignored
 	}
+	cn.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	if w.hook != nil && f.Error == nil {
+		w.hook(f.Result)
+	}
+	w.ch <- reply{result: f.Result, err: f.Error}
 	return nil
 }

@@ -1,5 +1,5 @@
 // Package client is the Go client of Herald, a real-time message push
-// server. It speaks Herald protocol version 1 over WebSocket (ws://,
+// server. It speaks Herald protocol version 2 over WebSocket (ws://,
 // wss://) or newline-delimited JSON over TCP (tcp://, tcps://).
 //
 // A Client holds one connection and keeps it: it answers the server's
@@ -22,9 +22,23 @@
 // from, and errors that belong to no operation are handed to the handlers
 // given to Dial, one at a time and in order, on a goroutine of the client's.
 //
-// Subscriptions are restored after a reconnect, but messages sent while the
-// client was disconnected are not replayed: protocol version 1 has no
-// history. An operation whose connection is lost before its reply fails
-// with ErrConnectionLost and is not retried, since the server may have
-// carried it out.
+// Subscriptions are restored after a reconnect. On a channel whose
+// namespace keeps history, messages carry a Position, and the client
+// resumes from the last one it received: what was published while it was
+// away comes first, in order, with no gap and no duplicate, as long as the
+// server still keeps it. Each subscribe's result goes to the subscribed
+// handler (WithSubscribedHandler); a Lost one tells the application that
+// some messages will never come and it should reload its state. Since
+// resumes from a position the application kept across restarts. On other
+// channels, messages sent while the client was disconnected are lost.
+//
+// A client that names its device (WithDevice) gets its user's direct
+// messages that the device has not acknowledged, on every connection, and
+// acknowledges them once the message handler has returned (or when the
+// application calls Ack, with WithManualAck). Delivery is at least once;
+// the client drops the messages that come again, by id.
+//
+// An operation whose connection is lost before its reply fails with
+// ErrConnectionLost and is not retried, since the server may have carried
+// it out.
 package client

@@ -11,7 +11,21 @@ type event struct {
 	msg          *Message
 	state        *StateChange
 	err          error
+	subscribed   *subscribed
 	unsubscribed string
+}
+
+// gate stands between the queue and the message handler, on the events
+// goroutine: it drops what the application has had already, and learns
+// what it has had.
+type gate interface {
+	// admit reports whether m goes to the handler.
+	admit(m *Message) bool
+	// handled records that the handler returned for m (or that m was
+	// dropped as a duplicate of one it returned for).
+	handled(m *Message)
+	// subscribed records a subscribe's result, in order with the messages.
+	subscribed(s *subscribed)
 }
 
 // events hands messages, state changes and errors to the user's handlers
@@ -24,7 +38,13 @@ type events struct {
 	onState   func(StateChange)
 	onError   func(error)
 	onUnsub   func(string)
+	onSub     func(Subscription)
+	gate      gate
 	maxMsgs   int
+
+	// busy is held while the message handler runs, so that
+	// discardMessages can wait for the one in progress.
+	busy sync.Mutex
 
 	mu      sync.Mutex
 	queue   []event
@@ -35,12 +55,14 @@ type events struct {
 	done    chan struct{} // closed when run returns
 }
 
-func newEvents(o *options) *events {
+func newEvents(o *options, g gate) *events {
 	e := &events{
 		onMessage: o.onMessage,
 		onState:   o.onState,
 		onError:   o.onError,
 		onUnsub:   o.onUnsubscribed,
+		onSub:     o.onSubscribed,
+		gate:      g,
 		maxMsgs:   o.messageBuffer,
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
@@ -85,6 +107,10 @@ func (e *events) unsubscribed(channel string) {
 	}
 }
 
+// subscribed queues a subscribe's result for the gate and the subscribed
+// handler.
+func (e *events) subscribed(s *subscribed) { e.push(event{subscribed: s}) }
+
 func (e *events) state(s StateChange) {
 	if e.onState != nil {
 		e.push(event{state: &s})
@@ -117,11 +143,14 @@ func (e *events) close() {
 	e.signal()
 }
 
-// discardMessages drops queued messages from now on.
+// discardMessages drops queued messages from now on, and returns once the
+// message handler is not running.
 func (e *events) discardMessages() {
 	e.mu.Lock()
 	e.discard = true
 	e.mu.Unlock()
+	e.busy.Lock()
+	defer e.busy.Unlock()
 }
 
 func (e *events) run() {
@@ -148,12 +177,23 @@ func (e *events) run() {
 func (e *events) deliver(ev *event) {
 	switch {
 	case ev.msg != nil:
+		e.busy.Lock()
+		defer e.busy.Unlock()
 		e.mu.Lock()
 		e.msgs--
 		discard := e.discard
 		e.mu.Unlock()
-		if !discard {
+		if discard {
+			return
+		}
+		if e.gate.admit(ev.msg) {
 			e.onMessage(*ev.msg)
+		}
+		e.gate.handled(ev.msg)
+	case ev.subscribed != nil:
+		e.gate.subscribed(ev.subscribed)
+		if e.onSub != nil {
+			e.onSub(ev.subscribed.sub)
 		}
 	case ev.state != nil:
 		e.onState(*ev.state)

@@ -15,6 +15,7 @@ const (
 	opSend        = "send"
 	opBroadcast   = "broadcast"
 	opPing        = "ping"
+	opAck         = "ack"
 )
 
 // pongFrame answers a server ping. It carries no id: it gets no reply.
@@ -29,6 +30,11 @@ type request struct {
 	Channel string          `json:"channel,omitempty"`
 	To      string          `json:"to,omitempty"`
 	Data    json.RawMessage `json:"data,omitempty"`
+	Device  string          `json:"device,omitempty"`
+	// Offset and Epoch go together, in a subscribe that recovers.
+	Offset *uint64 `json:"offset,omitempty"`
+	Epoch  string  `json:"epoch,omitempty"`
+	Seq    *uint64 `json:"seq,omitempty"`
 }
 
 // serverFrame holds the fields of every server frame type. ID is a number
@@ -48,6 +54,9 @@ type serverFrame struct {
 	From    string          `json:"from"`
 	TS      int64           `json:"ts"`
 	Data    json.RawMessage `json:"data"`
+	Offset  uint64          `json:"offset"`
+	Epoch   string          `json:"epoch"`
+	Seq     uint64          `json:"seq"`
 
 	// disconnect
 	Code      int    `json:"code"`
@@ -70,7 +79,10 @@ func (f *serverFrame) replyID() (uint64, error) {
 
 // message builds the Message of a message frame whose encoding is raw.
 func (f *serverFrame) message(raw []byte) (Message, error) {
-	m := Message{Kind: f.Kind, Channel: f.Channel, To: f.To, From: f.From, TS: f.TS, Data: f.Data, Raw: raw}
+	m := Message{
+		Kind: f.Kind, Channel: f.Channel, To: f.To, From: f.From, TS: f.TS, Data: f.Data,
+		Offset: f.Offset, Epoch: f.Epoch, Seq: f.Seq, Raw: raw,
+	}
 	if err := json.Unmarshal(f.ID, &m.ID); err != nil {
 		return Message{}, fmt.Errorf("message id %s: %w", f.ID, err)
 	}
@@ -83,6 +95,12 @@ type connectResult struct {
 	User         string  `json:"user"`
 	PingInterval float64 `json:"ping_interval"` // seconds
 	PongTimeout  float64 `json:"pong_timeout"`  // seconds
+	Device       string  `json:"device"`
+	Inbox        *struct {
+		Acked   uint64 `json:"acked"`
+		Pending int    `json:"pending"`
+		Missed  uint64 `json:"missed"`
+	} `json:"inbox"`
 }
 
 func decodeConnectResult(raw json.RawMessage) (ConnectInfo, error) {
@@ -90,15 +108,29 @@ func decodeConnectResult(raw json.RawMessage) (ConnectInfo, error) {
 	if err := json.Unmarshal(raw, &r); err != nil {
 		return ConnectInfo{}, fmt.Errorf("decode connect result: %w", err)
 	}
-	return ConnectInfo{
+	info := ConnectInfo{
 		Client:       r.Client,
 		User:         r.User,
 		PingInterval: seconds(r.PingInterval),
 		PongTimeout:  seconds(r.PongTimeout),
-	}, nil
+		Device:       r.Device,
+	}
+	if r.Inbox != nil {
+		info.Inbox = &InboxState{Acked: r.Inbox.Acked, Pending: r.Inbox.Pending, Missed: r.Inbox.Missed}
+	}
+	return info, nil
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// subscribeResult is the result of a subscribe to a channel with history;
+// a channel without it has none.
+type subscribeResult struct {
+	Offset    uint64 `json:"offset"`
+	Epoch     string `json:"epoch"`
+	Recovered *bool  `json:"recovered"`
+	Missed    int    `json:"missed"`
+}
 
 // publishResult is the result of publish, send and broadcast.
 type publishResult struct {

@@ -64,6 +64,7 @@ type recorder struct {
 	msgs   []client.Message
 	states []client.StateChange
 	errs   []error
+	subs   []client.Subscription
 }
 
 func (r *recorder) options() []client.Option {
@@ -83,7 +84,24 @@ func (r *recorder) options() []client.Option {
 			defer r.mu.Unlock()
 			r.errs = append(r.errs, err)
 		}),
+		client.WithSubscribedHandler(func(s client.Subscription) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.subs = append(r.subs, s)
+		}),
 	}
+}
+
+func (r *recorder) subscriptions() []client.Subscription {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]client.Subscription(nil), r.subs...)
+}
+
+func (r *recorder) errors() []error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]error(nil), r.errs...)
 }
 
 func (r *recorder) messages() []client.Message {

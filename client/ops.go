@@ -16,29 +16,6 @@ const (
 	resubscribeRetryWait = 250 * time.Millisecond
 )
 
-// Subscribe starts delivery of channel's messages to this client, now and
-// after every reconnect. Subscribing twice is not an error.
-//
-// If the server refuses (the error wraps *Error), the channel is not
-// subscribed. If the call ends otherwise (ctx, connection lost), the
-// client still holds the channel as wanted and subscribes to it on the
-// next connection; Unsubscribe drops it.
-func (c *Client) Subscribe(ctx context.Context, channel string) error {
-	c.mu.Lock()
-	_, had := c.subs[channel]
-	c.subs[channel] = struct{}{}
-	c.mu.Unlock()
-	_, err := c.do(ctx, request{Op: opSubscribe, Channel: channel})
-	if err == nil {
-		return nil
-	}
-	var e *Error
-	if !had && errors.As(err, &e) {
-		c.forget(channel)
-	}
-	return fmt.Errorf("subscribe %q: %w", channel, err)
-}
-
 // Unsubscribe stops delivery of channel's messages. The server answers
 // not_subscribed for a channel this connection is not subscribed to.
 func (c *Client) Unsubscribe(ctx context.Context, channel string) error {
@@ -135,7 +112,7 @@ func (c *Client) forget(channel string) {
 // handler; any other failure fails the connection attempt.
 func (c *Client) resubscribe(cn *conn) error {
 	for _, channel := range c.Subscriptions() {
-		err := c.callRetrying(cn, request{Op: opSubscribe, Channel: channel})
+		err := c.resubscribeOne(cn, channel)
 		if err == nil {
 			continue
 		}
@@ -150,13 +127,25 @@ func (c *Client) resubscribe(cn *conn) error {
 	return nil
 }
 
+// resubscribeOne subscribes cn to channel, resuming from the position the
+// client holds for it; without it if the server refuses the position.
+func (c *Client) resubscribeOne(cn *conn, channel string) error {
+	for {
+		req, hook := c.subscribeRequest(channel, false)
+		err := c.callRetrying(cn, req, hook)
+		if !c.positionRefused(channel, req, err) {
+			return err
+		}
+	}
+}
+
 // callRetrying sends req on cn, retrying a few times after a pause when the
 // server answers rate_limited or internal.
-func (c *Client) callRetrying(cn *conn, req request) error {
+func (c *Client) callRetrying(cn *conn, req request, hook replyHook) error {
 	wait := resubscribeRetryWait
 	for try := 0; ; try++ {
 		req.ID = c.nextID()
-		_, err := cn.call(c.ctx, &req)
+		_, err := cn.callHook(c.ctx, &req, hook)
 		var e *Error
 		if err == nil || !errors.As(err, &e) || !e.retryable() || try == resubscribeRetries {
 			return err

@@ -35,6 +35,10 @@ type options struct {
 	onState          func(StateChange)
 	onError          func(error)
 	onUnsubscribed   func(string)
+	onSubscribed     func(Subscription)
+	device           string
+	manualAck        bool
+	dedupeWindow     int
 }
 
 func defaultOptions() options {
@@ -45,6 +49,7 @@ func defaultOptions() options {
 		writeTimeout:     DefaultWriteTimeout,
 		maxFrameBytes:    DefaultMaxFrameBytes,
 		messageBuffer:    DefaultMessageBuffer,
+		dedupeWindow:     DefaultDedupeWindow,
 	}
 }
 
@@ -128,7 +133,8 @@ func WithMessageBuffer(n int) Option {
 }
 
 // WithMessageHandler sets the function that receives every message, in the
-// order the server sent them. Without one, messages are discarded.
+// order the server sent them. Without one, messages are discarded (and,
+// with a device, acknowledged).
 //
 // The handler, the state handler and the error handler run one at a time
 // on a goroutine of the client's, never on the one reading the socket, so
@@ -151,4 +157,46 @@ func WithErrorHandler(f func(error)) Option { return func(o *options) { o.onErro
 // forgotten the channel: it will not subscribe to it again on reconnect.
 func WithUnsubscribedHandler(f func(channel string)) Option {
 	return func(o *options) { o.onUnsubscribed = f }
+}
+
+// WithSubscribedHandler sets the function told of each successful
+// subscribe, the client's own after a reconnect included, in order with
+// the messages: the messages the Subscription announces follow it. On a
+// channel with history, a Subscription that is Lost means some messages
+// will never come, and the application should reload its state.
+func WithSubscribedHandler(f func(Subscription)) Option {
+	return func(o *options) { o.onSubscribed = f }
+}
+
+// WithDevice names this client's device (1 to 64 characters from A-Z a-z
+// 0-9 _ - . @, meaningful within its user). The server then keeps the
+// user's direct messages until this device acknowledges them, and sends
+// what it has not acknowledged on every connection, before anything new
+// (ConnectInfo.Inbox says how many).
+//
+// The client acknowledges a message once the message handler has returned
+// for it, in batches (at most one acknowledgement every 100 ms, and a last
+// one on Close); WithManualAck leaves it to the application. Messages
+// that were handed to the handler but not yet acknowledged when a
+// connection ended come again on the next: the client drops them, by id,
+// remembering the ids of the last DefaultDedupeWindow messages (see
+// WithDedupeWindow). A new client with the same device gets what the last
+// one did not acknowledge.
+func WithDevice(id string) Option { return func(o *options) { o.device = id } }
+
+// WithManualAck makes the application acknowledge its device's inbox
+// messages itself, with Client.Ack, rather than the client once the
+// message handler has returned: for an application that processes
+// messages after the handler returns. It needs WithDevice.
+func WithManualAck() Option { return func(o *options) { o.manualAck = true } }
+
+// WithDedupeWindow sets how many ids of direct messages a client with a
+// device remembers to drop the ones that come again (default
+// DefaultDedupeWindow).
+func WithDedupeWindow(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.dedupeWindow = n
+		}
+	}
 }

@@ -57,6 +57,29 @@ type ConnectInfo struct {
 	PingInterval time.Duration
 	// PongTimeout is how long past a ping interval silence is tolerated.
 	PongTimeout time.Duration
+	// Device is the device named with WithDevice, as the server took it.
+	Device string
+	// Inbox is where the device stands in its user's inbox (nil without a
+	// device). Its Pending messages follow the connect reply; they may
+	// reach the message handler before the state handler hears of the
+	// connection, which is reported once the channels are subscribed
+	// again.
+	Inbox *InboxState
+}
+
+// InboxState is where a device stands in its user's inbox when it
+// connects.
+type InboxState struct {
+	// Acked is the device's position: the server has its acknowledgement
+	// of every message up to this sequence.
+	Acked uint64
+	// Pending is how many unacknowledged messages follow, oldest first.
+	Pending int
+	// Missed counts messages after Acked that the device will never get:
+	// they expired, or were dropped for the inbox's cap, before it
+	// acknowledged them. An application that keeps state from direct
+	// messages should reload it.
+	Missed uint64
 }
 
 // silence is how long the connection may stay quiet before it is presumed

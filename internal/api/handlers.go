@@ -47,12 +47,16 @@ func (a *API) publish(r *http.Request) (any, error) {
 	var body struct {
 		Channel *string         `json:"channel"`
 		Data    json.RawMessage `json:"data"`
+		except
 	}
 	if err := decode(r, &body); err != nil {
 		return nil, err
 	}
 	ch, err := checkChannel(body.Channel)
 	if err != nil {
+		return nil, err
+	}
+	if err := body.check(); err != nil {
 		return nil, err
 	}
 	d, err := a.data(body.Data)
@@ -63,10 +67,10 @@ func (a *API) publish(r *http.Request) (any, error) {
 		n: 1,
 		canonical: func() (any, error) {
 			cd, err := canonicalJSON(d)
-			return map[string]any{"channel": ch, "data": cd}, err
+			return body.canonical(map[string]any{"channel": ch, "data": cd}), err
 		},
 		act: func(ctx context.Context, ids []string, _ bool) error {
-			return a.b.Dispatch(ctx, &protocol.Message{ID: ids[0], Kind: protocol.KindChannel, Channel: ch, Data: d})
+			return a.b.Dispatch(ctx, body.apply(&protocol.Message{ID: ids[0], Kind: protocol.KindChannel, Channel: ch, Data: d}))
 		},
 		answer: oneID,
 	})
@@ -77,6 +81,7 @@ func (a *API) send(r *http.Request) (any, error) {
 		To    *string         `json:"to"`
 		Users []string        `json:"users"`
 		Data  json.RawMessage `json:"data"`
+		except
 	}
 	if err := decode(r, &body); err != nil {
 		return nil, err
@@ -102,6 +107,9 @@ func (a *API) send(r *http.Request) (any, error) {
 			return nil, invalidUser(u)
 		}
 	}
+	if err := body.check(); err != nil {
+		return nil, err
+	}
 	d, err := a.data(body.Data)
 	if err != nil {
 		return nil, err
@@ -118,10 +126,10 @@ func (a *API) send(r *http.Request) (any, error) {
 		n: len(users),
 		canonical: func() (any, error) {
 			cd, err := canonicalJSON(d)
-			return map[string]any{"to": body.To, "users": body.Users, "data": cd}, err
+			return body.canonical(map[string]any{"to": body.To, "users": body.Users, "data": cd}), err
 		},
 		act: func(ctx context.Context, ids []string, resume bool) error {
-			return a.sendAll(ctx, users, d, ids, resume)
+			return a.sendAll(ctx, users, d, body.except, ids, resume)
 		},
 		answer: answer,
 	})
@@ -131,7 +139,7 @@ func (a *API) send(r *http.Request) (any, error) {
 // many at once. With resume, a message the store holds already is not
 // sent again. When some are stored and some not, the error is a
 // partialError naming them.
-func (a *API) sendAll(ctx context.Context, users []string, data json.RawMessage, ids []string, resume bool) error {
+func (a *API) sendAll(ctx context.Context, users []string, data json.RawMessage, ex except, ids []string, resume bool) error {
 	errs := make([]error, len(users))
 	var g errgroup.Group
 	g.SetLimit(sendConcurrency)
@@ -144,7 +152,7 @@ func (a *API) sendAll(ctx context.Context, users []string, data json.RawMessage,
 					return nil
 				}
 			}
-			errs[i] = a.b.Dispatch(ctx, &protocol.Message{ID: ids[i], Kind: protocol.KindDirect, To: u, Data: data})
+			errs[i] = a.b.Dispatch(ctx, ex.apply(&protocol.Message{ID: ids[i], Kind: protocol.KindDirect, To: u, Data: data}))
 			return nil
 		})
 	}
@@ -180,8 +188,12 @@ func (a *API) sendAll(ctx context.Context, users []string, data json.RawMessage,
 func (a *API) broadcast(r *http.Request) (any, error) {
 	var body struct {
 		Data json.RawMessage `json:"data"`
+		except
 	}
 	if err := decode(r, &body); err != nil {
+		return nil, err
+	}
+	if err := body.check(); err != nil {
 		return nil, err
 	}
 	d, err := a.data(body.Data)
@@ -192,13 +204,70 @@ func (a *API) broadcast(r *http.Request) (any, error) {
 		n: 1,
 		canonical: func() (any, error) {
 			cd, err := canonicalJSON(d)
-			return map[string]any{"data": cd}, err
+			return body.canonical(map[string]any{"data": cd}), err
 		},
 		act: func(ctx context.Context, ids []string, _ bool) error {
-			return a.b.Dispatch(ctx, &protocol.Message{ID: ids[0], Kind: protocol.KindBroadcast, Data: d})
+			return a.b.Dispatch(ctx, body.apply(&protocol.Message{ID: ids[0], Kind: protocol.KindBroadcast, Data: d}))
 		},
 		answer: oneID,
 	})
+}
+
+// except is what a push may leave out of its delivery: one connection,
+// by the client id its connect reply and GET /v1/users/{user} give, and
+// every connection of one user.
+type except struct {
+	Client *string `json:"exclude_client"`
+	User   *string `json:"exclude_user"`
+}
+
+// maxClientIDLen is the length of the largest client id, 2^64-1 in base 36.
+const maxClientIDLen = 13
+
+func (e except) check() error {
+	if e.Client != nil && !validClientID(*e.Client) {
+		return errorf(http.StatusBadRequest, "invalid_field", "field \"exclude_client\" is %q: a client id is 1-%d characters from 0-9 a-z, as the connect reply's \"client\" gives it", *e.Client, maxClientIDLen)
+	}
+	if e.User != nil && !protocol.ValidUser(*e.User) {
+		return invalidUser(*e.User)
+	}
+	return nil
+}
+
+func validClientID(id string) bool {
+	if len(id) == 0 || len(id) > maxClientIDLen {
+		return false
+	}
+	for _, c := range []byte(id) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'z') {
+			return false
+		}
+	}
+	return true
+}
+
+// apply sets the exclusions on m and returns it.
+func (e except) apply(m *protocol.Message) *protocol.Message {
+	if e.Client != nil {
+		m.ExceptClient = *e.Client
+	}
+	if e.User != nil {
+		m.ExceptUser = *e.User
+	}
+	return m
+}
+
+// canonical adds the exclusions given to a request's canonical form. A
+// request without them keeps the form it had before they existed, so
+// that its key still matches a retry across an upgrade.
+func (e except) canonical(form map[string]any) map[string]any {
+	if e.Client != nil {
+		form["exclude_client"] = *e.Client
+	}
+	if e.User != nil {
+		form["exclude_user"] = *e.User
+	}
+	return form
 }
 
 // checkChannel checks a channel field: present (missing_field if not) and

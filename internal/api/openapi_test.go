@@ -1,14 +1,17 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/heraldpush/herald/internal/hub"
@@ -87,3 +90,104 @@ func (nopBackend) History(context.Context, string, HistoryQuery) (History, error
 	return History{}, nil
 }
 func (nopBackend) Inbox(context.Context, string, string, int) (Inbox, error) { return Inbox{}, nil }
+
+// recordingBackend keeps the messages dispatched to it.
+type recordingBackend struct {
+	nopBackend
+	mu   sync.Mutex
+	sent []*protocol.Message
+}
+
+func (b *recordingBackend) Dispatch(_ context.Context, m *protocol.Message) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.sent = append(b.sent, m)
+	return nil
+}
+
+// TestOpenAPIPushFields ties the push bodies of openapi.json to what the
+// handlers take: each documented field is accepted (an exclusion reaches
+// the message), and a field it does not document is refused.
+func TestOpenAPIPushFields(t *testing.T) {
+	t.Parallel()
+	var doc struct {
+		Paths map[string]map[string]struct {
+			RequestBody struct {
+				Content map[string]struct {
+					Schema struct {
+						Properties map[string]json.RawMessage `json:"properties"`
+					} `json:"schema"`
+				} `json:"content"`
+			} `json:"requestBody"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(openapiDoc, &doc); err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	samples := map[string]any{
+		"channel": "room:1", "to": "alice", "data": map[string]int{"n": 1},
+		"exclude_client": "2s", "exclude_user": "bob",
+	}
+	bases := map[string]map[string]any{
+		"/v1/publish":   {"channel": "room:1", "data": 1},
+		"/v1/send":      {"to": "alice", "data": 1},
+		"/v1/broadcast": {"data": 1},
+	}
+	for path, base := range bases {
+		props := doc.Paths[path]["post"].RequestBody.Content["application/json"].Schema.Properties
+		for _, field := range []string{"exclude_client", "exclude_user"} {
+			if props[field] == nil {
+				t.Errorf("POST %s: %s is not documented", path, field)
+			}
+		}
+		for field := range props {
+			if field == "users" {
+				continue // the alternative to "to", tried below
+			}
+			body := maps.Clone(base)
+			body[field] = samples[field]
+			b := &recordingBackend{}
+			if code, resp := post(t, b, path, body); code != http.StatusOK {
+				t.Errorf("POST %s with %s: %d %s", path, field, code, resp)
+				continue
+			}
+			m := b.sent[0]
+			if got := map[string]string{"exclude_client": m.ExceptClient, "exclude_user": m.ExceptUser}[field]; got != "" && got != samples[field] {
+				t.Errorf("POST %s: %s reached the message as %q", path, field, got)
+			}
+			if (field == "exclude_client") != (m.ExceptClient != "") || (field == "exclude_user") != (m.ExceptUser != "") {
+				t.Errorf("POST %s with %s: message excludes client %q, user %q", path, field, m.ExceptClient, m.ExceptUser)
+			}
+		}
+		body := maps.Clone(base)
+		body["exclude"] = "bob"
+		if code, resp := post(t, &recordingBackend{}, path, body); code != http.StatusBadRequest || !strings.Contains(resp, "unknown field") {
+			t.Errorf("POST %s with an undocumented field: %d %s", path, code, resp)
+		}
+	}
+	if code, resp := post(t, &recordingBackend{}, "/v1/send", map[string]any{"users": []string{"alice"}, "data": 1}); code != http.StatusOK {
+		t.Errorf("POST /v1/send with users: %d %s", code, resp)
+	}
+	for _, bad := range []map[string]any{{"exclude_client": ""}, {"exclude_client": "2S"}, {"exclude_client": "12345678901234"}, {"exclude_user": ""}, {"exclude_user": "a b"}} {
+		body := map[string]any{"channel": "room:1", "data": 1}
+		maps.Copy(body, bad)
+		if code, resp := post(t, &recordingBackend{}, "/v1/publish", body); code != http.StatusBadRequest {
+			t.Errorf("POST /v1/publish %v: %d %s", bad, code, resp)
+		}
+	}
+}
+
+// post makes one request through an open API over b.
+func post(t *testing.T, b Backend, path string, body any) (int, string) {
+	t.Helper()
+	raw, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := New(Config{Open: true, MaxBody: 1 << 20, MaxBatch: 10}, b, nopBackend{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	mux := http.NewServeMux()
+	a.Register(mux)
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, path, bytes.NewReader(raw)))
+	return rec.Code, rec.Body.String()
+}

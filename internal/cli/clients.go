@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -71,62 +72,162 @@ func (f *connFlags) dial(ctx context.Context, opts ...client.Option) (*client.Cl
 	return client.Dial(ctx, f.server, opts...)
 }
 
+// subFlags are the flags of sub.
+type subFlags struct {
+	conn      connFlags
+	channels  []string
+	count     int
+	device    string
+	statePath string
+}
+
 func newSub(stdout io.Writer) *cobra.Command {
-	var (
-		conn     connFlags
-		channels []string
-		count    int
-	)
+	var f subFlags
 	cmd := &cobra.Command{
-		Use:   "sub --user USER [--channel CHANNEL ...] [--count N]",
+		Use:   "sub --user USER [--channel CHANNEL ...] [--device ID] [--state FILE] [--count N]",
 		Short: "Print the messages a user receives, one JSON object a line",
 		Long: `Connect, subscribe to the channels given, and print every message this
 connection receives (channel messages, direct messages to the user and
-broadcasts) as one JSON object a line, as the server sent it.
+broadcasts) as one JSON object a line, as the server sent it. A message
+of a channel with history carries its "offset" and the channel's
+"epoch"; a direct message carries its "seq" in the user's inbox.
 
 Runs until interrupted, or until --count messages have been printed. It
-reconnects and subscribes again by itself if the connection is lost.`,
+reconnects and subscribes again by itself if the connection is lost, and
+resumes each channel with history from the last message it printed, so
+that nothing published meanwhile is missed while the server keeps it.
+
+--device ID names this device: the server keeps the user's direct
+messages until the device acknowledges them, and sends what it has not
+acknowledged, including what came while sub was not running, before
+anything new. sub acknowledges each message after printing it.
+
+--state FILE keeps the position of the last message printed in each
+channel, and the device, in a small JSON file (written to a temporary
+file and renamed over FILE, as sub goes and when it stops): run sub again
+with the same FILE and it continues where it stopped. Status lines on
+stderr say how many missed messages follow, and when what was missed is
+no longer kept and cannot be recovered.
+
+Example:
+  herald sub --user alice --device laptop --state alice.json --channel chat:lobby`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if count < 0 {
+			if f.count < 0 {
 				return errors.New("--count must not be negative")
 			}
-			return runSub(cmd.Context(), stdout, cmd.ErrOrStderr(), &conn, channels, count)
+			return runSub(cmd.Context(), stdout, cmd.ErrOrStderr(), &f)
 		},
 	}
-	conn.register(cmd.Flags())
-	cmd.Flags().StringArrayVar(&channels, "channel", nil, "channel to subscribe to (repeatable)")
-	cmd.Flags().IntVar(&count, "count", 0, "exit after this many messages (0: run until interrupted)")
+	f.conn.register(cmd.Flags())
+	cmd.Flags().StringArrayVar(&f.channels, "channel", nil, "channel to subscribe to (repeatable)")
+	cmd.Flags().IntVar(&f.count, "count", 0, "exit after this many messages (0: run until interrupted)")
+	cmd.Flags().StringVar(&f.device, "device", "", "device id: receive and acknowledge the user's inbox of direct messages (default: the one in --state, if any)")
+	cmd.Flags().StringVar(&f.statePath, "state", "", "JSON file that keeps channel positions and the device between runs")
 	return cmd
 }
 
-func runSub(ctx context.Context, stdout, stderr io.Writer, conn *connFlags, channels []string, count int) error {
-	p := &linePrinter{w: stdout, limit: count, done: make(chan struct{})}
+func runSub(ctx context.Context, stdout, stderr io.Writer, f *subFlags) error {
 	// Messages go to stdout; what happens to the connection goes to
 	// stderr, so that a person watching knows it is alive and a pipe
 	// reading stdout sees only messages.
 	status := func(format string, args ...any) { fmt.Fprintf(stderr, "herald sub: "+format+"\n", args...) }
-	c, err := conn.dial(ctx, client.WithMessageHandler(p.print),
+	var state *stateFile
+	if f.statePath != "" {
+		var err error
+		if state, err = openState(f.statePath); err != nil {
+			return err
+		}
+		if f.device == "" {
+			f.device = state.device()
+		}
+		state.setDevice(f.device)
+	}
+	p := &linePrinter{w: stdout, limit: f.count, done: make(chan struct{})}
+	// Inbox messages are acknowledged once printed (and only then: not
+	// those after --count). The first may be printed before Dial returns
+	// the client; the highest such sequence is acknowledged after.
+	var (
+		cl      atomic.Pointer[client.Client]
+		printed atomic.Uint64
+	)
+	onMessage := func(m client.Message) {
+		if !p.print(m) {
+			return
+		}
+		if state != nil && m.Kind == client.KindChannel && m.Epoch != "" {
+			state.setPosition(m.Channel, m.Position())
+		}
+		if m.Seq > 0 && f.device != "" {
+			printed.Store(m.Seq)
+			if c := cl.Load(); c != nil {
+				c.Ack(m.Seq)
+			}
+		}
+	}
+	onSubscribed := func(s client.Subscription) {
+		switch {
+		case s.Lost():
+			status("%s: what was missed is no longer kept (or the channel's history was reset) and cannot be recovered; continuing from offset %d", s.Channel, s.Offset)
+		case s.Resumed && s.Missed > 0:
+			status("%s: %d missed messages follow", s.Channel, s.Missed)
+		}
+		if state != nil && s.Epoch != "" && !s.Recovered {
+			state.setPosition(s.Channel, s.Position())
+		}
+	}
+	opts := []client.Option{
+		client.WithMessageHandler(onMessage),
+		client.WithSubscribedHandler(onSubscribed),
 		client.WithStateHandler(func(sc client.StateChange) {
 			switch sc.State {
 			case client.StateConnected:
-				status("connected to %s as %s", conn.server, sc.Info.User)
+				status("connected to %s as %s%s", f.conn.server, sc.Info.User, describeInbox(sc.Info))
 			case client.StateDisconnected:
 				status("connection lost (%v); reconnecting in %s", sc.Err, sc.Delay.Round(time.Millisecond))
 			}
 		}),
 		client.WithUnsubscribedHandler(func(ch string) {
 			status("the server unsubscribed this connection from %s", ch)
-		}))
+		}),
+	}
+	if f.device != "" {
+		opts = append(opts, client.WithDevice(f.device), client.WithManualAck())
+	}
+	c, err := f.conn.dial(ctx, opts...)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // interrupted while connecting
 		}
 		return err
 	}
-	defer c.Close()
+	cl.Store(c)
+	if seq := printed.Load(); seq > 0 {
+		c.Ack(seq)
+	}
+	stopSaving := saveStateEvery(state, stateSaveInterval, status)
+	err = followSub(ctx, c, p, state, f.channels, status)
+	// Close waits for the message handler and sends the last
+	// acknowledgement; the state is saved after, with what was printed.
+	_ = c.Close()
+	stopSaving()
+	if state != nil {
+		if serr := state.save(); err == nil {
+			err = serr
+		}
+	}
+	return err
+}
+
+// followSub subscribes c to channels, from the positions in state, and
+// waits until the printer is done, ctx ends or the client stops.
+func followSub(ctx context.Context, c *client.Client, p *linePrinter, state *stateFile, channels []string, status func(string, ...any)) error {
 	for _, ch := range channels {
-		if err := c.Subscribe(ctx, ch); err != nil {
+		var opts []client.SubscribeOption
+		if state != nil {
+			opts = append(opts, client.Since(state.position(ch)))
+		}
+		if err := c.Subscribe(ctx, ch, opts...); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -144,6 +245,47 @@ func runSub(ctx context.Context, stdout, stderr io.Writer, conn *connFlags, chan
 	}
 }
 
+// describeInbox says where a connection's device stands in its inbox, for
+// a status line.
+func describeInbox(info client.ConnectInfo) string {
+	if info.Inbox == nil {
+		return ""
+	}
+	s := fmt.Sprintf(", device %s: %d inbox messages pending", info.Device, info.Inbox.Pending)
+	if info.Inbox.Missed > 0 {
+		s += fmt.Sprintf(", %d missed (expired before they were acknowledged)", info.Inbox.Missed)
+	}
+	return s
+}
+
+// saveStateEvery saves state (if not nil) every interval until the
+// returned function is called.
+func saveStateEvery(state *stateFile, interval time.Duration, status func(string, ...any)) (stop func()) {
+	if state == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				if err := state.save(); err != nil {
+					status("%v", err)
+				}
+			case <-done:
+				return
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
 // linePrinter writes messages as JSON lines, and closes done after limit
 // messages (0: never) or on a write error.
 type linePrinter struct {
@@ -158,27 +300,29 @@ type linePrinter struct {
 	stopped bool
 }
 
-func (p *linePrinter) print(m client.Message) {
+// print writes m and reports whether it did.
+func (p *linePrinter) print(m client.Message) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.stopped {
-		return
+		return false
 	}
 	p.buf.Reset()
 	// The server's frame, on one line whatever its layout.
 	if err := json.Compact(&p.buf, m.Raw); err != nil {
 		p.stop(fmt.Errorf("message %s: %w", m.ID, err))
-		return
+		return false
 	}
 	p.buf.WriteByte('\n')
 	if _, err := p.w.Write(p.buf.Bytes()); err != nil {
 		p.stop(fmt.Errorf("write message: %w", err))
-		return
+		return false
 	}
 	p.n++
 	if p.limit > 0 && p.n >= p.limit {
 		p.stop(nil)
 	}
+	return true
 }
 
 // stop ends the printing with err; p.mu is held.

@@ -35,6 +35,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// listeningLine is the line serve logs once it listens, in text or JSON;
+// its groups are the HTTP address in either form.
+var listeningLine = regexp.MustCompile(`herald listening" http=(\S+)|"msg":"herald listening","http":"([^"]+)"`)
+
 // serve runs `herald serve args...` until the returned cancel is called,
 // and returns the HTTP address it logged. Its data directory is a
 // temporary one unless args give one.
@@ -47,11 +51,9 @@ func serve(t *testing.T, args ...string) (addr string, stderr *syncBuffer, stop 
 	go func() {
 		code <- Run(ctx, args, nil, &bytes.Buffer{}, stderr)
 	}()
-	// The listening line, in text or JSON.
-	re := regexp.MustCompile(`herald listening" http=(\S+)|"msg":"herald listening","http":"([^"]+)"`)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if m := re.FindStringSubmatch(stderr.String()); m != nil {
+		if m := listeningLine.FindStringSubmatch(stderr.String()); m != nil {
 			addr = m[1] + m[2]
 			break
 		}

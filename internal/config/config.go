@@ -88,6 +88,10 @@ type Config struct {
 	ReceiptsWebhook       string `koanf:"receipts-webhook"`
 	ReceiptsWebhookSecret string `koanf:"receipts-webhook-secret"`
 
+	EventsWebhook       string        `koanf:"events-webhook"`
+	EventsWebhookSecret string        `koanf:"events-webhook-secret"`
+	OfflineGrace        time.Duration `koanf:"offline-grace"`
+
 	// Namespaces are per-namespace channel rules; file only.
 	Namespaces []Namespace `koanf:"namespaces"`
 }
@@ -116,6 +120,9 @@ type Namespace struct {
 	// long they are kept; it defaults to DefaultHistoryTTL.
 	HistorySize int           `koanf:"history-size"`
 	HistoryTTL  time.Duration `koanf:"history-ttl"`
+	// PresenceEvents posts channel.join and channel.leave events of the
+	// namespace's channels to the events webhook.
+	PresenceEvents bool `koanf:"presence-events"`
 }
 
 // Bounds of a namespace's history.
@@ -136,6 +143,10 @@ func (ns Namespace) History() (size int, ttl time.Duration) {
 	}
 	return ns.HistorySize, ns.HistoryTTL
 }
+
+// MaxOfflineGrace bounds offline-grace: a user is reported offline within
+// an hour of leaving.
+const MaxOfflineGrace = time.Hour
 
 // DefaultNamespaces apply when the config lists none of these names.
 func DefaultNamespaces() []Namespace {
@@ -178,6 +189,7 @@ func Default() Config {
 		InboxMaxBytes:     1 << 20,
 		MaxRecoveryBytes:  8 << 20,
 		IdempotencyWindow: 24 * time.Hour,
+		OfflineGrace:      5 * time.Second,
 	}
 }
 
@@ -230,6 +242,9 @@ func RegisterFlags(fs *pflag.FlagSet) {
 	fs.Duration("idempotency-window", d.IdempotencyWindow, "how long the server API remembers an Idempotency-Key")
 	fs.String("receipts-webhook", d.ReceiptsWebhook, "URL (http or https) the server posts delivery receipts to, in signed batches (empty: none)")
 	fs.String("receipts-webhook-secret", d.ReceiptsWebhookSecret, "secret (at least 32 bytes) the receipts webhook's posts are signed with (HMAC-SHA256, header Herald-Signature)")
+	fs.String("events-webhook", d.EventsWebhook, "URL (http or https) the server posts presence events to (user.online, user.offline, and channel.join and channel.leave in namespaces with presence-events), in signed batches (empty: none)")
+	fs.String("events-webhook-secret", d.EventsWebhookSecret, "secret (at least 32 bytes) the events webhook's posts are signed with (HMAC-SHA256, header Herald-Signature)")
+	fs.Duration("offline-grace", d.OfflineGrace, "how long a user's last connection (or a channel's last subscription) must stay gone before user.offline (or channel.leave) is posted; coming back within it posts nothing")
 }
 
 // Load reads the configuration: defaults, then the config file (from
@@ -430,7 +445,7 @@ func decodeErrors(k *koanf.Koanf, fs *pflag.FlagSet, src sources, whole error) e
 		if f := fs.Lookup(key); f != nil {
 			want = typeName(f.Value.Type())
 		} else if key == "namespaces" {
-			want = "a list of {name, subscribe, publish}"
+			want = "a list of {name, subscribe, publish, history-size, history-ttl, presence-events}"
 		}
 		s := src[key]
 		switch {
@@ -527,14 +542,22 @@ func (c Config) Validate() error {
 	check(c.InboxMaxBytes >= int64(c.MaxFrameBytes), "inbox-max-bytes,max-frame-bytes", "inbox-max-bytes: must be at least max-frame-bytes (%d), got %d", c.MaxFrameBytes, c.InboxMaxBytes)
 	check(c.MaxRecoveryBytes >= 0, "max-recovery-bytes", "max-recovery-bytes: must not be negative")
 	check(c.IdempotencyWindow >= time.Second, "idempotency-window", "idempotency-window: must be at least 1s")
-	if c.ReceiptsWebhook != "" {
-		u, err := url.Parse(c.ReceiptsWebhook)
-		check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "", "receipts-webhook", "receipts-webhook: want an http:// or https:// URL, got %q", c.ReceiptsWebhook)
-		check(len(c.ReceiptsWebhookSecret) >= 32, "receipts-webhook-secret,receipts-webhook", "receipts-webhook-secret: the webhook's posts are signed with it: set at least 32 bytes (make one with: openssl rand -hex 32)")
-		check(c.InboxTTL > 0, "receipts-webhook,inbox-ttl", "receipts-webhook: needs inboxes (inbox-ttl above 0): receipts are of stored direct messages")
+	// webhook checks the URL and secret of the webhook set by key.
+	webhook := func(key, target, secret string) {
+		if target == "" {
+			return
+		}
+		u, err := url.Parse(target)
+		check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "", key, "%s: want an http:// or https:// URL, got %q", key, target)
+		check(len(secret) >= 32, key+"-secret,"+key, "%s-secret: the webhook's posts are signed with it: set at least 32 bytes (make one with: openssl rand -hex 32)", key)
 	}
+	webhook("receipts-webhook", c.ReceiptsWebhook, c.ReceiptsWebhookSecret)
+	check(c.ReceiptsWebhook == "" || c.InboxTTL > 0, "receipts-webhook,inbox-ttl", "receipts-webhook: needs inboxes (inbox-ttl above 0): receipts are of stored direct messages")
+	webhook("events-webhook", c.EventsWebhook, c.EventsWebhookSecret)
+	check(c.OfflineGrace >= 0 && c.OfflineGrace <= MaxOfflineGrace, "offline-grace", "offline-grace: must be between 0 and %s, got %s", MaxOfflineGrace, c.OfflineGrace)
 	for _, ns := range c.Namespaces {
 		check(!seen[ns.Name], "namespaces", "namespaces: %q listed twice", ns.Name)
+		check(!ns.PresenceEvents || c.EventsWebhook != "", "namespaces,events-webhook", "namespaces: %q: presence-events needs events-webhook, where the events go", ns.Name)
 		check(ns.HistorySize >= 0 && ns.HistorySize <= MaxHistorySize, "namespaces", "namespaces: %q: history-size must be between 0 (no history) and %d, got %d", ns.Name, MaxHistorySize, ns.HistorySize)
 		check(ns.HistoryTTL == 0 || ns.HistoryTTL >= time.Second && ns.HistoryTTL <= MaxHistoryTTL, "namespaces", "namespaces: %q: history-ttl must be between 1s and %s, got %s", ns.Name, MaxHistoryTTL, ns.HistoryTTL)
 		check(ns.HistoryTTL == 0 || ns.HistorySize > 0, "namespaces", "namespaces: %q: history-ttl needs a history-size", ns.Name)

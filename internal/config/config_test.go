@@ -354,3 +354,41 @@ func TestReceiptsWebhookSettings(t *testing.T) {
 		t.Fatalf("off by default: %q, %v", c.ReceiptsWebhook, err)
 	}
 }
+
+// The events webhook takes a URL and a secret, the offline grace a
+// bounded duration, and a namespace's presence-events needs the webhook.
+func TestEventsWebhookSettings(t *testing.T) {
+	secret := strings.Repeat("s", 32)
+	file := filepath.Join(t.TempDir(), "herald.yaml")
+	body := "events-webhook: https://backend.example/events\nnamespaces:\n  - {name: room, subscribe: any, publish: clients, presence-events: true}\n"
+	if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := load(t, []string{"--config", file, "--offline-grace", "2s"}, []string{"HERALD_EVENTS_WEBHOOK_SECRET=" + secret})
+	if err != nil || c.EventsWebhook != "https://backend.example/events" || c.EventsWebhookSecret != secret || c.OfflineGrace != 2*time.Second || !c.Namespaces[0].PresenceEvents {
+		t.Fatalf("%+v, %v", c, err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--events-webhook", "ftp://backend.example/", "--events-webhook-secret", secret}, "events-webhook: want an http:// or https:// URL"},
+		{[]string{"--events-webhook", "http://backend.example/"}, "events-webhook-secret: the webhook's posts are signed with it"},
+		{[]string{"--offline-grace", "-1s"}, "offline-grace: must be between 0 and 1h0m0s"},
+		{[]string{"--offline-grace", "2h"}, "offline-grace: must be between"},
+		{[]string{"--config", file}, "events-webhook-secret"},
+	} {
+		if _, err := load(t, tc.args, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: got %v, want an error saying %q", tc.args, err, tc.want)
+		}
+	}
+	if err := os.WriteFile(file, []byte("namespaces:\n  - {name: room, subscribe: any, publish: clients, presence-events: true}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := load(t, []string{"--config", file}, nil); err == nil || !strings.Contains(err.Error(), `"room": presence-events needs events-webhook`) {
+		t.Errorf("presence-events without the webhook: %v", err)
+	}
+	if c, err := load(t, nil, nil); err != nil || c.EventsWebhook != "" || c.OfflineGrace != 5*time.Second {
+		t.Fatalf("defaults: %q, %s, %v", c.EventsWebhook, c.OfflineGrace, err)
+	}
+}

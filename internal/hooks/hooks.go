@@ -66,7 +66,8 @@ type Config struct {
 	// DrainFor bounds the last try at what is queued when Run ends, so
 	// that a backend that is down holds up a shutdown only so long.
 	DrainFor time.Duration
-	// Client makes the posts (default: one with no timeout of its own).
+	// Client makes the posts (default: one with no timeout of its own
+	// that follows no redirect).
 	Client *http.Client
 }
 
@@ -80,11 +81,29 @@ type Poster[T any] struct {
 	queue []T
 	wake  chan struct{}
 
+	Counters
+}
+
+// Counters count what a Poster did, for metrics.
+type Counters struct {
 	// Dropped counts events dropped: the queue was full, or their batch
 	// was not taken within the retry window.
 	Dropped atomic.Int64
 	// Posted counts events the backend took.
 	Posted atomic.Int64
+	// Failed counts posts that failed: each try of a batch the backend
+	// did not take, retried or not.
+	Failed atomic.Int64
+}
+
+// Stats returns the Poster's counters.
+func (p *Poster[T]) Stats() *Counters { return &p.Counters }
+
+// Len returns the number of events waiting to be posted.
+func (p *Poster[T]) Len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.queue)
 }
 
 // New returns a Poster. merge, when not nil, may fold next into the last
@@ -108,7 +127,10 @@ func New[T any](cfg Config, log *slog.Logger, merge func(last *T, next T) bool) 
 	defDur(&cfg.MaxBackoff, DefaultMaxBackoff)
 	defDur(&cfg.DrainFor, DefaultDrainFor)
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{}
+		// A redirect is an answer that is not 2xx: the batch is not
+		// taken. Followed, it would send the events, or a GET in their
+		// place, where the operator did not say.
+		cfg.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	return &Poster[T]{cfg: cfg, log: log, merge: merge, wake: make(chan struct{}, 1)}
 }
@@ -154,6 +176,11 @@ func (p *Poster[T]) take() []T {
 func (p *Poster[T]) Run(ctx context.Context) {
 	dropped := int64(0)
 	for {
+		if ctx.Err() != nil {
+			// What was added as ctx ended gets the last try too.
+			p.drain()
+			return
+		}
 		if batch := p.take(); batch != nil {
 			p.send(ctx, batch)
 		} else {
@@ -200,9 +227,14 @@ func (p *Poster[T]) send(ctx context.Context, batch []T) {
 			p.Posted.Add(int64(len(batch)))
 			return
 		}
+		p.Failed.Add(1)
+		if ctx.Err() != nil {
+			p.requeue(batch)
+			return
+		}
 		// Full jitter over the upper half: tries from many servers spread.
 		wait := backoff/2 + rand.N(backoff/2+1)
-		if ctx.Err() != nil || time.Now().Add(wait).After(giveUp) {
+		if time.Now().Add(wait).After(giveUp) {
 			p.Dropped.Add(int64(len(batch)))
 			p.log.Error("webhook: batch dropped after retries", "url", p.cfg.URL, "delivery", id, "events", len(batch), "tries", try, "err", err)
 			return
@@ -210,10 +242,20 @@ func (p *Poster[T]) send(ctx context.Context, batch []T) {
 		p.log.Warn("webhook post failed; retrying", "url", p.cfg.URL, "delivery", id, "try", try, "in", wait, "err", err)
 		select {
 		case <-ctx.Done():
+			p.requeue(batch)
+			return
 		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, p.cfg.MaxBackoff)
 	}
+}
+
+// requeue puts a batch back in front of the queue when Run's context
+// ends while it is retried, so that it gets the last try.
+func (p *Poster[T]) requeue(batch []T) {
+	p.mu.Lock()
+	p.queue = append(batch, p.queue...)
+	p.mu.Unlock()
 }
 
 // post makes one try at batch.

@@ -130,8 +130,8 @@ func TestRetriesOnServerError(t *testing.T) {
 	for p.Posted.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	if p.Posted.Load() != 1 || p.Dropped.Load() != 0 {
-		t.Fatalf("posted %d dropped %d", p.Posted.Load(), p.Dropped.Load())
+	if p.Posted.Load() != 1 || p.Dropped.Load() != 0 || p.Failed.Load() != 2 || p.Len() != 0 {
+		t.Fatalf("posted %d dropped %d failed %d queued %d, want 1, 0, 2, 0", p.Posted.Load(), p.Dropped.Load(), p.Failed.Load(), p.Len())
 	}
 }
 
@@ -145,10 +145,16 @@ func TestRetryWindow(t *testing.T) {
 	p.Add(event{1})
 	p.Add(event{2})
 	run(t, p)
+	waitDropped(t, p, 2)
+}
+
+// waitDropped waits until p has dropped n events.
+func waitDropped(t *testing.T, p *Poster[event], n int64) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for p.Dropped.Load() != 2 {
+	for p.Dropped.Load() != n {
 		if time.Now().After(deadline) {
-			t.Fatalf("dropped %d, want 2", p.Dropped.Load())
+			t.Fatalf("dropped %d, want %d", p.Dropped.Load(), n)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -227,5 +233,23 @@ func TestVerify(t *testing.T) {
 		if err := Verify(c.secret, c.header, []byte(c.body), c.now, 5*time.Minute); !errors.Is(err, c.want) {
 			t.Errorf("%s: %v, want %v", name, err, c.want)
 		}
+	}
+}
+
+// A redirect is not followed: the batch counts as not taken, and nothing
+// reaches the place it points to.
+func TestRedirectNotFollowed(t *testing.T) {
+	t.Parallel()
+	b, target := newBackend(t)
+	redirect := httptest.NewServer(http.RedirectHandler(target.URL, http.StatusTemporaryRedirect))
+	t.Cleanup(redirect.Close)
+	p := New[event](Config{URL: redirect.URL, Secret: secret, MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, RetryFor: 30 * time.Millisecond}, quiet, nil)
+	p.Add(event{1})
+	run(t, p)
+	waitDropped(t, p, 1)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.posts != 0 || p.Failed.Load() == 0 {
+		t.Fatalf("the redirect's target got %d posts; %d failed", b.posts, p.Failed.Load())
 	}
 }

@@ -122,45 +122,70 @@ func (h *Hub) Unsubscribe(sub Subscriber, channel string) bool {
 	return true
 }
 
-// Publish delivers f to every subscriber of channel and returns how many
-// connections it reached.
-func (h *Hub) Publish(channel string, f *protocol.Frame) int {
+// Except names the connections a delivery leaves out: one connection
+// (Sub), every connection of one user (User), or both. The zero value
+// leaves out none, and costs the fan-out nothing.
+type Except struct {
+	Sub  Subscriber
+	User string
+}
+
+// Publish delivers f to every subscriber of channel but those ex names,
+// and returns how many connections it reached.
+func (h *Hub) Publish(channel string, f *protocol.Frame, ex Except) int {
 	s := h.shard(channel)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return deliverAll(s.channels[channel], f)
+	return deliverAll(s.channels[channel], f, ex)
 }
 
-// SendToUser delivers f to every connection of user and returns how many
-// connections it reached.
-func (h *Hub) SendToUser(user string, f *protocol.Frame) int {
+// SendToUser delivers f to every connection of user but those ex names,
+// and returns how many connections it reached.
+func (h *Hub) SendToUser(user string, f *protocol.Frame, ex Except) int {
 	s := h.shard(user)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return deliverAll(s.users[user], f)
+	return deliverAll(s.users[user], f, ex)
 }
 
-// Broadcast delivers f to every registered connection and returns how many
-// it reached.
-func (h *Hub) Broadcast(f *protocol.Frame) int {
+// Broadcast delivers f to every registered connection but those ex names,
+// and returns how many it reached.
+func (h *Hub) Broadcast(f *protocol.Frame, ex Except) int {
 	n := 0
 	for i := range h.shards {
 		s := &h.shards[i]
 		s.mu.RLock()
-		n += deliverAll(&s.conns, f)
+		n += deliverAll(&s.conns, f, ex)
 		s.mu.RUnlock()
 	}
 	return n
 }
 
-func deliverAll(subs *set, f *protocol.Frame) int {
+func deliverAll(subs *set, f *protocol.Frame, ex Except) int {
 	if subs == nil {
 		return 0
+	}
+	if ex != (Except{}) {
+		return deliverExcept(subs, f, ex)
 	}
 	for _, sub := range subs.members {
 		sub.Deliver(f)
 	}
 	return len(subs.members)
+}
+
+// deliverExcept is deliverAll with connections left out: a separate loop,
+// so that the common fan-out compares nothing per subscriber.
+func deliverExcept(subs *set, f *protocol.Frame, ex Except) int {
+	n := 0
+	for _, sub := range subs.members {
+		if sub == ex.Sub || (ex.User != "" && sub.User() == ex.User) {
+			continue
+		}
+		sub.Deliver(f)
+		n++
+	}
+	return n
 }
 
 // Connections returns the number of registered connections.

@@ -40,13 +40,13 @@ func TestRegistry(t *testing.T) {
 		t.Fatal("double subscribe reported as new")
 	}
 	f := frameOf(`1`)
-	if n := h.Publish("room:1", f); n != 2 {
+	if n := h.Publish("room:1", f, Except{}); n != 2 {
 		t.Fatalf("publish reached %d", n)
 	}
-	if n := h.SendToUser("alice", f); n != 2 {
+	if n := h.SendToUser("alice", f, Except{}); n != 2 {
 		t.Fatalf("send reached %d", n)
 	}
-	if n := h.Broadcast(f); n != 3 {
+	if n := h.Broadcast(f, Except{}); n != 3 {
 		t.Fatalf("broadcast reached %d", n)
 	}
 	if a1.got.Load() != 3 || a2.got.Load() != 2 || b.got.Load() != 2 {
@@ -104,8 +104,8 @@ func TestConcurrentUse(t *testing.T) {
 				h.Register(s, 0)
 				ch := fmt.Sprintf("c%d", i%11)
 				h.Subscribe(s, ch)
-				h.Publish(ch, frameOf(`1`))
-				h.Broadcast(frameOf(`2`))
+				h.Publish(ch, frameOf(`1`), Except{})
+				h.Broadcast(frameOf(`2`), Except{})
 				h.Unregister(s, []string{ch})
 			}
 		}()
@@ -116,23 +116,62 @@ func TestConcurrentUse(t *testing.T) {
 	}
 }
 
+// Exclusions leave out one connection, every connection of one user, or
+// both, from each kind of fan-out; the count is of connections reached.
+func TestExcept(t *testing.T) {
+	h := New()
+	a1, a2, b, c := newSub("alice"), newSub("alice"), newSub("bob"), newSub("carol")
+	for _, s := range []*fakeSub{a1, a2, b, c} {
+		h.Register(s, 0)
+		h.Subscribe(s, "room")
+	}
+	f := frameOf(`1`)
+	cases := []struct {
+		name    string
+		deliver func() int
+		want    [4]int64 // a1, a2, b, c, cumulative
+	}{
+		{"publish except a connection", func() int { return h.Publish("room", f, Except{Sub: a1}) }, [4]int64{0, 1, 1, 1}},
+		{"publish except a user", func() int { return h.Publish("room", f, Except{User: "alice"}) }, [4]int64{0, 1, 2, 2}},
+		{"publish except both", func() int { return h.Publish("room", f, Except{Sub: b, User: "alice"}) }, [4]int64{0, 1, 2, 3}},
+		{"send except a connection of the user", func() int { return h.SendToUser("alice", f, Except{Sub: a2}) }, [4]int64{1, 1, 2, 3}},
+		{"send except the user", func() int { return h.SendToUser("alice", f, Except{User: "alice"}) }, [4]int64{1, 1, 2, 3}},
+		{"broadcast except a connection", func() int { return h.Broadcast(f, Except{Sub: c}) }, [4]int64{2, 2, 3, 3}},
+	}
+	wantN := []int{3, 2, 1, 1, 0, 3}
+	for i, tc := range cases {
+		if n := tc.deliver(); n != wantN[i] {
+			t.Errorf("%s: reached %d, want %d", tc.name, n, wantN[i])
+		}
+		got := [4]int64{a1.got.Load(), a2.got.Load(), b.got.Load(), c.got.Load()}
+		if got != tc.want {
+			t.Fatalf("%s: deliveries so far %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
 func BenchmarkPublishFanout(b *testing.B) {
 	for _, n := range []int{1, 100, 10000} {
-		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
-			h := New()
-			for i := range n {
-				s := newSub(fmt.Sprint(i))
-				h.Register(s, 0)
-				h.Subscribe(s, "room")
-			}
-			f := frameOf(`{"text":"hello"}`)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				h.Publish("room", f)
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/delivery")
-		})
+		h := New()
+		subs := make([]*fakeSub, n)
+		for i := range n {
+			subs[i] = newSub(fmt.Sprint(i))
+			h.Register(subs[i], 0)
+			h.Subscribe(subs[i], "room")
+		}
+		f := frameOf(`{"text":"hello"}`)
+		for _, ex := range []struct {
+			name string
+			ex   Except
+		}{{"", Except{}}, {"/except=client", Except{Sub: subs[n/2]}}} {
+			b.Run(fmt.Sprintf("subscribers=%d%s", n, ex.name), func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					h.Publish("room", f, ex.ex)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/delivery")
+			})
+		}
 	}
 }
 

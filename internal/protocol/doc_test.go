@@ -6,6 +6,7 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -126,4 +127,31 @@ func tableRows(t *testing.T, doc, heading string) [][]string {
 		t.Fatalf("no table after %q", heading)
 	}
 	return rows
+}
+
+// TestDocListsEveryField ties the table of client frame fields in
+// docs/protocol.md to the fields Request decodes, both ways.
+func TestDocListsEveryField(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("../../docs/protocol.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var documented []string
+	for _, row := range tableRows(t, string(doc), "## Client frames") {
+		for name := range strings.SplitSeq(row[0], ",") {
+			documented = append(documented, strings.Trim(strings.TrimSpace(name), "`"))
+		}
+	}
+	var decoded []string
+	rt := reflect.TypeFor[Request]()
+	for i := range rt.NumField() {
+		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+		decoded = append(decoded, name)
+	}
+	slices.Sort(documented)
+	slices.Sort(decoded)
+	if !slices.Equal(documented, decoded) {
+		t.Errorf("client frame fields:\nRequest %q\ndoc     %q", decoded, documented)
+	}
 }

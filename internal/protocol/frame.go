@@ -116,6 +116,13 @@ type Message struct {
 	// Accepted is when this node accepted the message, for the delivery
 	// latency metric; it does not travel.
 	Accepted time.Time `json:"-"`
+	// ExceptClient and ExceptUser leave connections out of the live
+	// delivery: the connection with that client id on this node, and
+	// every connection of that user. They are not part of the frame nor
+	// of what the store keeps: a message read from history or an inbox
+	// goes to whoever reads it.
+	ExceptClient string `json:"-"`
+	ExceptUser   string `json:"-"`
 }
 
 // Frame encodes the message push. Names and ids are validated to need no

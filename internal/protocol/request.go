@@ -48,7 +48,14 @@ type Request struct {
 	Epoch  string  `json:"epoch,omitempty"`
 	// Seq (ack) acknowledges the inbox up to and including this sequence.
 	Seq *uint64 `json:"seq,omitempty"`
+	// Echo (publish, send, broadcast), when false, leaves the sending
+	// connection out of the message's delivery.
+	Echo *bool `json:"echo,omitempty"`
 }
+
+// NoEcho reports whether the request asks that its message not come back
+// to the connection that sent it.
+func (r *Request) NoEcho() bool { return r.Echo != nil && !*r.Echo }
 
 // Decode parses and validates one client frame. On failure it returns the
 // request as far as it was read (so a reply can carry its id) and an *Error.
@@ -220,6 +227,8 @@ func typeName(kind string) string {
 		return "a non-negative integer"
 	case "string":
 		return "a string"
+	case "bool":
+		return "true or false"
 	}
 	return kind
 }

@@ -7,7 +7,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/heraldpush/herald/internal/hooks"
 )
+
+// cap1 returns s with its first letter in upper case (s is ASCII).
+func cap1(s string) string {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return s
+	}
+	return string(s[0]-'a'+'A') + s[1:]
+}
 
 // counters the server keeps beside the session manager's.
 type counters struct {
@@ -71,11 +81,31 @@ func (s *Server) metricsHandler() http.Handler {
 		disconnects: prometheus.NewDesc("herald_disconnects_total", "Connections ended, by reason (client_closed: the client or the network ended it).", []string{"reason"}, nil),
 	})
 	reg.MustRegister(s.latency)
+	// webhook exports the counters of the webhook named name, whose
+	// events are of kind, read from its poster at scrape time.
+	webhook := func(name, kind string, poster func() webhookPoster) {
+		count := func(suffix, help string, v func(*hooks.Counters) *atomic.Int64) {
+			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "herald", Name: name + suffix, Help: help},
+				func() float64 { return float64(v(poster().Stats()).Load()) }))
+		}
+		count("_posted_total", cap1(kind)+" events the backend took.", func(c *hooks.Counters) *atomic.Int64 { return &c.Posted })
+		count("_dropped_total", cap1(kind)+" events dropped: the webhook's queue was full, or the backend did not take them within the retry window.", func(c *hooks.Counters) *atomic.Int64 { return &c.Dropped })
+		count("_failed_posts_total", "Posts of "+kind+" events that failed (each retry counts).", func(c *hooks.Counters) *atomic.Int64 { return &c.Failed })
+		gauge(name+"_queued", cap1(kind)+" events waiting to be posted.", func() float64 { return float64(poster().Len()) })
+	}
 	if h := s.receiptHook; h != nil {
-		counter("receipts_webhook_posted_total", "Receipt events the receipts webhook took.", &h.p.Posted)
-		counter("receipts_webhook_dropped_total", "Receipt events dropped: the webhook's queue was full, or it did not take them within the retry window.", &h.p.Dropped)
+		webhook("receipts_webhook", "receipt", func() webhookPoster { return h.p })
+	}
+	if h := s.presenceHook; h != nil {
+		webhook("events_webhook", "presence", func() webhookPoster { return h.p })
 	}
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+
+// webhookPoster is a webhook's poster, as the metrics read it.
+type webhookPoster interface {
+	Stats() *hooks.Counters
+	Len() int
 }
 
 // labelledCounts exports the per-transport and per-reason counts, read at

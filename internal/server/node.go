@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/xid"
 
+	"github.com/heraldpush/herald/internal/hub"
 	"github.com/heraldpush/herald/internal/protocol"
 	"github.com/heraldpush/herald/internal/session"
 )
@@ -37,6 +38,7 @@ func (s *Server) register(sess *session.Session) *protocol.Error {
 		return perr
 	}
 	s.connLog.connected(sess)
+	s.presenceHook.connected(sess.User())
 	return nil
 }
 
@@ -46,20 +48,35 @@ func (n node) ConnectRefused(s *session.Session, user string, perr *protocol.Err
 
 func (n node) Unregister(s *session.Session, channels []string) {
 	n.s.hub.Unregister(s, channels)
+	if h := n.s.presenceHook; h != nil {
+		for _, ch := range channels {
+			if n.s.policy.rule(ch).PresenceEvents {
+				h.left(s.User(), ch)
+			}
+		}
+		h.disconnected(s.User())
+	}
 }
 
 func (n node) Subscribe(ctx context.Context, s *session.Session, req *protocol.Request, reply func(any)) *protocol.Error {
 	if perr := n.s.policy.canSubscribe(s.Identity(), req.Channel); perr != nil {
 		return perr
 	}
-	if size, ttl := n.s.policy.rule(req.Channel).History(); size > 0 {
-		return n.s.subscribeHistory(ctx, s, req, size, ttl, reply)
+	rule := n.s.policy.rule(req.Channel)
+	if size, ttl := rule.History(); size > 0 {
+		if perr := n.s.subscribeHistory(ctx, s, req, size, ttl, reply); perr != nil {
+			return perr
+		}
+	} else {
+		if req.Offset != nil {
+			return protocol.Errorf(protocol.CodeInvalidField, "channel %q keeps no history to recover from: subscribe without offset and epoch", req.Channel)
+		}
+		n.s.hub.Subscribe(s, req.Channel)
+		reply(nil)
 	}
-	if req.Offset != nil {
-		return protocol.Errorf(protocol.CodeInvalidField, "channel %q keeps no history to recover from: subscribe without offset and epoch", req.Channel)
+	if rule.PresenceEvents {
+		n.s.presenceHook.joined(s.User(), req.Channel)
 	}
-	n.s.hub.Subscribe(s, req.Channel)
-	reply(nil)
 	return nil
 }
 
@@ -71,7 +88,9 @@ func (n node) Ack(ctx context.Context, s *session.Session, seq uint64) *protocol
 }
 
 func (n node) Unsubscribe(s *session.Session, channel string) {
-	n.s.hub.Unsubscribe(s, channel)
+	if n.s.hub.Unsubscribe(s, channel) && n.s.policy.rule(channel).PresenceEvents {
+		n.s.presenceHook.left(s.User(), channel)
+	}
 }
 
 func (n node) Presence(_ context.Context, s *session.Session, channel string) (protocol.PresenceResult, *protocol.Error) {
@@ -83,6 +102,9 @@ func (n node) Presence(_ context.Context, s *session.Session, channel string) (p
 
 func (n node) Route(ctx context.Context, s *session.Session, req *protocol.Request) (string, *protocol.Error) {
 	m := &protocol.Message{From: s.User(), Data: req.Data}
+	if req.NoEcho() {
+		m.ExceptClient = s.ClientID()
+	}
 	switch req.Op {
 	case protocol.OpPublish:
 		if perr := n.s.policy.canPublish(s.Identity(), req.Channel); perr != nil {
@@ -155,14 +177,18 @@ var errNotStored = errors.New("message not stored")
 // connections: encoded once, then queued to each.
 func (s *Server) deliverLocal(m *protocol.Message) {
 	f := m.Frame()
+	ex := s.except(m)
 	var n int
 	switch m.Kind {
 	case protocol.KindChannel:
-		n = s.hub.Publish(m.Channel, f)
+		n = s.hub.Publish(m.Channel, f, ex)
 	case protocol.KindDirect:
-		n = s.hub.SendToUser(m.To, f)
+		n = s.hub.SendToUser(m.To, f, ex)
 		if m.Seq != 0 && n > 0 {
 			for _, sub := range s.hub.UserConnections(m.To) {
+				if sub == ex.Sub || (ex.User != "" && sub.User() == ex.User) {
+					continue
+				}
 				if d := sub.(*session.Session).Identity().Device; d != "" {
 					s.receipts.delivered(m.To, d, m.Seq)
 					if s.receiptHook != nil {
@@ -172,7 +198,7 @@ func (s *Server) deliverLocal(m *protocol.Message) {
 			}
 		}
 	default:
-		n = s.hub.Broadcast(f)
+		n = s.hub.Broadcast(f, ex)
 	}
 	s.counters.deliveries.Add(int64(n))
 	accepted := m.Accepted
@@ -181,4 +207,17 @@ func (s *Server) deliverLocal(m *protocol.Message) {
 		accepted = time.UnixMilli(m.Time)
 	}
 	s.latency.Observe(time.Since(accepted).Seconds())
+}
+
+// except is what m's delivery leaves out on this node. A client id that
+// names no open connection here leaves out nothing: that connection is
+// gone, or on another node.
+func (s *Server) except(m *protocol.Message) hub.Except {
+	ex := hub.Except{User: m.ExceptUser}
+	if m.ExceptClient != "" {
+		if sess := s.mgr.Lookup(m.ExceptClient); sess != nil {
+			ex.Sub = sess
+		}
+	}
+	return ex
 }

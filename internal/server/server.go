@@ -95,9 +95,12 @@ type Server struct {
 	receipts *receiptLog
 	// receiptHook posts receipts to the backend; nil when it is off.
 	receiptHook *receiptHook
-	chanLanes   *lanes
-	userLanes   *lanes
-	runCtx      context.Context
+	// presenceHook posts presence events to the backend; nil when it is
+	// off.
+	presenceHook *presenceHook
+	chanLanes    *lanes
+	userLanes    *lanes
+	runCtx       context.Context
 	// sweepEvery is sweepInterval, shorter in tests.
 	sweepEvery time.Duration
 	// wrapStore, when set before Start, wraps the store Start opens: tests
@@ -128,7 +131,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		chanLanes: newLanes(), userLanes: newLanes(), runCtx: context.Background(), sweepEvery: sweepInterval,
 		connects: newConnectLimiter(cfg.ConnectsPerIP, cfg.ConnectsBurst), connLog: newConnLog(log, keyName),
 		latency: newLatencyHistogram(), nodeID: nodeID(), started: time.Now(),
-		receiptHook: newReceiptHook(cfg, log)}
+		receiptHook: newReceiptHook(cfg, log), presenceHook: newPresenceHook(cfg, log)}
 	writers := cfg.Writers
 	if writers == 0 {
 		writers = runtime.GOMAXPROCS(0)
@@ -244,6 +247,9 @@ func (s *Server) Start() error {
 	if s.receiptHook != nil {
 		s.background.Go(func() { s.receiptHook.run(ctx) })
 	}
+	if s.presenceHook != nil {
+		s.background.Go(func() { s.presenceHook.run(ctx) })
+	}
 	s.background.Go(func() { s.sweep(ctx) })
 	if err := s.broker.Start(ctx, s.deliverLocal); err != nil {
 		cancel()
@@ -345,6 +351,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 		s.log.Warn("shutdown deadline passed; closing remaining connections", "open", s.mgr.Len())
 	}
 	s.tr.Stop(ctx)
+	// Every connection is closed: the users still within their grace are
+	// offline now, posted in the webhook's last try below.
+	s.presenceHook.close()
 	s.cancelRun()
 	err := <-s.runDone
 	if cerr := s.broker.Close(); cerr != nil {

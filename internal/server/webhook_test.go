@@ -27,10 +27,8 @@ type receiptsBackend struct {
 func startReceiptsBackend(t *testing.T) (*receiptsBackend, string) {
 	b := &receiptsBackend{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		if err := hooks.Verify([]byte(webhookSecret), r.Header.Get(hooks.SignatureHeader), body, time.Now(), 5*time.Minute); err != nil {
-			t.Errorf("webhook signature: %v", err)
-			w.WriteHeader(http.StatusUnauthorized)
+		body, ok := verifiedBody(t, w, r)
+		if !ok {
 			return
 		}
 		var batch struct{ Events []receiptEvent }
@@ -134,4 +132,16 @@ func TestReceiptsWebhookHung(t *testing.T) {
 	if st := laptop.connectDevice("bob", "laptop"); st.Pending != 0 {
 		t.Fatalf("laptop: %+v", st)
 	}
+}
+
+// verifiedBody reads a webhook post and checks its signature; a post
+// whose signature fails the test and is answered 401.
+func verifiedBody(t *testing.T, w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, _ := io.ReadAll(r.Body)
+	if err := hooks.Verify([]byte(webhookSecret), r.Header.Get(hooks.SignatureHeader), body, time.Now(), 5*time.Minute); err != nil {
+		t.Errorf("webhook signature: %v", err)
+		w.WriteHeader(http.StatusUnauthorized)
+		return nil, false
+	}
+	return body, true
 }

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,6 +131,18 @@ func (m *Manager) remove(s *Session, reason string) {
 		}
 	}
 	sh.mu.Unlock()
+}
+
+// Lookup returns the open session whose ClientID is id, or nil.
+func (m *Manager) Lookup(id string) *Session {
+	n, err := strconv.ParseUint(id, 36, 64)
+	if err != nil {
+		return nil
+	}
+	sh := &m.shards[n%uint64(len(m.shards))]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.sessions[n]
 }
 
 // Len returns the number of open sessions, including ones not yet

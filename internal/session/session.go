@@ -4,7 +4,9 @@
 // can change without touching the protocol or the hub.
 //
 // Lock order (see also hub): Session.stateMu -> the server's lane locks
-// -> hub shard locks -> Session.mu -> flusher.mu. Deliver is called under
+// -> hub shard locks -> Session.mu -> flusher.mu. The server's presence
+// locks come after Session.stateMu and the lane locks, never with a hub
+// lock held. Deliver is called under
 // hub locks, so below stateMu nothing may call back into the hub or the
 // node.
 package session

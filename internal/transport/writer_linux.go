@@ -39,7 +39,13 @@ func newSockWriter(nc *nbio.Conn, poller *writePoller, writable func()) (*sockWr
 		return nil, err
 	}
 	w := &sockWriter{nc: nc, poller: poller}
-	_ = raw.Control(func(fd uintptr) { w.fd = int(fd) })
+	_ = raw.Control(func(fd uintptr) {
+		w.fd = int(fd)
+		// The event loop's descriptors are duplicates made without
+		// close-on-exec: a child process started by the server (or by a
+		// test beside it) would inherit the socket and keep it open.
+		unix.CloseOnExec(w.fd)
+	})
 	w.id = poller.register(writable)
 	return w, nil
 }

@@ -41,6 +41,12 @@ func (b *Broker) Start(_ context.Context, h broker.Handler) error {
 	return nil
 }
 
+// Subscribe does nothing: the one node gets every message.
+func (b *Broker) Subscribe(context.Context, broker.Topic) error { return nil }
+
+// Unsubscribe does nothing.
+func (b *Broker) Unsubscribe(context.Context, broker.Topic) error { return nil }
+
 // Close uninstalls the handler.
 func (b *Broker) Close() error {
 	b.h.Store(nil)

@@ -10,3 +10,7 @@ import (
 func TestConformance(t *testing.T) {
 	brokertest.Run(t, 1, func(*testing.T) broker.Broker { return New() })
 }
+
+func TestInterest(t *testing.T) {
+	brokertest.RunInterest(t, 1, false, func(*testing.T) broker.Broker { return New() })
+}

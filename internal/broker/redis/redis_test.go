@@ -1,0 +1,141 @@
+package redis
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/heraldpush/herald/internal/broker"
+	"github.com/heraldpush/herald/internal/broker/brokertest"
+	"github.com/heraldpush/herald/internal/protocol"
+	"github.com/heraldpush/herald/internal/redistest"
+)
+
+// newClient connects to addr; the client is closed when t ends. Each node
+// has a client of its own, as each node of a cluster would.
+func newClient(t *testing.T, addr string) rueidis.Client {
+	t.Helper()
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true})
+	if err != nil {
+		t.Fatalf("connect to %s: %v", addr, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func TestConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, tc := range []struct {
+		name    string
+		classic bool
+	}{{"Sharded", false}, {"Classic", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			newNode := func(t *testing.T) broker.Broker {
+				return New(newClient(t, srv.Addr), Options{Prefix: "t" + tc.name, Classic: tc.classic})
+			}
+			t.Run("Delivery", func(t *testing.T) { brokertest.Run(t, 3, newNode) })
+			t.Run("Interest", func(t *testing.T) { brokertest.RunInterest(t, 2, true, newNode) })
+		})
+	}
+}
+
+func TestCodecRoundTrip(t *testing.T) {
+	m := &protocol.Message{ID: "m1", Kind: protocol.KindDirect, Channel: "c", To: "bob", From: "alice",
+		Offset: 1 << 40, Epoch: "e", Seq: 300, Time: -5, Data: []byte(`{"a":"é"}`)}
+	got, err := decode(encode(nil, m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != m.ID || got.Kind != m.Kind || got.Channel != m.Channel || got.To != m.To || got.From != m.From ||
+		got.Offset != m.Offset || got.Epoch != m.Epoch || got.Seq != m.Seq || got.Time != m.Time || string(got.Data) != string(m.Data) {
+		t.Fatalf("decoded %+v from %+v", got, m)
+	}
+	enc := encode(nil, m)
+	for n := range len(enc) - len(m.Data) - 1 {
+		if _, err := decode(enc[:n]); err == nil {
+			t.Fatalf("a message cut at %d bytes decoded", n)
+		}
+	}
+}
+
+// TestReconnect: redis-server killed and started again on its port; the
+// subscriptions come back by themselves, the node is told of the gap for
+// each, and messages flow again.
+func TestReconnect(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	gaps := map[broker.Topic]int{}
+	got := map[string]bool{}
+	sub := New(newClient(t, srv.Addr), Options{OnGap: func(tp broker.Topic, err error) {
+		if err == nil {
+			t.Errorf("gap in %+v reported with no cause", tp)
+		}
+		mu.Lock()
+		gaps[tp]++
+		mu.Unlock()
+	}})
+	if err := sub.Start(ctx, func(m *protocol.Message) {
+		mu.Lock()
+		got[m.ID] = true
+		mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	pub := New(newClient(t, srv.Addr), Options{})
+	if err := pub.Start(ctx, func(*protocol.Message) {}); err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	room := broker.ChannelTopic("room")
+	if err := sub.Subscribe(ctx, room); err != nil {
+		t.Fatal(err)
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			mu.Lock()
+			ok := cond()
+			mu.Unlock()
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 10s", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	publish := func(id string) error {
+		return pub.Publish(ctx, &protocol.Message{ID: id, Kind: protocol.KindChannel, Channel: "room", Data: []byte(`1`)})
+	}
+	if err := publish("before"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("message before the restart", func() bool { return got["before"] })
+	mu.Lock()
+	if len(gaps) != 0 {
+		t.Fatalf("gaps reported with the link up: %v", gaps)
+	}
+	mu.Unlock()
+
+	srv.Kill()
+	if err := publish("while-down"); err == nil {
+		t.Fatal("publish with redis-server down succeeded")
+	}
+	srv.Restart()
+	waitFor("gaps reported for the channel and broadcasts", func() bool { return gaps[room] == 1 && gaps[broker.Topic{}] == 1 })
+	// The publisher's link comes back on its next command.
+	waitFor("message after the restart", func() bool {
+		mu.Unlock()
+		err := publish("after")
+		mu.Lock()
+		return err == nil && got["after"]
+	})
+}

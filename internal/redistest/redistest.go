@@ -1,0 +1,163 @@
+// Package redistest starts a private redis-server for a test: on a free
+// loopback port, with a temporary directory and no persistence, stopped in
+// the test's cleanup. Tests never use a Redis they did not start.
+package redistest
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// startTimeout bounds how long one redis-server may take to answer.
+const startTimeout = 10 * time.Second
+
+// Server is a running redis-server owned by one test.
+type Server struct {
+	// Addr is host:port on the loopback interface.
+	Addr string
+	dir  string
+	t    testing.TB
+
+	mu  sync.Mutex
+	cmd *exec.Cmd
+	out *bytes.Buffer
+}
+
+// Start runs a redis-server for t and stops it when t ends. Without
+// redis-server on PATH the test is skipped, with the reason logged, unless
+// HERALD_CI is set, where it fails.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("HERALD_CI") != "" {
+			t.Fatalf("redis-server is not installed (the CI script installs it): %v", err)
+		}
+		t.Skipf("redis-server is not installed: %v", err)
+	}
+	s := &Server{dir: t.TempDir(), t: t}
+	var err error
+	// A port found free may be taken before redis-server binds it: try
+	// another.
+	for range 5 {
+		var port int
+		if port, err = freePort(); err != nil {
+			continue
+		}
+		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		if err = s.start(); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("start redis-server: %v", err)
+	}
+	t.Cleanup(s.Kill)
+	return s
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// start runs redis-server on s.Addr and waits until it answers PING.
+func (s *Server) start() error {
+	_, port, _ := net.SplitHostPort(s.Addr)
+	out := &bytes.Buffer{}
+	cmd := exec.Command("redis-server",
+		"--port", port, "--bind", "127.0.0.1", "--dir", s.dir,
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning")
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		if ping(s.Addr) == nil {
+			s.mu.Lock()
+			s.cmd, s.out = cmd, out
+			s.mu.Unlock()
+			// Reap the process when it ends, whoever ends it.
+			go func() { <-exited }()
+			return nil
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("redis-server on %s exited: %v: %s", s.Addr, err, out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			<-exited
+			return fmt.Errorf("redis-server on %s did not answer within %v: %s", s.Addr, startTimeout, out.String())
+		}
+	}
+}
+
+// ping sends PING and reads one line of reply.
+func ping(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if line != "+PONG\r\n" {
+		return fmt.Errorf("PING answered %q", line)
+	}
+	return nil
+}
+
+// Kill ends redis-server at once (SIGKILL), as a crash would.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd := s.cmd
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Kill()
+	// Wait for the port to be free: the process is reaped by start's
+	// goroutine.
+	deadline := time.Now().Add(startTimeout)
+	for ping(s.Addr) == nil && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Restart starts redis-server again on the same port, after Kill; the
+// data is gone, as no persistence is on.
+func (s *Server) Restart() {
+	s.t.Helper()
+	var err error
+	// The old process's port may take a moment to be released.
+	for range 20 {
+		if err = s.start(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.t.Fatalf("restart redis-server on %s: %v", s.Addr, err)
+}

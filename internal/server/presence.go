@@ -1,0 +1,277 @@
+package server
+
+import (
+	"context"
+	"hash/maphash"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldpush/herald/internal/config"
+	"github.com/heraldpush/herald/internal/hooks"
+)
+
+// presenceEvent is one event of the events webhook. docs/hooks.md shows
+// each type.
+type presenceEvent struct {
+	Type    string `json:"type"`
+	User    string `json:"user"`
+	Channel string `json:"channel,omitempty"`
+	// Seq grows with each event of the user, so that a backend keeps the
+	// highest it has seen and drops any event at or below it.
+	Seq uint64 `json:"seq"`
+	At  int64  `json:"at"` // Unix milliseconds
+}
+
+// Presence event types.
+const (
+	eventOnline  = "user.online"
+	eventOffline = "user.offline"
+	eventJoin    = "channel.join"
+	eventLeave   = "channel.leave"
+)
+
+// presenceHook turns connections and subscriptions into presence events
+// for the backend named by --events-webhook. Arrivals are posted at once;
+// departures (a user's last connection, a user's last subscription to a
+// channel) only once they have lasted the grace period, so that a client
+// that reconnects within it, as after a network blip, posts nothing.
+//
+// A nil *presenceHook is off: every method returns at once.
+//
+// Lock order: a shard's mu is taken after the session's and the hub's
+// locks are released or from a timer, and is held while events are queued
+// (Poster.Add takes the poster's leaf lock); it never calls back into the
+// hub or a session.
+type presenceHook struct {
+	p     *hooks.Poster[presenceEvent]
+	grace time.Duration
+	seq   seqClock
+	seed  maphash.Seed
+	// closed is set at shutdown: departures are then posted at once.
+	closed atomic.Bool
+
+	shards [64]presenceShard
+}
+
+type presenceShard struct {
+	mu    sync.Mutex
+	users map[string]*userPresence
+}
+
+// userPresence is what the hook knows of one user on this node: kept
+// while the user is online or has a departure pending.
+type userPresence struct {
+	conns int
+	// gone is when conns fell to 0: user.offline is due at gone + grace.
+	// Zero while the user is connected.
+	gone     time.Time
+	channels map[string]*channelPresence
+	// gen names the timer armed last; an older one that fires does
+	// nothing.
+	gen   uint64
+	armed bool
+}
+
+// channelPresence is one channel of a user: channel.join was posted.
+type channelPresence struct {
+	subs int // the user's connections subscribed
+	// gone is when subs fell to 0: channel.leave is due at gone + grace.
+	gone time.Time
+}
+
+func newPresenceHook(cfg config.Config, log *slog.Logger) *presenceHook {
+	if cfg.EventsWebhook == "" {
+		return nil
+	}
+	h := &presenceHook{
+		p:     hooks.New[presenceEvent](hooks.Config{URL: cfg.EventsWebhook, Secret: []byte(cfg.EventsWebhookSecret)}, log, nil),
+		grace: cfg.OfflineGrace,
+		seed:  maphash.MakeSeed(),
+	}
+	for i := range h.shards {
+		h.shards[i].users = make(map[string]*userPresence)
+	}
+	return h
+}
+
+func (h *presenceHook) run(ctx context.Context) {
+	if h != nil {
+		h.p.Run(ctx)
+	}
+}
+
+func (h *presenceHook) shard(user string) *presenceShard {
+	return &h.shards[maphash.String(h.seed, user)%uint64(len(h.shards))]
+}
+
+// emit queues an event; the user's shard lock is held, so that a user's
+// events are queued in the order of their seq.
+func (h *presenceHook) emit(typ, user, channel string) {
+	h.p.Add(presenceEvent{Type: typ, User: user, Channel: channel, Seq: h.seq.next(), At: time.Now().UnixMilli()})
+}
+
+// connected counts a connection of user: user.online when it is the
+// first and the user was not online within the grace.
+func (h *presenceHook) connected(user string) {
+	if h == nil {
+		return
+	}
+	sh := h.shard(user)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	u := sh.users[user]
+	if u == nil {
+		u = &userPresence{channels: make(map[string]*channelPresence)}
+		sh.users[user] = u
+		h.emit(eventOnline, user, "")
+	}
+	u.conns++
+	u.gone = time.Time{}
+}
+
+// withUser calls fn with user's state under its shard's lock, when the
+// hook is on and knows the user: connected comes first.
+func (h *presenceHook) withUser(user string, fn func(sh *presenceShard, u *userPresence)) {
+	if h == nil {
+		return
+	}
+	sh := h.shard(user)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if u := sh.users[user]; u != nil {
+		fn(sh, u)
+	}
+}
+
+// disconnected counts a connection of user gone, after its channels.
+func (h *presenceHook) disconnected(user string) {
+	h.withUser(user, func(sh *presenceShard, u *userPresence) {
+		if u.conns == 0 {
+			return
+		}
+		if u.conns--; u.conns == 0 {
+			u.gone = time.Now()
+			h.settle(sh, user, u)
+		}
+	})
+}
+
+// joined counts a subscription of user to channel: channel.join when it is
+// the user's first and the user did not leave the channel within the
+// grace.
+func (h *presenceHook) joined(user, channel string) {
+	h.withUser(user, func(_ *presenceShard, u *userPresence) {
+		c := u.channels[channel]
+		if c == nil {
+			c = &channelPresence{}
+			u.channels[channel] = c
+			h.emit(eventJoin, user, channel)
+		}
+		c.subs++
+		c.gone = time.Time{}
+	})
+}
+
+// left counts a subscription of user to channel gone.
+func (h *presenceHook) left(user, channel string) {
+	h.withUser(user, func(sh *presenceShard, u *userPresence) {
+		c := u.channels[channel]
+		if c == nil || c.subs == 0 {
+			return
+		}
+		if c.subs--; c.subs == 0 {
+			c.gone = time.Now()
+			h.settle(sh, user, u)
+		}
+	})
+}
+
+// settle posts the departures of u that are due, the channels first in
+// the order they were left, then the user's; it forgets the user once
+// offline, and arms a timer for the departures still pending. sh.mu held.
+func (h *presenceHook) settle(sh *presenceShard, user string, u *userPresence) {
+	now := time.Now()
+	due := func(gone time.Time) bool {
+		return !gone.IsZero() && (h.grace == 0 || h.closed.Load() || !now.Before(gone.Add(h.grace)))
+	}
+	var leaving []string
+	var next time.Time
+	for name, c := range u.channels {
+		switch {
+		case due(c.gone):
+			leaving = append(leaving, name)
+		case !c.gone.IsZero() && (next.IsZero() || c.gone.Before(next)):
+			next = c.gone
+		}
+	}
+	slices.SortFunc(leaving, func(a, b string) int { return u.channels[a].gone.Compare(u.channels[b].gone) })
+	for _, name := range leaving {
+		delete(u.channels, name)
+		h.emit(eventLeave, user, name)
+	}
+	switch {
+	case due(u.gone):
+		delete(sh.users, user)
+		h.emit(eventOffline, user, "")
+		return
+	case !u.gone.IsZero() && (next.IsZero() || u.gone.Before(next)):
+		next = u.gone
+	}
+	if next.IsZero() || u.armed {
+		// Nothing pending, or a timer will come and look again.
+		return
+	}
+	u.gen++
+	u.armed = true
+	gen := u.gen
+	time.AfterFunc(time.Until(next.Add(h.grace)), func() { h.fire(sh, user, u, gen) })
+}
+
+// fire runs a timer armed for u: it settles what is due if u is still the
+// user's state and the timer is its latest.
+func (h *presenceHook) fire(sh *presenceShard, user string, u *userPresence, gen uint64) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.users[user] != u || u.gen != gen {
+		return
+	}
+	u.armed = false
+	h.settle(sh, user, u)
+}
+
+// close posts every pending departure now: at shutdown, when every
+// connection has closed, no user can come back within the grace. Later
+// departures are posted at once.
+func (h *presenceHook) close() {
+	if h == nil {
+		return
+	}
+	h.closed.Store(true)
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		for user, u := range sh.users {
+			h.settle(sh, user, u)
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// seqClock hands out event sequence numbers: each above the last, and at
+// least the time in microseconds since 1970, so that they keep growing
+// across restarts of the server and across the forgetting of a user who
+// went offline.
+type seqClock struct{ last atomic.Uint64 }
+
+func (c *seqClock) next() uint64 {
+	for {
+		last := c.last.Load()
+		n := max(last+1, uint64(time.Now().UnixMicro()))
+		if c.last.CompareAndSwap(last, n) {
+			return n
+		}
+	}
+}

@@ -1,0 +1,124 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/heraldpush/herald/internal/rediskey"
+	"github.com/heraldpush/herald/internal/store"
+)
+
+func (s *Store) channelBase(channel string) string { return rediskey.Channel(s.prefix, channel) }
+
+func (s *Store) channelIndex() string { return s.prefix + ":channels" }
+
+// position reads {top, epoch, ...} from a channel script's answer.
+func position(msgs []rueidis.RedisMessage) (store.Position, error) {
+	if len(msgs) < 2 {
+		return store.Position{}, fmt.Errorf("malformed answer")
+	}
+	top, err := msgs[0].AsInt64()
+	if err != nil {
+		return store.Position{}, err
+	}
+	epoch, err := msgs[1].ToString()
+	return store.Position{Offset: uint64(top), Epoch: epoch}, err
+}
+
+// channelScript runs a channel script with the epoch candidate first.
+func (s *Store) channelScript(ctx context.Context, script *rueidis.Lua, channel string, args ...string) ([]rueidis.RedisMessage, error) {
+	if err := s.enterName(ctx, channel); err != nil {
+		return nil, err
+	}
+	return s.run(ctx, script, s.channelBase(channel), append([]string{newEpoch()}, args...)...).ToArray()
+}
+
+// Append implements store.History.
+func (s *Store) Append(ctx context.Context, channel string, at time.Time, data []byte) (store.Position, error) {
+	msgs, err := s.channelScript(ctx, appendScript, channel, encodeTime(at), rueidis.BinaryString(data))
+	if err != nil {
+		return store.Position{}, errorf("append to "+channel, err)
+	}
+	pos, err := position(msgs)
+	if err != nil {
+		return store.Position{}, errorf("append to "+channel, err)
+	}
+	if err := s.index(ctx, s.channelIndex(), channel); err != nil {
+		return pos, errorf("append to "+channel, err)
+	}
+	return pos, nil
+}
+
+// Top implements store.History.
+func (s *Store) Top(ctx context.Context, channel string) (store.Position, error) {
+	msgs, err := s.channelScript(ctx, topScript, channel)
+	if err != nil {
+		return store.Position{}, errorf("top of "+channel, err)
+	}
+	pos, err := position(msgs)
+	if err != nil {
+		return store.Position{}, errorf("top of "+channel, err)
+	}
+	return pos, nil
+}
+
+// Read implements store.History.
+func (s *Store) Read(ctx context.Context, channel string, r store.Range) ([]store.Record, store.Position, error) {
+	if r.Limit <= 0 {
+		return nil, store.Position{}, store.ErrInvalidLimit
+	}
+	back := "0"
+	if r.Backwards {
+		back = "1"
+	}
+	msgs, err := s.channelScript(ctx, readScript, channel, strconv.FormatUint(r.From, 10), back, strconv.Itoa(r.Limit))
+	if err != nil {
+		return nil, store.Position{}, errorf("read "+channel, err)
+	}
+	pos, err := position(msgs)
+	if err != nil || len(msgs) != 3 {
+		return nil, store.Position{}, errorf("read "+channel, fmt.Errorf("malformed answer: %v", err))
+	}
+	entries, err := msgs[2].ToArray()
+	if err != nil {
+		return nil, store.Position{}, errorf("read "+channel, err)
+	}
+	recs, err := parseEntries(entries)
+	if err != nil {
+		return nil, store.Position{}, errorf("read "+channel, err)
+	}
+	return recs, pos, nil
+}
+
+// Trim implements store.History.
+func (s *Store) Trim(ctx context.Context, channel string, keep int, before time.Time) (int, error) {
+	if err := s.enterName(ctx, channel); err != nil {
+		return 0, err
+	}
+	n, err := s.run(ctx, trimScript, s.channelBase(channel), newEpoch(), strconv.Itoa(keep), optionalTime(before)).AsInt64()
+	if err != nil {
+		return 0, errorf("trim "+channel, err)
+	}
+	return int(n), nil
+}
+
+// Reset implements store.History.
+func (s *Store) Reset(ctx context.Context, channel string) (store.Position, error) {
+	if err := s.enterName(ctx, channel); err != nil {
+		return store.Position{}, err
+	}
+	epoch := newEpoch()
+	if err := s.run(ctx, resetScript, s.channelBase(channel), epoch).Error(); err != nil {
+		return store.Position{}, errorf("reset "+channel, err)
+	}
+	return store.Position{Epoch: epoch}, nil
+}
+
+// Channels implements store.History.
+func (s *Store) Channels(ctx context.Context, after string, limit int) ([]string, error) {
+	return s.list(ctx, s.channelIndex(), s.channelBase, after, limit)
+}
