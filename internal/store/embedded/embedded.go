@@ -290,6 +290,13 @@ type seqState struct {
 	sizedTop uint64 // the records up to it were counted; Push counts the rest
 	count    int
 	bytes    int64
+	// rcptFloor: every receipt of the user is at or above it (0: not
+	// known yet), so that Expire reads receipts only when one may go;
+	// pruned is the floor the marks were last pruned to.
+	rcptFloor   uint64
+	rcptFloorAt time.Time // when the receipt at rcptFloor was accepted
+	rcptKeepAt  time.Time // the same, found by the Expire in progress
+	pruned      uint64
 }
 
 type stateShard struct {

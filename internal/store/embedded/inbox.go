@@ -153,10 +153,13 @@ func (s *Store) Expire(ctx context.Context, user string, lim store.InboxLimits) 
 	if err != nil {
 		return 0, fmt.Errorf("expire receipts of %s: %w", user, err)
 	}
-	if err := s.pruneMarks(b, user, keep); err != nil {
-		return 0, fmt.Errorf("expire receipts of %s: %w", user, err)
+	if keep != st.pruned {
+		if err := s.pruneMarks(b, user, keep); err != nil {
+			return 0, fmt.Errorf("expire receipts of %s: %w", user, err)
+		}
 	}
 	if b.Empty() {
+		st.rcptFloor, st.rcptFloorAt, st.pruned = keep, st.rcptKeepAt, keep
 		return 0, nil
 	}
 	// Not synced: a drop lost in a crash leaves messages that every
@@ -166,6 +169,7 @@ func (s *Store) Expire(ctx context.Context, user string, lim store.InboxLimits) 
 		return 0, fmt.Errorf("expire inbox of %s: %w", user, err)
 	}
 	st.base = base
+	st.rcptFloor, st.rcptFloorAt, st.pruned = keep, st.rcptKeepAt, keep
 	return n, nil
 }
 

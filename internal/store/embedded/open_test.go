@@ -261,3 +261,31 @@ func BenchmarkDurableAppend(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDurablePush measures synced inbox pushes from concurrent
+// writers to many users, each message with its receipt and id index.
+//
+//	go test -run '^$' -bench DurablePush -benchtime 200000x -cpu 2 ./internal/store/embedded/
+func BenchmarkDurablePush(b *testing.B) {
+	s, err := Open(b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	payload := []byte(`{"type":"message","id":"d1b2c3","kind":"direct","to":"u1","from":"u2","ts":1735787045000,"data":{"text":"hello"}}`)
+	var n atomic.Int64
+	b.SetParallelism(128)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			if _, err := s.Push(ctx, fmt.Sprintf("user%d", i%5000), fmt.Sprintf("id%012d", i), t0, payload); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pushes/s")
+}
