@@ -8,8 +8,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -123,6 +125,34 @@ type Namespace struct {
 	// PresenceEvents posts channel.join and channel.leave events of the
 	// namespace's channels to the events webhook.
 	PresenceEvents bool `koanf:"presence-events"`
+}
+
+// checkNamespaceKeys refuses a namespaces list whose rules are not maps of
+// Namespace's keys: a misspelt key (histroy-size) would otherwise leave
+// its setting at the default without a word.
+func checkNamespaceKeys(v any) error {
+	known := map[string]bool{}
+	t := reflect.TypeFor[Namespace]()
+	for i := range t.NumField() {
+		known[t.Field(i).Tag.Get("koanf")] = true
+	}
+	rules, ok := v.([]any)
+	if !ok {
+		return errors.New(`namespaces: must be a list of rules, such as [{name: chat, subscribe: any, publish: clients}]`)
+	}
+	for i, r := range rules {
+		rule, ok := r.(map[string]any)
+		if !ok {
+			return fmt.Errorf("namespaces: rule %d is not a map of settings", i+1)
+		}
+		for key := range rule {
+			if !known[key] {
+				names := slices.Sorted(maps.Keys(known))
+				return fmt.Errorf("namespaces: rule %d (%v): unknown key %q; a rule takes %s", i+1, rule["name"], key, strings.Join(names, ", "))
+			}
+		}
+	}
+	return nil
 }
 
 // Bounds of a namespace's history.
@@ -269,6 +299,9 @@ func Load(fs *pflag.FlagSet, environ func() []string) (Config, error) {
 		}
 		for key := range k.Raw() {
 			if key == "namespaces" {
+				if err := checkNamespaceKeys(k.Get(key)); err != nil {
+					return Config{}, fmt.Errorf("config file %s: %w", path, err)
+				}
 				src[key] = source{file: path}
 				continue
 			}

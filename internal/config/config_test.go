@@ -325,6 +325,15 @@ func TestHistoryAndInboxSettings(t *testing.T) {
 			t.Errorf("%v: got %v", args, err)
 		}
 	}
+	// A misspelt key in a rule would leave history off without a word.
+	write("namespaces:\n  - {name: chat, subscribe: any, publish: clients, histroy-size: 10}\n")
+	if _, err := load(t, []string{"--config", file}, nil); err == nil || !strings.Contains(err.Error(), `rule 1 (chat): unknown key "histroy-size"`) {
+		t.Errorf("misspelt key in a namespace rule: %v", err)
+	}
+	write("namespaces: chat\n")
+	if _, err := load(t, []string{"--config", file}, nil); err == nil || !strings.Contains(err.Error(), "must be a list of rules") {
+		t.Errorf("namespaces not a list: %v", err)
+	}
 	if c, err := load(t, []string{"--inbox-ttl", "0"}, nil); err != nil || c.InboxTTL != 0 {
 		t.Errorf("inbox-ttl 0 turns the inbox off: %v", err)
 	}
