@@ -29,8 +29,10 @@ type Receipt struct {
 // DeviceReceipt is when one device of the recipient got the message.
 type DeviceReceipt struct {
 	Device string `json:"device"`
-	// State is acked, delivered (handed to the device, not acknowledged)
-	// or pending (not handed to the device yet).
+	// State is acked, delivered (handed to the device, not acknowledged),
+	// pending (not handed to the device yet; it gets it on its next
+	// connection) or missed (dropped from the inbox before the device got
+	// it: it never will).
 	State     string `json:"state"`
 	Delivered int64  `json:"delivered,omitempty"`
 	Acked     int64  `json:"acked,omitempty"`
@@ -41,6 +43,7 @@ const (
 	StateAcked     = "acked"
 	StateDelivered = "delivered"
 	StatePending   = "pending"
+	StateMissed    = "missed"
 )
 
 // HistoryQuery selects messages of a channel's history.

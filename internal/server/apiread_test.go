@@ -86,6 +86,54 @@ func TestMessageReceipt(t *testing.T) {
 	})
 }
 
+// A device that will never get a message, because the inbox dropped it
+// before the device had it, is reported missed, not pending: one known
+// before the message and away while the cap dropped it, and one first seen
+// after the message was dropped.
+func TestMessageReceiptMissed(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.InboxMaxMessages = 2
+	srv := startServer(t, cfg)
+	api := newAPI(t, srv)
+
+	laptop := dialWS(t, srv)
+	laptop.connectDevice("bob", "laptop")
+	laptop.close()
+	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if out := api.ok("GET", "/v1/presence/users/bob", ""); out["online"] != false {
+			return fmt.Errorf("bob still online: %v", out)
+		}
+		return nil
+	})
+	// Three messages over a cap of two: the first goes when the inbox is
+	// next held to its cap, as the laptop's next connection would.
+	ids := sendN(t, api, "bob", 1, 3)
+	states := func(id string) string {
+		var got []string
+		for _, d := range api.ok("GET", "/v1/messages/"+id, "")["devices"].([]any) {
+			d := d.(map[string]any)
+			got = append(got, fmt.Sprint(d["device"], ":", d["state"]))
+		}
+		return fmt.Sprint(got)
+	}
+	if got := states(ids[0]); got != "[laptop:missed]" {
+		t.Fatalf("the message over the cap: %s", got)
+	}
+	if got := states(ids[2]); got != "[laptop:pending]" {
+		t.Fatalf("a message kept: %s", got)
+	}
+
+	tablet := dialWS(t, srv)
+	if in := tablet.connectDevice("bob", "tablet"); in.Pending != 2 {
+		t.Fatalf("tablet's inbox: %+v", in)
+	}
+	tablet.expectDirect(2, 2)
+	if got := states(ids[0]); got != "[laptop:missed tablet:missed]" {
+		t.Fatalf("a message dropped before the tablet was first seen: %s", got)
+	}
+}
+
 // A channel's history reads newest or oldest first, by pages.
 func TestHistoryRead(t *testing.T) {
 	t.Parallel()

@@ -57,6 +57,13 @@ func (b backend) Receipt(ctx context.Context, id string) (api.Receipt, error) {
 		return api.Receipt{}, noInbox()
 	}
 	r, err := b.store.Receipt(ctx, id)
+	if err == nil {
+		// What a connection would drop now is dropped before the answer,
+		// so that a device told pending would get the message.
+		if err = b.holdInbox(ctx, r.User); err == nil {
+			r, err = b.store.Receipt(ctx, id)
+		}
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return api.Receipt{}, api.ErrNotFound
 	}
@@ -72,9 +79,42 @@ func (b backend) Receipt(ctx context.Context, id string) (api.Receipt, error) {
 		if !d.Acked.IsZero() {
 			dr.State, dr.Acked = api.StateAcked, d.Acked.UnixMilli()
 		}
+		if dr.State == api.StatePending {
+			missed, err := b.missed(ctx, r, d.Device)
+			if err != nil {
+				return api.Receipt{}, b.readFailed("receipt", err)
+			}
+			if missed {
+				dr.State = api.StateMissed
+			}
+		}
 		out.Devices = append(out.Devices, dr)
 	}
 	return out, nil
+}
+
+// holdInbox drops what user's inbox keeps beyond its caps and age, as a
+// connection of a device does before it reads, so that a read tells what
+// the device would get.
+func (b backend) holdInbox(ctx context.Context, user string) error {
+	_, err := b.store.Expire(ctx, user, b.inboxLimits())
+	return err
+}
+
+// missed tells whether device, which was not handed message r, will never
+// get it: the message is past the inbox's age, or device's position is
+// beyond it (it became known after the message was dropped, or
+// acknowledged past it after), or the message was dropped before the
+// device acknowledged it.
+func (b backend) missed(ctx context.Context, r store.Receipt, device string) (bool, error) {
+	if r.Accepted.Before(b.inboxLimits().Before) {
+		return true, nil
+	}
+	p, err := b.store.Pending(ctx, r.User, device, 1)
+	if err != nil {
+		return false, err
+	}
+	return r.Seq <= p.Acked+p.Missed, nil
 }
 
 func (b backend) History(ctx context.Context, channel string, q api.HistoryQuery) (api.History, error) {
