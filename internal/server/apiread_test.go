@@ -27,12 +27,7 @@ func TestMessageReceipt(t *testing.T) {
 	laptop.connectDevice("bob", "laptop")
 	laptop.close()
 	// The laptop is gone before the message is sent.
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-		if out := api.ok("GET", "/v1/presence/users/bob", ""); out["online"] != false {
-			return fmt.Errorf("bob still online: %v", out)
-		}
-		return nil
-	})
+	api.waitOffline("bob")
 	before := time.Now().UnixMilli()
 	id := api.ok("POST", "/v1/send", `{"to":"bob","data":"hi"}`)["id"].(string)
 	r := api.ok("GET", "/v1/messages/"+id, "")
@@ -100,12 +95,7 @@ func TestMessageReceiptMissed(t *testing.T) {
 	laptop := dialWS(t, srv)
 	laptop.connectDevice("bob", "laptop")
 	laptop.close()
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-		if out := api.ok("GET", "/v1/presence/users/bob", ""); out["online"] != false {
-			return fmt.Errorf("bob still online: %v", out)
-		}
-		return nil
-	})
+	api.waitOffline("bob")
 	// Three messages over a cap of two: the first goes when the inbox is
 	// next held to its cap, as the laptop's next connection would.
 	ids := sendN(t, api, "bob", 1, 3)
@@ -238,6 +228,40 @@ func TestInboxRead(t *testing.T) {
 		"/v1/users/bob/inbox?device=":              "invalid_field",
 		"/v1/users/b%20b/inbox":                    "invalid_user",
 		"/v1/users/bob/inbox?device=phone&other=1": "invalid_field",
+	})
+}
+
+// Over the inbox's cap, a device's read tells what its next connection
+// gets: the cap is enforced before the read, as at connect.
+func TestInboxReadOverCap(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.InboxMaxMessages = 2
+	srv := startServer(t, cfg)
+	api := newAPI(t, srv)
+	phone := dialWS(t, srv)
+	phone.connectDevice("bob", "phone")
+	phone.close()
+	api.waitOffline("bob")
+	sendN(t, api, "bob", 1, 5)
+	d := api.ok("GET", "/v1/users/bob/inbox?device=phone", "")["device"].(map[string]any)
+	if d["missed"] != 3.0 || offsetsOf(d["messages"].([]any), "seq") != "[4 5]" {
+		t.Fatalf("phone's inbox over the cap: %v", d)
+	}
+	phone = dialWS(t, srv)
+	if in := phone.connectDevice("bob", "phone"); in.Pending != 2 || in.Missed != 3 {
+		t.Fatalf("the connection after the read: %+v", in)
+	}
+}
+
+// waitOffline waits until the server no longer counts user online.
+func (a apiClient) waitOffline(user string) {
+	a.t.Helper()
+	checkFor(a.t, 5*time.Second, 5*time.Millisecond, func() error {
+		if out := a.ok("GET", "/v1/presence/users/"+user, ""); out["online"] != false {
+			return fmt.Errorf("%s still online: %v", user, out)
+		}
+		return nil
 	})
 }
 

@@ -160,6 +160,9 @@ func (b backend) Inbox(ctx context.Context, user, device string, limit int) (api
 	if b.cfg.InboxTTL == 0 {
 		return api.Inbox{}, noInbox()
 	}
+	if err := b.holdInbox(ctx, user); err != nil {
+		return api.Inbox{}, b.readFailed("inbox", err)
+	}
 	head, err := b.store.Head(ctx, user)
 	if err != nil {
 		return api.Inbox{}, b.readFailed("inbox", err)
