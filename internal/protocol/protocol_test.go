@@ -47,6 +47,11 @@ func TestDecode(t *testing.T) {
 		{frame: `{"op":"subscribe","channel":null}`, code: CodeMissingField},
 		{frame: `{"op":"subscribe","channel":""}`, code: CodeInvalidChannel},
 		{frame: `{"op":"unsubscribe","channel" : ""}`, code: CodeInvalidChannel},
+		{frame: `{"op":"subscribe","channel":"a","offset":3,"epoch":""}`, code: CodeInvalidField},
+		{frame: `{"op":"subscribe","channel":"a","epoch":""}`, code: CodeInvalidField},
+		{frame: `{"op":"subscribe","channel":"a","offset":3}`, code: CodeMissingField},
+		{frame: `{"op":"subscribe","channel":"a","offset":3,"epoch":null}`, code: CodeMissingField},
+		{frame: `{"op":"subscribe","channel":"a","epoch":"e1"}`, code: CodeMissingField},
 		{frame: `{"op":"publish","channel":"","data":1}`, code: CodeInvalidChannel},
 		{frame: `{"op":"publish","data":1,"note":""}`, code: CodeMissingField}, // an empty string elsewhere
 		{frame: `{"op":"send","data":1}`, code: CodeMissingField},

@@ -120,6 +120,8 @@ func (r *Request) validate(frame []byte) *Error {
 			return e
 		}
 		switch {
+		case r.Epoch == "" && emptyString(frame, "epoch"):
+			return Errorf(CodeInvalidField, "field \"epoch\" is empty: send it as the subscribe reply or the last message gave it")
 		case r.Offset != nil && r.Epoch == "":
 			return Errorf(CodeMissingField, "field \"epoch\" is required with \"offset\": send both as the subscribe reply or the last message gave them")
 		case r.Offset == nil && r.Epoch != "":
@@ -172,8 +174,8 @@ func (r *Request) needChannel(frame []byte) *Error {
 }
 
 // emptyString reports whether frame, a JSON object that decoded into a
-// Request, has the string field name ("op", "user", "channel", "to" or "device")
-// present and empty. A string field decodes the same whether it is
+// Request, has the string field name ("op", "user", "channel", "to",
+// "device" or "epoch") present and empty. A string field decodes the same whether it is
 // absent, null or "", so this is how the two are told apart. It costs a
 // second decode only for frames that hold an empty string at all: "" is
 // the one way to write one.
@@ -189,6 +191,7 @@ func emptyString(frame []byte, name string) bool {
 		Channel json.RawMessage `json:"channel"`
 		To      json.RawMessage `json:"to"`
 		Device  json.RawMessage `json:"device"`
+		Epoch   json.RawMessage `json:"epoch"`
 	}
 	if json.Unmarshal(frame, &f) != nil {
 		return false
@@ -205,6 +208,8 @@ func emptyString(frame []byte, name string) bool {
 		v = f.To
 	case "device":
 		v = f.Device
+	case "epoch":
+		v = f.Epoch
 	}
 	return string(v) == `""`
 }

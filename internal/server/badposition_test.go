@@ -140,7 +140,7 @@ func TestSubscribeOffsetEdges(t *testing.T) {
 		{`{"id":21,"op":"subscribe","channel":"chat:e","offset":18446744073709551616,"epoch":"` + epoch + `"}`, "invalid_field"},
 		{`{"id":22,"op":"subscribe","channel":"chat:e","offset":1.5,"epoch":"` + epoch + `"}`, "invalid_field"},
 		{`{"id":23,"op":"subscribe","channel":"chat:e","offset":1e3,"epoch":"` + epoch + `"}`, "invalid_field"},
-		{`{"id":24,"op":"subscribe","channel":"chat:e","offset":1,"epoch":""}`, "missing_field"},
+		{`{"id":24,"op":"subscribe","channel":"chat:e","offset":1,"epoch":""}`, "invalid_field"},
 		{`{"id":25,"op":"subscribe","channel":"chat:e","offset":1,"epoch":7}`, "invalid_field"},
 	} {
 		e := dialWS(t, srv)
