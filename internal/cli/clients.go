@@ -138,8 +138,14 @@ func runSub(ctx context.Context, stdout, stderr io.Writer, f *subFlags) error {
 		if state, err = openState(f.statePath); err != nil {
 			return err
 		}
-		if f.device == "" {
-			f.device = state.device()
+		switch was := state.device(); {
+		case f.device == "":
+			f.device = was
+		case was != "" && was != f.device:
+			// The server cannot tell a device given up from one away: it
+			// goes on keeping the old one's messages.
+			status("warning: %s was written for device %s; it is now %s's. The server keeps holding %s's inbox until it forgets %s (after --inbox-ttl, 7 days by default, without a connection)",
+				f.statePath, was, f.device, was, was)
 		}
 		state.setDevice(f.device)
 	}
@@ -251,11 +257,19 @@ func describeInbox(info client.ConnectInfo) string {
 	if info.Inbox == nil {
 		return ""
 	}
-	s := fmt.Sprintf(", device %s: %d inbox messages pending", info.Device, info.Inbox.Pending)
+	s := fmt.Sprintf(", device %s: %d inbox %s pending", info.Device, info.Inbox.Pending, plural(info.Inbox.Pending, "message"))
 	if info.Inbox.Missed > 0 {
-		s += fmt.Sprintf(", %d missed (expired before they were acknowledged)", info.Inbox.Missed)
+		s += fmt.Sprintf(", %d missed (dropped, expired or over the inbox's cap, before acknowledged)", info.Inbox.Missed)
 	}
 	return s
+}
+
+// plural returns noun for n == 1, and its plural otherwise.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return noun
+	}
+	return noun + "s"
 }
 
 // saveStateEvery saves state (if not nil) every interval until the

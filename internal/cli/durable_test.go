@@ -279,3 +279,38 @@ func TestSubAcknowledgesWhatItPrinted(t *testing.T) {
 		t.Fatalf("second run printed %v, want %s", got, ids[2])
 	}
 }
+
+// sub --device with a --state file of another device switches the file to
+// the new device, and says on stderr that the old one keeps its inbox.
+func TestSubWarnsOfAnotherDevice(t *testing.T) {
+	t.Parallel()
+	srv := testserver.Start(t, testserver.Config(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	state := filepath.Join(t.TempDir(), "alice.json")
+	if err := os.WriteFile(state, []byte(`{"device":"laptop","channels":{}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := Run(ctx, []string{"send", "--server", srv.TCP(), "--user", "bob", "--to", "alice", "1"}, nil, &out, &errOut); code != 0 {
+		t.Fatalf("send: exit %d: %s", code, errOut.String())
+	}
+	sub := func(device string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		args := []string{"sub", "--server", srv.WS(), "--user", "alice", "--state", state, "--device", device, "--count", "1"}
+		if code := Run(ctx, args, nil, &out, &errOut); code != 0 {
+			t.Fatalf("sub %v: exit %d: %s", args, code, errOut.String())
+		}
+		return errOut.String()
+	}
+	got := sub("phone")
+	for _, want := range []string{"warning: " + state + " was written for device laptop; it is now phone's", "keeps holding laptop's inbox", "--inbox-ttl", "device phone: 1 inbox message pending"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, got)
+		}
+	}
+	if b, err := os.ReadFile(state); err != nil || !strings.Contains(string(b), `"device": "phone"`) {
+		t.Fatalf("state after the switch: %s %v", b, err)
+	}
+}
