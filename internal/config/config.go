@@ -597,11 +597,15 @@ func (c Config) Validate() error {
 		seen[ns.Name] = true
 		switch ns.Subscribe {
 		case SubscribeAny, SubscribeGrant, SubscribeOwner:
+		case "":
+			check(false, "namespaces", "namespaces: %q: subscribe is required (any, grant or owner)", ns.Name)
 		default:
 			check(false, "namespaces", "namespaces: %q: subscribe must be any, grant or owner, got %q", ns.Name, ns.Subscribe)
 		}
 		switch ns.Publish {
 		case PublishClients, PublishServer:
+		case "":
+			check(false, "namespaces", "namespaces: %q: publish is required (clients or server)", ns.Name)
 		default:
 			check(false, "namespaces", "namespaces: %q: publish must be clients or server, got %q", ns.Name, ns.Publish)
 		}

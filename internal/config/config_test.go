@@ -308,6 +308,9 @@ func TestHistoryAndInboxSettings(t *testing.T) {
 		"{name: a, subscribe: any, publish: clients, history-size: 5, history-ttl: 91d}":     "history-ttl",
 		"{name: a, subscribe: any, publish: clients, history-size: 5, history-ttl: 2160h1s}": "history-ttl must be between 1s and",
 		"{name: a, subscribe: any, publish: clients, history-size: 5, history-ttl: 10ms}":    "history-ttl must be between 1s and",
+		"{name: a, publish: clients}":                                                        `"a": subscribe is required (any, grant or owner)`,
+		"{name: a, subscribe: any}":                                                          `"a": publish is required (clients or server)`,
+		"{name: a, subscribe: all, publish: clients}":                                        `subscribe must be any, grant or owner, got "all"`,
 	} {
 		write("namespaces:\n  - " + body + "\n")
 		if _, err := load(t, []string{"--config", file}, nil); err == nil || !strings.Contains(err.Error(), want) {
