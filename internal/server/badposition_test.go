@@ -1,6 +1,7 @@
 package server
 
 import (
+	"path/filepath"
 	"testing"
 )
 
@@ -153,4 +154,14 @@ func TestSubscribeOffsetEdges(t *testing.T) {
 		}
 		e.expectMessages(3, 1)
 	}
+}
+
+// A server without inboxes does not claim to store them at start.
+func TestStartLogWithoutInbox(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.InboxTTL = 0
+	_, logs := startServerLogged(t, cfg)
+	waitLog(t, logs, `msg="storing channel history; inboxes off (inbox-ttl 0)"`, `dir=`+filepath.Join(cfg.DataDir, "store"))
 }

@@ -278,7 +278,15 @@ func (s *Server) Start() error {
 		s.log.Info("in a browser", "demo", base+"/demo/", "dashboard", base+"/admin/", "client", base+"/herald.js")
 	}
 	s.log.Info("verifying connection tokens", "key", s.keyName)
-	s.log.Info("storing channel history and inboxes", "dir", filepath.Join(s.cfg.DataDir, "store"), "history_namespaces", s.policy.historyNamespaces(), "inbox_ttl", s.cfg.InboxTTL)
+	storing := "storing channel history and inboxes"
+	if s.cfg.InboxTTL == 0 {
+		storing = "storing channel history; inboxes off (inbox-ttl 0)"
+	}
+	dir := filepath.Join(s.cfg.DataDir, "store")
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	s.log.Info(storing, "dir", dir, "history_namespaces", s.policy.historyNamespaces(), "inbox_ttl", s.cfg.InboxTTL)
 	if s.cfg.Insecure {
 		s.log.Warn("INSECURE MODE: clients may choose their own user id without a token; never run this way in production")
 		if len(s.cfg.APIKeys) == 0 {
