@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -34,54 +35,50 @@ func (s *Server) sweep(ctx context.Context) {
 // whose namespace keeps no history (any more) loses it all.
 func (s *Server) sweepOnce(ctx context.Context) {
 	start := time.Now()
-	var channels, users, dropped int
-	for after := ""; ; {
-		names, err := s.store.Channels(ctx, after, sweepPage)
-		if err != nil {
-			s.logSweepError(ctx, "list channels", err)
-			return
-		}
-		for _, ch := range names {
-			size, ttl := s.policy.rule(ch).History()
-			n, err := s.store.Trim(ctx, ch, size, time.Now().Add(-ttl))
-			if err != nil {
-				s.logSweepError(ctx, "trim history of "+ch, err)
-				return
-			}
-			dropped += n
-		}
-		channels += len(names)
-		if len(names) < sweepPage {
-			break
-		}
-		after = names[len(names)-1]
+	channels, trimmed, err := sweepNames(ctx, s.store.Channels, func(ch string) (int, error) {
+		size, ttl := s.policy.rule(ch).History()
+		return s.store.Trim(ctx, ch, size, time.Now().Add(-ttl))
+	})
+	if err != nil {
+		s.logSweepError(ctx, "trim histories", err)
+		return
 	}
-	for after := ""; ; {
-		names, err := s.store.Users(ctx, after, sweepPage)
-		if err != nil {
-			s.logSweepError(ctx, "list users", err)
-			return
-		}
-		for _, u := range names {
-			n, err := s.store.Expire(ctx, u, s.inboxLimits())
-			if err != nil {
-				s.logSweepError(ctx, "expire inbox of "+u, err)
-				return
-			}
-			dropped += n
-		}
-		users += len(names)
-		if len(names) < sweepPage {
-			break
-		}
-		after = names[len(names)-1]
+	users, expired, err := sweepNames(ctx, s.store.Users, func(u string) (int, error) {
+		return s.store.Expire(ctx, u, s.inboxLimits())
+	})
+	if err != nil {
+		s.logSweepError(ctx, "expire inboxes", err)
+		return
 	}
 	keys, err := s.store.ForgetBefore(ctx, time.Now().Add(-s.cfg.IdempotencyWindow))
 	if err != nil {
 		s.logSweepError(ctx, "forget idempotency keys", err)
 		return
 	}
-	s.log.Debug("swept the store", "channels", channels, "users", users, "dropped", dropped, "idempotency_keys", keys, "took", time.Since(start))
+	s.log.Debug("swept the store", "channels", channels, "users", users, "dropped", trimmed+expired, "idempotency_keys", keys, "took", time.Since(start))
+}
+
+// sweepNames calls drop on every name list gives, a page at a time, and
+// returns how many names there were and how many records drop dropped.
+func sweepNames(ctx context.Context, list func(ctx context.Context, after string, limit int) ([]string, error), drop func(name string) (int, error)) (names, dropped int, err error) {
+	for after := ""; ; {
+		page, err := list(ctx, after, sweepPage)
+		if err != nil {
+			return names, dropped, err
+		}
+		for _, name := range page {
+			n, err := drop(name)
+			if err != nil {
+				return names, dropped, fmt.Errorf("%s: %w", name, err)
+			}
+			dropped += n
+		}
+		names += len(page)
+		if len(page) < sweepPage {
+			return names, dropped, nil
+		}
+		after = page[len(page)-1]
+	}
 }
 
 func (s *Server) logSweepError(ctx context.Context, what string, err error) {
