@@ -87,15 +87,7 @@ func TestMessageReceipt(t *testing.T) {
 // after the message was dropped.
 func TestMessageReceiptMissed(t *testing.T) {
 	t.Parallel()
-	cfg := testConfig()
-	cfg.InboxMaxMessages = 2
-	srv := startServer(t, cfg)
-	api := newAPI(t, srv)
-
-	laptop := dialWS(t, srv)
-	laptop.connectDevice("bob", "laptop")
-	laptop.close()
-	api.waitOffline("bob")
+	srv, api := startAwayDevice(t, "laptop")
 	// Three messages over a cap of two: the first goes when the inbox is
 	// next held to its cap, as the laptop's next connection would.
 	ids := sendN(t, api, "bob", 1, 3)
@@ -235,23 +227,31 @@ func TestInboxRead(t *testing.T) {
 // gets: the cap is enforced before the read, as at connect.
 func TestInboxReadOverCap(t *testing.T) {
 	t.Parallel()
-	cfg := testConfig()
-	cfg.InboxMaxMessages = 2
-	srv := startServer(t, cfg)
-	api := newAPI(t, srv)
-	phone := dialWS(t, srv)
-	phone.connectDevice("bob", "phone")
-	phone.close()
-	api.waitOffline("bob")
+	srv, api := startAwayDevice(t, "phone")
 	sendN(t, api, "bob", 1, 5)
 	d := api.ok("GET", "/v1/users/bob/inbox?device=phone", "")["device"].(map[string]any)
 	if d["missed"] != 3.0 || offsetsOf(d["messages"].([]any), "seq") != "[4 5]" {
 		t.Fatalf("phone's inbox over the cap: %v", d)
 	}
-	phone = dialWS(t, srv)
+	phone := dialWS(t, srv)
 	if in := phone.connectDevice("bob", "phone"); in.Pending != 2 || in.Missed != 3 {
 		t.Fatalf("the connection after the read: %+v", in)
 	}
+}
+
+// startAwayDevice starts a server whose inboxes keep 2 messages, where
+// bob's device is known and offline.
+func startAwayDevice(t *testing.T, device string) (*Server, apiClient) {
+	t.Helper()
+	cfg := testConfig()
+	cfg.InboxMaxMessages = 2
+	srv := startServer(t, cfg)
+	api := newAPI(t, srv)
+	c := dialWS(t, srv)
+	c.connectDevice("bob", device)
+	c.close()
+	api.waitOffline("bob")
+	return srv, api
 }
 
 // waitOffline waits until the server no longer counts user online.
