@@ -226,6 +226,22 @@ type Receipts interface {
 	Receipt(ctx context.Context, id string) (Receipt, error)
 }
 
+// Escalations keeps, per user, how far the fallback for unacknowledged
+// direct messages has got: the escalation position, the highest inbox
+// sequence already escalated or found acknowledged. A server that restarts
+// resumes after it, so that no message is escalated twice.
+type Escalations interface {
+	// Escalated returns user's escalation position (0 until set) and at
+	// most limit messages of the inbox after it, oldest first. Messages
+	// dropped meanwhile are not returned: the first may be above the
+	// position plus one.
+	Escalated(ctx context.Context, user string, limit int) (uint64, []Record, error)
+	// SetEscalated moves user's escalation position to seq. A seq at or
+	// below the position changes nothing; above the inbox's last sequence
+	// it gives ErrAckBeyondEnd. Unlike Delivered, it is synced.
+	SetEscalated(ctx context.Context, user string, seq uint64) error
+}
+
 // Idempotency remembers the first result of a request for a window, so that
 // a retry returns it instead of acting twice.
 type Idempotency interface {
@@ -249,6 +265,7 @@ type Store interface {
 	History
 	Inbox
 	Receipts
+	Escalations
 	Idempotency
 	// Close flushes and releases the store; later calls give ErrClosed.
 	Close() error

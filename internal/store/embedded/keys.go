@@ -22,6 +22,7 @@ import (
 //	m/<id>                   message id index: time (8) + seq (8) + user
 //	a/<user>\x00<device>\x00<seq>  ack mark: time (8) + first seq covered (8)
 //	v/<user>\x00<device>\x00<seq>  delivered mark: time (8) + first seq covered (8)
+//	e/<user>                 escalation position (8)
 //	k/<key>                  idempotency: time (8) + hash length (1) + hash + result
 //
 // base is the highest offset ever dropped, so that the next offset is known
@@ -39,6 +40,7 @@ const (
 	prefixInboxMeta   = "u/"
 	prefixDevice      = "d/"
 	prefixIdempotency = "k/"
+	prefixEscalated   = "e/"
 	prefixReceipt     = "r/"
 	prefixMessageID   = "m/"
 	prefixAckMark     = "a/"

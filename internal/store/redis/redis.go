@@ -15,7 +15,8 @@
 //
 // For a user, under prefix:{u:NAME}:
 //
-//	:meta    hash: top (last sequence), base (last dropped), count, bytes (of the kept records)
+//	:meta    hash: top (last sequence), base (last dropped), count, bytes (of the kept records),
+//	         escalated (the escalation position)
 //	:inbox   stream: ID SEQ-0, fields t, d
 //	:rcpt    stream: ID SEQ-0, fields t (accepted), i (message id); outlives :inbox
 //	:devs    hash: device -> "acked:delivered:seen"

@@ -332,3 +332,18 @@ var unindexScript = rueidis.NewLuaScript(`
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('ZREM', KEYS[1], ARGV[1]) end
 return 0
 `)
+
+// escalatedScript: ARGV limit. Returns {position, entries}.
+var escalatedScript = rueidis.NewLuaScript(userPrelude + `
+local pos = num(redis.call('HGET', meta, 'escalated'))
+return {pos, redis.call('XRANGE', inbox, id(pos + 1), '+', 'COUNT', tonumber(ARGV[2]))}
+`)
+
+// setEscalatedScript: ARGV seq. Returns {code, bound}.
+var setEscalatedScript = rueidis.NewLuaScript(prelude + `
+local seq = tonumber(ARGV[2])
+local top = num(redis.call('HGET', meta, 'top'))
+if seq > top then return {2, top} end
+if seq > num(redis.call('HGET', meta, 'escalated')) then redis.call('HSET', meta, 'escalated', seq) end
+return {0, 0}
+`)

@@ -37,6 +37,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ReceiptsOnlyWhatWasHad", testReceiptsOnlyWhatWasHad},
 		{"Listing", testListing},
 		{"Devices", testDevices},
+		{"Escalations", testEscalations},
 		{"Idempotency", testIdempotency},
 		{"ForgetKeysBefore", testForgetKeysBefore},
 		{"InvalidInput", testInvalidInput},
