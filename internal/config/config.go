@@ -93,6 +93,10 @@ type Config struct {
 	EventsWebhook       string        `koanf:"events-webhook"`
 	EventsWebhookSecret string        `koanf:"events-webhook-secret"`
 	OfflineGrace        time.Duration `koanf:"offline-grace"`
+	// EscalateAfter is how long a direct message may go unacknowledged by
+	// every device of its recipient before message.unacknowledged is
+	// posted to the events webhook (0: never).
+	EscalateAfter time.Duration `koanf:"escalate-after"`
 
 	// Namespaces are per-namespace channel rules; file only.
 	Namespaces []Namespace `koanf:"namespaces"`
@@ -275,6 +279,7 @@ func RegisterFlags(fs *pflag.FlagSet) {
 	fs.String("events-webhook", d.EventsWebhook, "URL (http or https) the server posts presence events to (user.online, user.offline, and channel.join and channel.leave in namespaces with presence-events), in signed batches (empty: none)")
 	fs.String("events-webhook-secret", d.EventsWebhookSecret, "secret (at least 32 bytes) the events webhook's posts are signed with (HMAC-SHA256, header Herald-Signature)")
 	fs.Duration("offline-grace", d.OfflineGrace, "how long a user's last connection (or a channel's last subscription) must stay gone before user.offline (or channel.leave) is posted; coming back within it posts nothing")
+	fs.Duration("escalate-after", d.EscalateAfter, "how long a direct message may stay unacknowledged by every device of its recipient before message.unacknowledged is posted to the events webhook, for a mobile push (0: never)")
 }
 
 // Load reads the configuration: defaults, then the config file (from
@@ -588,6 +593,11 @@ func (c Config) Validate() error {
 	check(c.ReceiptsWebhook == "" || c.InboxTTL > 0, "receipts-webhook,inbox-ttl", "receipts-webhook: needs inboxes (inbox-ttl above 0): receipts are of stored direct messages")
 	webhook("events-webhook", c.EventsWebhook, c.EventsWebhookSecret)
 	check(c.OfflineGrace >= 0 && c.OfflineGrace <= MaxOfflineGrace, "offline-grace", "offline-grace: must be between 0 and %s, got %s", MaxOfflineGrace, c.OfflineGrace)
+	check(c.EscalateAfter >= 0, "escalate-after", "escalate-after: must not be negative")
+	if c.EscalateAfter > 0 {
+		check(c.EventsWebhook != "", "escalate-after,events-webhook", "escalate-after: needs events-webhook, where message.unacknowledged is posted")
+		check(c.EscalateAfter < c.InboxTTL, "escalate-after,inbox-ttl", "escalate-after: must be below inbox-ttl (%s): a message is escalated while its recipient's inbox keeps it", c.InboxTTL)
+	}
 	for _, ns := range c.Namespaces {
 		check(!seen[ns.Name], "namespaces", "namespaces: %q listed twice", ns.Name)
 		check(!ns.PresenceEvents || c.EventsWebhook != "", "namespaces,events-webhook", "namespaces: %q: presence-events needs events-webhook, where the events go", ns.Name)

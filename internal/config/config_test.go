@@ -389,6 +389,10 @@ func TestEventsWebhookSettings(t *testing.T) {
 		{[]string{"--offline-grace", "-1s"}, "offline-grace: must be between 0 and 1h0m0s"},
 		{[]string{"--offline-grace", "2h"}, "offline-grace: must be between"},
 		{[]string{"--config", file}, "events-webhook-secret"},
+		{[]string{"--escalate-after", "1m"}, "escalate-after: needs events-webhook"},
+		{[]string{"--escalate-after", "-1s"}, "escalate-after: must not be negative"},
+		{[]string{"--events-webhook", "http://backend.example/", "--events-webhook-secret", secret, "--escalate-after", "1h", "--inbox-ttl", "1h"}, "escalate-after: must be below inbox-ttl (1h0m0s)"},
+		{[]string{"--events-webhook", "http://backend.example/", "--events-webhook-secret", secret, "--escalate-after", "1m", "--inbox-ttl", "0"}, "escalate-after: must be below inbox-ttl (0s)"},
 	} {
 		if _, err := load(t, tc.args, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: got %v, want an error saying %q", tc.args, err, tc.want)
@@ -400,7 +404,11 @@ func TestEventsWebhookSettings(t *testing.T) {
 	if _, err := load(t, []string{"--config", file}, nil); err == nil || !strings.Contains(err.Error(), `"room": presence-events needs events-webhook`) {
 		t.Errorf("presence-events without the webhook: %v", err)
 	}
-	if c, err := load(t, nil, nil); err != nil || c.EventsWebhook != "" || c.OfflineGrace != 5*time.Second {
-		t.Fatalf("defaults: %q, %s, %v", c.EventsWebhook, c.OfflineGrace, err)
+	if c, err := load(t, nil, nil); err != nil || c.EventsWebhook != "" || c.OfflineGrace != 5*time.Second || c.EscalateAfter != 0 {
+		t.Fatalf("defaults: %q, %s, %s, %v", c.EventsWebhook, c.OfflineGrace, c.EscalateAfter, err)
+	}
+	c, err = load(t, []string{"--events-webhook", "http://backend.example/", "--escalate-after", "30s"}, []string{"HERALD_EVENTS_WEBHOOK_SECRET=" + secret})
+	if err != nil || c.EscalateAfter != 30*time.Second {
+		t.Fatalf("escalate-after 30s: %s, %v", c.EscalateAfter, err)
 	}
 }

@@ -114,6 +114,7 @@ func (s *Server) sendStored(ctx context.Context, m *protocol.Message) error {
 		return err
 	}
 	s.counters.inboxPushes.Add(1)
+	s.escalator.schedule(m.To, time.UnixMilli(m.Time).Add(s.cfg.EscalateAfter))
 	if seq%expireEvery == 0 {
 		if _, err := s.store.Expire(ctx, m.To, s.inboxLimits()); err != nil {
 			s.log.Warn("expire inbox", "user", m.To, "err", err)

@@ -13,9 +13,9 @@ import (
 	"github.com/heraldpush/herald/internal/hooks"
 )
 
-// presenceEvent is one event of the events webhook. docs/hooks.md shows
+// hookEvent is one event of the events webhook. docs/hooks.md shows
 // each type.
-type presenceEvent struct {
+type hookEvent struct {
 	Type    string `json:"type"`
 	User    string `json:"user"`
 	Channel string `json:"channel,omitempty"`
@@ -23,6 +23,9 @@ type presenceEvent struct {
 	// highest it has seen and drops any event at or below it.
 	Seq uint64 `json:"seq"`
 	At  int64  `json:"at"` // Unix milliseconds
+	// *Unacked adds the fields of message.unacknowledged (nil: none);
+	// exported only so that encoding/json decodes it in tests.
+	*Unacked
 }
 
 // Presence event types.
@@ -46,7 +49,7 @@ const (
 // (Poster.Add takes the poster's leaf lock); it never calls back into the
 // hub or a session.
 type presenceHook struct {
-	p     *hooks.Poster[presenceEvent]
+	p     *hooks.Poster[hookEvent]
 	grace time.Duration
 	seq   seqClock
 	seed  maphash.Seed
@@ -87,7 +90,7 @@ func newPresenceHook(cfg config.Config, log *slog.Logger) *presenceHook {
 		return nil
 	}
 	h := &presenceHook{
-		p:     hooks.New[presenceEvent](hooks.Config{URL: cfg.EventsWebhook, Secret: []byte(cfg.EventsWebhookSecret)}, log, nil),
+		p:     hooks.New[hookEvent](hooks.Config{URL: cfg.EventsWebhook, Secret: []byte(cfg.EventsWebhookSecret)}, log, nil),
 		grace: cfg.OfflineGrace,
 		seed:  maphash.MakeSeed(),
 	}
@@ -110,7 +113,18 @@ func (h *presenceHook) shard(user string) *presenceShard {
 // emit queues an event; the user's shard lock is held, so that a user's
 // events are queued in the order of their seq.
 func (h *presenceHook) emit(typ, user, channel string) {
-	h.p.Add(presenceEvent{Type: typ, User: user, Channel: channel, Seq: h.seq.next(), At: time.Now().UnixMilli()})
+	h.p.Add(hookEvent{Type: typ, User: user, Channel: channel, Seq: h.seq.next(), At: time.Now().UnixMilli()})
+}
+
+// post queues an event of user that is not about presence, under the
+// user's shard lock as emit is, so that it keeps the order of the user's
+// seq among the presence events.
+func (h *presenceHook) post(user string, ev hookEvent) {
+	sh := h.shard(user)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	ev.User, ev.Seq, ev.At = user, h.seq.next(), time.Now().UnixMilli()
+	h.p.Add(ev)
 }
 
 // connected counts a connection of user: user.online when it is the

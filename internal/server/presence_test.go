@@ -27,7 +27,7 @@ type eventsBackend struct {
 	mu   sync.Mutex
 	fail int // posts still to answer with 503
 	// events are the events of every post taken, duplicates included.
-	events []presenceEvent
+	events []hookEvent
 }
 
 func startEventsBackend(t *testing.T, fail int) *eventsBackend {
@@ -44,7 +44,7 @@ func startEventsBackend(t *testing.T, fail int) *eventsBackend {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
-		var batch struct{ Events []presenceEvent }
+		var batch struct{ Events []hookEvent }
 		if err := json.Unmarshal(body, &batch); err != nil {
 			t.Errorf("events webhook body %q: %v", body, err)
 		}
@@ -67,7 +67,7 @@ func eventsConfig(b *eventsBackend, grace time.Duration) config.Config {
 // retryFast gives the server's events webhook short pauses between tries.
 func retryFast(cfg config.Config) func(*Server) {
 	return func(s *Server) {
-		s.presenceHook.p = hooks.New[presenceEvent](hooks.Config{URL: cfg.EventsWebhook, Secret: []byte(cfg.EventsWebhookSecret),
+		s.presenceHook.p = hooks.New[hookEvent](hooks.Config{URL: cfg.EventsWebhook, Secret: []byte(cfg.EventsWebhookSecret),
 			MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	}
 }
@@ -75,12 +75,12 @@ func retryFast(cfg config.Config) func(*Server) {
 // deduped returns the events as a backend keeps them: per user, those
 // above the highest seq seen before, so that a batch posted twice counts
 // once. It checks that every event has a time.
-func (b *eventsBackend) deduped() []presenceEvent {
+func (b *eventsBackend) deduped() []hookEvent {
 	b.t.Helper()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	highest := map[string]uint64{}
-	var out []presenceEvent
+	var out []hookEvent
 	for _, e := range b.events {
 		if e.At == 0 || e.Seq == 0 {
 			b.t.Fatalf("event without time or seq: %+v", e)
@@ -95,7 +95,7 @@ func (b *eventsBackend) deduped() []presenceEvent {
 }
 
 // describe lists events as "type user [channel]", in order.
-func describe(events []presenceEvent) []string {
+func describe(events []hookEvent) []string {
 	var out []string
 	for _, e := range events {
 		out = append(out, strings.TrimSpace(e.Type+" "+e.User+" "+e.Channel))
@@ -104,9 +104,9 @@ func describe(events []presenceEvent) []string {
 }
 
 // waitFor polls until the backend's deduplicated events of user are want.
-func (b *eventsBackend) waitFor(user string, want ...string) []presenceEvent {
+func (b *eventsBackend) waitFor(user string, want ...string) []hookEvent {
 	b.t.Helper()
-	var got []presenceEvent
+	var got []hookEvent
 	checkFor(b.t, 15*time.Second, 10*time.Millisecond, func() error {
 		got = nil
 		for _, e := range b.deduped() {

@@ -98,9 +98,12 @@ type Server struct {
 	// presenceHook posts presence events to the backend; nil when it is
 	// off.
 	presenceHook *presenceHook
-	chanLanes    *lanes
-	userLanes    *lanes
-	runCtx       context.Context
+	// escalator posts message.unacknowledged; nil when --escalate-after
+	// is off.
+	escalator *escalator
+	chanLanes *lanes
+	userLanes *lanes
+	runCtx    context.Context
 	// sweepEvery is sweepInterval, shorter in tests.
 	sweepEvery time.Duration
 	// wrapStore, when set before Start, wraps the store Start opens: tests
@@ -132,6 +135,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		connects: newConnectLimiter(cfg.ConnectsPerIP, cfg.ConnectsBurst), connLog: newConnLog(log, keyName),
 		latency: newLatencyHistogram(), nodeID: nodeID(), started: time.Now(),
 		receiptHook: newReceiptHook(cfg, log), presenceHook: newPresenceHook(cfg, log)}
+	s.escalator = newEscalator(cfg.EscalateAfter, s.presenceHook, log)
 	writers := cfg.Writers
 	if writers == 0 {
 		writers = runtime.GOMAXPROCS(0)
@@ -250,6 +254,7 @@ func (s *Server) Start() error {
 	if s.presenceHook != nil {
 		s.background.Go(func() { s.presenceHook.run(ctx) })
 	}
+	s.escalator.start(ctx, s.store, s.background.Go)
 	s.background.Go(func() { s.sweep(ctx) })
 	if err := s.broker.Start(ctx, s.deliverLocal); err != nil {
 		cancel()
@@ -362,6 +367,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 	// Every connection is closed: the users still within their grace are
 	// offline now, posted in the webhook's last try below.
 	s.presenceHook.close()
+	// The escalator stops before the webhook's last try, which then takes
+	// what it queued.
+	s.escalator.stop()
 	s.cancelRun()
 	err := <-s.runDone
 	if cerr := s.broker.Close(); cerr != nil {
