@@ -48,8 +48,8 @@ func (b backend) Dispatch(ctx context.Context, m *protocol.Message) error {
 	err := b.Server.Dispatch(ctx, m)
 	if errors.Is(err, errNotStored) {
 		b.log.Error("message not stored", "kind", m.Kind, "err", err)
-		return &api.Error{Status: http.StatusServiceUnavailable, Code: string(protocol.CodeStorageFailed),
-			Message: "the message could not be stored, so it was not sent; retry later"}
+		perr := storageError()
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: string(perr.Code), Message: perr.Message}
 	}
 	return err
 }
