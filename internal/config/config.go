@@ -98,6 +98,19 @@ type Config struct {
 	// posted to the events webhook (0: never).
 	EscalateAfter time.Duration `koanf:"escalate-after"`
 
+	// ConnectHook is the backend URL asked on each connect that carries no
+	// token; SubscribeHook the one asked on each subscribe in namespaces
+	// with subscribe-hook. Both are signed with HookSecret.
+	ConnectHook     string        `koanf:"connect-hook"`
+	SubscribeHook   string        `koanf:"subscribe-hook"`
+	HookSecret      string        `koanf:"hook-secret"`
+	HookTimeout     time.Duration `koanf:"hook-timeout"`
+	HookConcurrency int           `koanf:"hook-concurrency"`
+	// HookHeaders are the HTTP headers of a client's WebSocket upgrade or
+	// SSE stream request that the connect hook is given (Cookie,
+	// Authorization, ...); none by default.
+	HookHeaders []string `koanf:"hook-headers"`
+
 	// Namespaces are per-namespace channel rules; file only.
 	Namespaces []Namespace `koanf:"namespaces"`
 }
@@ -129,6 +142,9 @@ type Namespace struct {
 	// PresenceEvents posts channel.join and channel.leave events of the
 	// namespace's channels to the events webhook.
 	PresenceEvents bool `koanf:"presence-events"`
+	// SubscribeHook asks the subscribe hook before each subscribe to the
+	// namespace's channels that no grant in the client's identity allows.
+	SubscribeHook bool `koanf:"subscribe-hook"`
 }
 
 // checkNamespaceKeys refuses a namespaces list whose rules are not maps of
@@ -182,6 +198,24 @@ func (ns Namespace) History() (size int, ttl time.Duration) {
 // an hour of leaving.
 const MaxOfflineGrace = time.Hour
 
+// MaxHookTimeout bounds hook-timeout: a client waits for the connect hook
+// within its handshake, and a longer wait is a hang by another name.
+const MaxHookTimeout = time.Minute
+
+// validHeaderName reports whether name is an HTTP header field name (an
+// RFC 9110 token).
+func validHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, r := range name {
+		if r > 0x7e || r <= ' ' || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, r) {
+			return false
+		}
+	}
+	return true
+}
+
 // DefaultNamespaces apply when the config lists none of these names.
 func DefaultNamespaces() []Namespace {
 	return []Namespace{
@@ -224,6 +258,8 @@ func Default() Config {
 		MaxRecoveryBytes:  8 << 20,
 		IdempotencyWindow: 24 * time.Hour,
 		OfflineGrace:      5 * time.Second,
+		HookTimeout:       3 * time.Second,
+		HookConcurrency:   64,
 	}
 }
 
@@ -279,6 +315,12 @@ func RegisterFlags(fs *pflag.FlagSet) {
 	fs.String("events-webhook", d.EventsWebhook, "URL (http or https) the server posts presence events to (user.online, user.offline, and channel.join and channel.leave in namespaces with presence-events), in signed batches (empty: none)")
 	fs.String("events-webhook-secret", d.EventsWebhookSecret, "secret (at least 32 bytes) the events webhook's posts are signed with (HMAC-SHA256, header Herald-Signature)")
 	fs.Duration("offline-grace", d.OfflineGrace, "how long a user's last connection (or a channel's last subscription) must stay gone before user.offline (or channel.leave) is posted; coming back within it posts nothing")
+	fs.String("connect-hook", d.ConnectHook, "URL (http or https) the server asks, on each connect without a token, who the client is (empty: none)")
+	fs.String("subscribe-hook", d.SubscribeHook, "URL (http or https) the server asks on each subscribe in namespaces with subscribe-hook (empty: none)")
+	fs.String("hook-secret", d.HookSecret, "secret (at least 32 bytes) the connect and subscribe hooks' requests are signed with (HMAC-SHA256, header Herald-Signature)")
+	fs.Duration("hook-timeout", d.HookTimeout, "how long the server waits for the connect or subscribe hook's answer before the client gets hook_unavailable")
+	fs.Int("hook-concurrency", d.HookConcurrency, "connect and subscribe hook calls in flight at once; past it clients get hook_unavailable at once")
+	fs.StringSlice("hook-headers", d.HookHeaders, "HTTP headers of the client's WebSocket or SSE request passed to the connect hook, such as Cookie,Authorization (default: none)")
 	fs.Duration("escalate-after", d.EscalateAfter, "how long a direct message may stay unacknowledged by every device of its recipient before message.unacknowledged is posted to the events webhook, for a mobile push (0: never)")
 }
 
@@ -598,7 +640,24 @@ func (c Config) Validate() error {
 		check(c.EventsWebhook != "", "escalate-after,events-webhook", "escalate-after: needs events-webhook, where message.unacknowledged is posted")
 		check(c.EscalateAfter < c.InboxTTL, "escalate-after,inbox-ttl", "escalate-after: must be below inbox-ttl (%s): a message is escalated while its recipient's inbox keeps it", c.InboxTTL)
 	}
+	hook := func(key, target string) {
+		if target == "" {
+			return
+		}
+		u, err := url.Parse(target)
+		check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "", key, "%s: want an http:// or https:// URL, got %q", key, target)
+		check(len(c.HookSecret) >= 32, "hook-secret,"+key, "hook-secret: the %s's requests are signed with it: set at least 32 bytes (make one with: openssl rand -hex 32)", key)
+	}
+	hook("connect-hook", c.ConnectHook)
+	hook("subscribe-hook", c.SubscribeHook)
+	check(c.HookTimeout > 0 && c.HookTimeout <= MaxHookTimeout, "hook-timeout", "hook-timeout: must be above 0 and at most %s, got %s", MaxHookTimeout, c.HookTimeout)
+	check(c.ConnectHook == "" || c.HookTimeout < c.HandshakeTimeout, "hook-timeout,handshake-timeout", "hook-timeout: must be below handshake-timeout (%s): the connect hook is asked within the handshake", c.HandshakeTimeout)
+	check(c.HookConcurrency >= 1, "hook-concurrency", "hook-concurrency: must be at least 1")
+	for _, h := range c.HookHeaders {
+		check(validHeaderName(h), "hook-headers", "hook-headers: %q is not an HTTP header name", h)
+	}
 	for _, ns := range c.Namespaces {
+		check(!ns.SubscribeHook || c.SubscribeHook != "", "namespaces,subscribe-hook", "namespaces: %q: subscribe-hook needs the subscribe-hook URL", ns.Name)
 		check(!seen[ns.Name], "namespaces", "namespaces: %q listed twice", ns.Name)
 		check(!ns.PresenceEvents || c.EventsWebhook != "", "namespaces,events-webhook", "namespaces: %q: presence-events needs events-webhook, where the events go", ns.Name)
 		check(ns.HistorySize >= 0 && ns.HistorySize <= MaxHistorySize, "namespaces", "namespaces: %q: history-size must be between 0 (no history) and %d, got %d", ns.Name, MaxHistorySize, ns.HistorySize)

@@ -412,3 +412,41 @@ func TestEventsWebhookSettings(t *testing.T) {
 		t.Fatalf("escalate-after 30s: %s, %v", c.EscalateAfter, err)
 	}
 }
+
+func TestHookSettings(t *testing.T) {
+	secret := strings.Repeat("s", 32)
+	file := filepath.Join(t.TempDir(), "herald.yaml")
+	body := "subscribe-hook: https://backend.example/subscribe\nnamespaces:\n  - {name: room, subscribe: grant, publish: clients, subscribe-hook: true}\n"
+	if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := load(t, []string{"--config", file, "--connect-hook", "http://backend.example/connect", "--hook-headers", "Cookie,X-Session"}, []string{"HERALD_HOOK_SECRET=" + secret})
+	if err != nil || c.ConnectHook != "http://backend.example/connect" || c.SubscribeHook != "https://backend.example/subscribe" ||
+		!c.Namespaces[0].SubscribeHook || c.HookTimeout != 3*time.Second || c.HookConcurrency != 64 || !slices.Equal(c.HookHeaders, []string{"Cookie", "X-Session"}) {
+		t.Fatalf("%+v, %v", c, err)
+	}
+	hook := []string{"--connect-hook", "http://backend.example/", "--hook-secret", secret}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--connect-hook", "ftp://backend.example/", "--hook-secret", secret}, "connect-hook: want an http:// or https:// URL"},
+		{[]string{"--connect-hook", "http://backend.example/"}, "hook-secret: the connect-hook's requests are signed with it"},
+		{[]string{"--config", file}, "hook-secret"},
+		{append(hook, "--hook-timeout", "0s"), "hook-timeout: must be above 0 and at most 1m0s"},
+		{append(hook, "--hook-timeout", "10s"), "hook-timeout: must be below handshake-timeout (10s)"},
+		{append(hook, "--hook-concurrency", "0"), "hook-concurrency: must be at least 1"},
+		{append(hook, "--hook-headers", "Cookie,Bad Header"), `hook-headers: "Bad Header" is not an HTTP header name`},
+	} {
+		if _, err := load(t, tc.args, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: got %v, want an error saying %q", tc.args, err, tc.want)
+		}
+	}
+	noURL := filepath.Join(t.TempDir(), "herald.yaml")
+	if err := os.WriteFile(noURL, []byte("namespaces:\n  - {name: room, subscribe: any, publish: clients, subscribe-hook: true}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := load(t, []string{"--config", noURL}, nil); err == nil || !strings.Contains(err.Error(), "subscribe-hook needs the subscribe-hook URL") {
+		t.Errorf("a namespace asking for a hook that is not set: got %v", err)
+	}
+}
