@@ -2,7 +2,10 @@
 // in batches to a URL, signed with HMAC-SHA256 so that the backend can
 // tell them from forgeries and replays, retried with backoff, and never
 // in the way of what produced them: events wait in a bounded queue, and
-// when the backend falls far behind the oldest are dropped and counted.
+// when the backend falls far behind the oldest are dropped and counted;
+// and questions asked of it (the connect and subscribe hooks), one
+// synchronous call each, signed the same way, bounded in time, answer
+// size and calls in flight.
 package hooks
 
 import (
