@@ -70,6 +70,7 @@ const (
 	CodeNoDevice             Code = "no_device"              // ack on a connection that named no device
 	CodeAckBackwards         Code = "ack_backwards"          // ack below the device's acknowledged position
 	CodeAckBeyondEnd         Code = "ack_beyond_end"         // ack above the newest message of the inbox
+	CodeHookUnavailable      Code = "hook_unavailable"       // the server's backend did not answer its connect or subscribe hook; retry later
 
 	// Codes of a refused WebSocket upgrade (an HTTP error before any frame).
 	CodeForbiddenOrigin    Code = "forbidden_origin"     // the Origin header is not allowed (HTTP 403)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
 	"net/url"
 	"reflect"
@@ -201,6 +202,29 @@ const MaxOfflineGrace = time.Hour
 // MaxHookTimeout bounds hook-timeout: a client waits for the connect hook
 // within its handshake, and a longer wait is a hang by another name.
 const MaxHookTimeout = time.Minute
+
+// pointsAt reports whether u names the listen address addr on this host,
+// as far as the names tell without resolving them: the same port on a
+// loopback name, or on the address listened on.
+func pointsAt(u *url.URL, addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "0" {
+		return false
+	}
+	uport := u.Port()
+	if uport == "" {
+		uport = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	if uport != port {
+		return false
+	}
+	h := u.Hostname()
+	if strings.EqualFold(h, "localhost") || h == host {
+		return true
+	}
+	ip, err := netip.ParseAddr(h)
+	return err == nil && (ip.IsLoopback() || ip.IsUnspecified())
+}
 
 // validHeaderName reports whether name is an HTTP header field name (an
 // RFC 9110 token).
@@ -646,6 +670,7 @@ func (c Config) Validate() error {
 		}
 		u, err := url.Parse(target)
 		check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "", key, "%s: want an http:// or https:// URL, got %q", key, target)
+		check(err != nil || !pointsAt(u, c.HTTP), key+",http", "%s: %s is this server's own http address: the hook must be the application's backend", key, target)
 		check(len(c.HookSecret) >= 32, "hook-secret,"+key, "hook-secret: the %s's requests are signed with it: set at least 32 bytes (make one with: openssl rand -hex 32)", key)
 	}
 	hook("connect-hook", c.ConnectHook)

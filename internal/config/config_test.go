@@ -436,11 +436,17 @@ func TestHookSettings(t *testing.T) {
 		{append(hook, "--hook-timeout", "0s"), "hook-timeout: must be above 0 and at most 1m0s"},
 		{append(hook, "--hook-timeout", "10s"), "hook-timeout: must be below handshake-timeout (10s)"},
 		{append(hook, "--hook-concurrency", "0"), "hook-concurrency: must be at least 1"},
+		{[]string{"--http", "127.0.0.1:8080", "--connect-hook", "http://localhost:8080/auth", "--hook-secret", secret}, "connect-hook: http://localhost:8080/auth is this server's own http address"},
+		{[]string{"--http", ":8080", "--subscribe-hook", "http://127.0.0.1:8080/", "--hook-secret", secret}, "subscribe-hook: http://127.0.0.1:8080/ is this server's own http address"},
+		{[]string{"--http", "10.0.0.5:80", "--connect-hook", "http://10.0.0.5/auth", "--hook-secret", secret}, "this server's own http address"},
 		{append(hook, "--hook-headers", "Cookie,Bad Header"), `hook-headers: "Bad Header" is not an HTTP header name`},
 	} {
 		if _, err := load(t, tc.args, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: got %v, want an error saying %q", tc.args, err, tc.want)
 		}
+	}
+	if _, err := load(t, []string{"--http", "127.0.0.1:8080", "--connect-hook", "http://127.0.0.1:9090/auth", "--hook-secret", secret}, nil); err != nil {
+		t.Errorf("a hook on another port of this host: %v", err)
 	}
 	noURL := filepath.Join(t.TempDir(), "herald.yaml")
 	if err := os.WriteFile(noURL, []byte("namespaces:\n  - {name: room, subscribe: any, publish: clients, subscribe-hook: true}\n"), 0o600); err != nil {

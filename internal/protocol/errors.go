@@ -28,6 +28,7 @@ const (
 	CodeNoDevice            Code = "no_device"              // ack on a connection that named no device in its connect
 	CodeAckBackwards        Code = "ack_backwards"          // ack below the device's acknowledged position
 	CodeAckBeyondEnd        Code = "ack_beyond_end"         // ack above the last sequence of the user's inbox
+	CodeHookUnavailable     Code = "hook_unavailable"       // the backend's connect or subscribe hook gave no answer in time; retry later
 )
 
 // Error is a protocol error: a stable code and a human-readable message.

@@ -50,10 +50,18 @@ func newVerifier(cfg config.Config, log *slog.Logger) (*auth.Verifier, string, e
 	return v, "HS256 secret file " + secret.Path, err
 }
 
-// Authenticate implements session.Node: a valid token, or in insecure mode
-// a declared user id. Refusals are logged at info level, sampled.
-func (n node) Authenticate(_ context.Context, sess *session.Session, req *protocol.Request) (session.Identity, *protocol.Error) {
-	id, perr, detail := n.s.authenticate(req)
+// Authenticate implements session.Node: a valid token; without one, the
+// connect hook's answer when there is a hook, else in insecure mode a
+// declared user id. Refusals are logged at info level, sampled.
+func (n node) Authenticate(ctx context.Context, sess *session.Session, req *protocol.Request) (session.Identity, *protocol.Error) {
+	var id session.Identity
+	var perr *protocol.Error
+	var detail error
+	if req.Token == "" && n.s.authHooks.connect != nil {
+		id, perr, detail = n.s.authHooks.askConnect(ctx, sess, req)
+	} else {
+		id, perr, detail = n.s.authenticate(req)
+	}
 	if perr != nil {
 		n.s.connLog.refused(sess, req.User, perr, detail)
 	}

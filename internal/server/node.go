@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/xid"
 
+	"github.com/heraldpush/herald/internal/auth"
 	"github.com/heraldpush/herald/internal/hub"
 	"github.com/heraldpush/herald/internal/protocol"
 	"github.com/heraldpush/herald/internal/session"
@@ -59,10 +60,18 @@ func (n node) Unregister(s *session.Session, channels []string) {
 }
 
 func (n node) Subscribe(ctx context.Context, s *session.Session, req *protocol.Request, reply func(any)) *protocol.Error {
-	if perr := n.s.policy.canSubscribe(s.Identity(), req.Channel); perr != nil {
+	rule := n.s.policy.rule(req.Channel)
+	if rule.SubscribeHook && !auth.MatchChannel(s.Identity().Grants, req.Channel) {
+		// The backend decides in place of the namespace's rule. Asked
+		// under the session's stateMu, as the store is for history:
+		// hook-timeout bounds the wait.
+		if perr := n.s.authHooks.askSubscribe(ctx, s, req.Channel); perr != nil {
+			n.s.log.Debug("subscribe refused", "client", s.ClientID(), "user", s.User(), "channel", req.Channel, "err", perr)
+			return perr
+		}
+	} else if perr := n.s.policy.canSubscribe(s.Identity(), req.Channel); perr != nil {
 		return perr
 	}
-	rule := n.s.policy.rule(req.Channel)
 	if size, ttl := rule.History(); size > 0 {
 		if perr := n.s.subscribeHistory(ctx, s, req, size, ttl, reply); perr != nil {
 			return perr

@@ -98,6 +98,8 @@ type Server struct {
 	// presenceHook posts presence events to the backend; nil when it is
 	// off.
 	presenceHook *presenceHook
+	// authHooks asks the backend about connects and subscribes.
+	authHooks *authHooks
 	// escalator posts message.unacknowledged; nil when --escalate-after
 	// is off.
 	escalator *escalator
@@ -134,7 +136,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		chanLanes: newLanes(), userLanes: newLanes(), runCtx: context.Background(), sweepEvery: sweepInterval,
 		connects: newConnectLimiter(cfg.ConnectsPerIP, cfg.ConnectsBurst), connLog: newConnLog(log, keyName),
 		latency: newLatencyHistogram(), nodeID: nodeID(), started: time.Now(),
-		receiptHook: newReceiptHook(cfg, log), presenceHook: newPresenceHook(cfg, log)}
+		receiptHook: newReceiptHook(cfg, log), presenceHook: newPresenceHook(cfg, log), authHooks: newAuthHooks(cfg)}
 	s.escalator = newEscalator(cfg.EscalateAfter, s.presenceHook, log)
 	writers := cfg.Writers
 	if writers == 0 {
@@ -163,6 +165,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		MaxOutboundBytes: cfg.MaxOutboundBytes,
 		HTTPConnsPerIP:   cfg.HTTPConnsPerIP,
 		TrustedProxies:   proxies,
+		KeepHeaders:      hookHeaders(cfg),
 		// A client has as long to send its request headers as to connect.
 		ReadHeaderTimeout: cfg.HandshakeTimeout,
 		IdleTimeout:       cfg.HTTPIdleTimeout,

@@ -127,7 +127,13 @@ func (s *Session) handle(req *protocol.Request) {
 func (s *Session) connect(req *protocol.Request) {
 	id, perr := s.mgr.node.Authenticate(s.mgr.ctx, s, req)
 	if perr != nil {
-		s.refuse(req.ID, perr, protocol.DisconnectUnauthorized)
+		d := protocol.DisconnectUnauthorized
+		if perr.Code == protocol.CodeHookUnavailable {
+			// The backend could not say; the client did nothing wrong
+			// and may try again.
+			d = protocol.DisconnectServerError
+		}
+		s.refuse(req.ID, perr, d)
 		return
 	}
 	id.Device = req.Device

@@ -10,6 +10,8 @@ package transport
 
 import (
 	"net"
+	"net/http"
+	"slices"
 	"syscall"
 	"time"
 
@@ -75,4 +77,32 @@ func shutdown(nc *nbio.Conn, how int) bool {
 	var serr error
 	_ = raw.Control(func(fd uintptr) { serr = syscall.Shutdown(int(fd), how) })
 	return serr == nil
+}
+
+// Headered is a Transport opened by an HTTP request (a WebSocket upgrade,
+// an SSE stream) that kept the request's headers named in
+// Config.KeepHeaders.
+type Headered interface {
+	// Headers returns the kept headers, nil when there are none. The
+	// caller must not change them.
+	Headers() http.Header
+}
+
+var (
+	_ Headered = (*wsConn)(nil)
+	_ Headered = (*sseConn)(nil)
+)
+
+// keptHeaders copies the headers of r that the configuration keeps.
+func (s *Server) keptHeaders(r *http.Request) http.Header {
+	var h http.Header
+	for _, name := range s.cfg.KeepHeaders {
+		if v := r.Header.Values(name); len(v) > 0 {
+			if h == nil {
+				h = make(http.Header, len(s.cfg.KeepHeaders))
+			}
+			h[http.CanonicalHeaderKey(name)] = slices.Clone(v)
+		}
+	}
+	return h
 }

@@ -73,6 +73,11 @@ type Config struct {
 	// ErrorLog receives net/http's own messages (malformed requests, TLS
 	// handshake failures).
 	ErrorLog *log.Logger
+	// KeepHeaders names the headers of a WebSocket upgrade or SSE stream
+	// request that the connection keeps for the server (see Headered):
+	// the connect frame comes after the request, so they are captured
+	// there. Raw TCP has no headers.
+	KeepHeaders []string
 	// ReadHeaderTimeout and IdleTimeout override the defaults above.
 	ReadHeaderTimeout, IdleTimeout time.Duration
 }

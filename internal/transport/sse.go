@@ -40,6 +40,7 @@ const maxPostFrames = 4
 type sseConn struct {
 	key     string
 	remote  string
+	headers http.Header
 	session *session.Session
 	rc      *http.ResponseController
 	outbox
@@ -52,9 +53,10 @@ type sseConn struct {
 	handling sync.Mutex
 }
 
-func (c *sseConn) Wire() protocol.Wire { return protocol.WireLine }
-func (c *sseConn) Kind() session.Kind  { return session.KindSSE }
-func (c *sseConn) RemoteAddr() string  { return c.remote }
+func (c *sseConn) Wire() protocol.Wire  { return protocol.WireLine }
+func (c *sseConn) Kind() session.Kind   { return session.KindSSE }
+func (c *sseConn) RemoteAddr() string   { return c.remote }
+func (c *sseConn) Headers() http.Header { return c.headers }
 
 // Write queues frames for the stream's writer; a stream whose queue
 // overflows ends at once.
@@ -223,7 +225,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 	// The stream outlives net/http's request deadlines; the session's
 	// heartbeats bound it instead.
 	_ = rc.SetReadDeadline(time.Time{})
-	c := &sseConn{key: newSessionKey(), remote: remote, rc: rc, outbox: newOutbox(s.cfg.MaxOutboundBytes)}
+	c := &sseConn{key: newSessionKey(), remote: remote, headers: s.keptHeaders(r), rc: rc, outbox: newOutbox(s.cfg.MaxOutboundBytes)}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")

@@ -33,11 +33,13 @@ type wsConn struct {
 	guard   frameGuard
 	broken  bool   // the guard refused a frame: the rest of the input is ignored
 	remote  string // the client's address: behind a trusted proxy, the one it forwarded
+	headers http.Header
 }
 
 func (w *wsConn) Wire() protocol.Wire                { return protocol.WireWebSocket }
 func (w *wsConn) RemoteAddr() string                 { return w.remote }
 func (w *wsConn) Kind() session.Kind                 { return session.KindWebSocket }
+func (w *wsConn) Headers() http.Header               { return w.headers }
 func (w *wsConn) Write(frames [][]byte) (int, error) { return w.w.Write(frames) }
 
 func (w *wsConn) Abort() {
@@ -192,14 +194,14 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	_ = conn.SetDeadline(time.Time{}) // net/http's request deadlines
 	resp := switchingProtocols(key)
 	if tc, ok := conn.(*net.TCPConn); ok {
-		s.openEventLoopWebSocket(tc, resp, remote)
+		s.openEventLoopWebSocket(tc, resp, remote, s.keptHeaders(r))
 		return
 	}
-	s.openBlockingWebSocket(conn, resp, remote)
+	s.openBlockingWebSocket(conn, resp, remote, s.keptHeaders(r))
 }
 
 // openEventLoopWebSocket moves a plaintext connection to the event loop.
-func (s *Server) openEventLoopWebSocket(tc *net.TCPConn, resp []byte, remote string) {
+func (s *Server) openEventLoopWebSocket(tc *net.TCPConn, resp []byte, remote string, headers http.Header) {
 	nc, err := nbio.NBConn(tc) // a duplicate descriptor; tc is closed
 	if err != nil {
 		_ = tc.Close()
@@ -207,7 +209,7 @@ func (s *Server) openEventLoopWebSocket(tc *net.TCPConn, resp []byte, remote str
 	}
 	wsc := websocket.NewServerConn(s.upgrader, nc, "", false, false)
 	wsc.Execute = nc.Execute
-	wc := &wsConn{c: wsc, guard: frameGuard{limits: &s.guardLimits}, remote: remote}
+	wc := &wsConn{c: wsc, guard: frameGuard{limits: &s.guardLimits}, remote: remote, headers: headers}
 	sw, err := newSockWriter(nc, s.writes, func() { wc.session.Writable() })
 	if err != nil {
 		_ = nc.Close()
@@ -233,11 +235,11 @@ func (s *Server) openEventLoopWebSocket(tc *net.TCPConn, resp []byte, remote str
 }
 
 // openBlockingWebSocket serves a TLS connection from two goroutines.
-func (s *Server) openBlockingWebSocket(c net.Conn, resp []byte, remote string) {
+func (s *Server) openBlockingWebSocket(c net.Conn, resp []byte, remote string, headers http.Header) {
 	wsc := websocket.NewServerConn(s.upgrader, c, "", false, false)
 	wsc.Execute = func(f func()) bool { f(); return true } // on the reader, in order
 	aw := newAsyncWriter(c, s.cfg.MaxOutboundBytes)
-	wc := &wsConn{c: wsc, w: aw, guard: frameGuard{limits: &s.guardLimits}, remote: remote}
+	wc := &wsConn{c: wsc, w: aw, guard: frameGuard{limits: &s.guardLimits}, remote: remote, headers: headers}
 	wc.session = s.mgr.Open(wc)
 	wsc.SetSession(wc.session)
 	if _, err := aw.Write([][]byte{resp}); err != nil {
