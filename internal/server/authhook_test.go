@@ -317,3 +317,62 @@ func TestConnectHookPointingAtItself(t *testing.T) {
 	ok := dialWS(t, srv)
 	ok.connectToken(hmacToken(t, "alice", nil, time.Hour))
 }
+
+// The subscribe hook decides subscribes in the namespaces that ask for
+// it, unless a grant allows the channel; other namespaces keep their
+// rule and never ask. A slow hook fails the subscribe, not the
+// connection.
+func TestSubscribeHook(t *testing.T) {
+	t.Parallel()
+	b, url := startHookBackend(t, func(w http.ResponseWriter, req map[string]any) {
+		switch req["channel"] {
+		case "desk:open":
+			_, _ = io.WriteString(w, `{}`)
+		case "desk:slow":
+			time.Sleep(500 * time.Millisecond)
+			_, _ = io.WriteString(w, `{}`)
+		default:
+			_, _ = io.WriteString(w, `{"error":{"code":"closed","message":"desk is closed"}}`)
+		}
+	})
+	cfg := secureConfig(t)
+	cfg.SubscribeHook, cfg.HookSecret, cfg.HookTimeout = url, hookSecret, 200*time.Millisecond
+	cfg.Namespaces = append(cfg.Namespaces, config.Namespace{Name: "desk", Subscribe: config.SubscribeGrant, Publish: config.PublishClients, SubscribeHook: true})
+	srv := startServer(t, cfg)
+	c := dialWS(t, srv)
+	c.connectToken(hmacToken(t, "alice", []string{"desk:granted"}, time.Hour))
+
+	c.subscribe("desk:open")
+	f := c.replyTo(c.send(map[string]any{"op": "subscribe", "channel": "desk:shut"}))
+	if f.Error == nil || f.Error.Code != "forbidden" || f.Error.Message != "refused by the server's backend: desk is closed" {
+		t.Fatalf("refused subscribe: %s", f.raw)
+	}
+	f = c.replyTo(c.send(map[string]any{"op": "subscribe", "channel": "desk:slow"}))
+	if f.Error == nil || f.Error.Code != "hook_unavailable" {
+		t.Fatalf("slow hook: %s", f.raw)
+	}
+	c.subscribe("desk:granted") // the grant: not asked
+	c.subscribe("room:1")       // no hook in room
+	if f := c.replyTo(c.send(map[string]any{"op": "subscribe", "channel": "vip:1"})); f.Error == nil || f.Error.Code != "forbidden" {
+		t.Fatalf("vip keeps its rule: %s", f.raw)
+	}
+	c.reply(c.send(map[string]any{"op": "ping"})) // the connection is still up
+
+	var asked []string
+	for _, r := range b.requests() {
+		if r["user"] != "alice" || r["client"] == "" {
+			t.Errorf("hook request %v", r)
+		}
+		asked = append(asked, r["channel"].(string))
+	}
+	if strings.Join(asked, " ") != "desk:open desk:shut desk:slow" {
+		t.Fatalf("hook asked about %v", asked)
+	}
+	// Publishing to an allowed channel reaches the subscriber.
+	other := dialWS(t, srv)
+	other.connectToken(hmacToken(t, "bob", []string{"desk:open"}, time.Hour))
+	other.reply(other.send(map[string]any{"op": "publish", "channel": "desk:open", "data": "hi"}))
+	if m := c.expect("message"); m.Channel != "desk:open" {
+		t.Fatalf("message: %s", m.raw)
+	}
+}
