@@ -34,7 +34,8 @@ type authHookStats struct {
 func newAuthHooks(cfg config.Config) *authHooks {
 	h := &authHooks{}
 	secret := []byte(cfg.HookSecret)
-	// One bound for both hooks: together they are the load on the backend.
+	// Each hook has its own bound: a flood of subscribes cannot starve
+	// connects, nor the other way round.
 	slots := cfg.HookConcurrency
 	if cfg.ConnectHook != "" {
 		h.connect = hooks.NewCaller(cfg.ConnectHook, secret, cfg.HookTimeout, slots)

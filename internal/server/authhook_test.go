@@ -293,6 +293,19 @@ func TestConnectHookConcurrencyBound(t *testing.T) {
 	if r := c.expect("reply"); r.Error != nil {
 		t.Fatalf("after the others: %s", r.raw)
 	}
+	req, _ := http.NewRequest("GET", "http://"+srv.HTTPAddr().String()+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+testOldKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	m, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{"herald_auth_hook_admitted_total 3", "herald_auth_hook_busy_total 1", "herald_auth_hook_failed_total 0", "herald_auth_hook_refused_total 0", "herald_auth_hook_in_flight 0"} {
+		if !strings.Contains(string(m), want+"\n") {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
 }
 
 // A hook URL that reaches the server itself (a name the configuration

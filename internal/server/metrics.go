@@ -99,6 +99,21 @@ func (s *Server) metricsHandler() http.Handler {
 	if h := s.presenceHook; h != nil {
 		webhook("events_webhook", "presence", func() webhookPoster { return h.p })
 	}
+	if h := s.authHooks; h.connect != nil || h.subscribe != nil {
+		counter("auth_hook_admitted_total", "Connect and subscribe hook calls the backend answered yes.", &h.stats.Admitted)
+		counter("auth_hook_refused_total", "Connect and subscribe hook calls the backend answered no.", &h.stats.Refused)
+		counter("auth_hook_failed_total", "Connect and subscribe hook calls without a usable answer in time: the client got hook_unavailable.", &h.stats.Failed)
+		counter("auth_hook_busy_total", "Connect and subscribe hook calls not made: hook-concurrency calls were in flight; the client got hook_unavailable.", &h.stats.Busy)
+		gauge("auth_hook_in_flight", "Connect and subscribe hook calls in flight.", func() float64 {
+			n := 0
+			for _, c := range []*hooks.Caller{h.connect, h.subscribe} {
+				if c != nil {
+					n += c.InFlight()
+				}
+			}
+			return float64(n)
+		})
+	}
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }
 
