@@ -71,8 +71,8 @@ func (b backend) DispatchBatch(ctx context.Context, ms []*protocol.Message) []er
 // notStored turns the error of a message the store refused into a 503.
 func notStored(err error) error {
 	if errors.Is(err, errNotStored) {
-		return &api.Error{Status: http.StatusServiceUnavailable, Code: string(protocol.CodeStorageFailed),
-			Message: "the message could not be stored, so it was not sent; retry later"}
+		perr := storageError()
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: string(perr.Code), Message: perr.Message}
 	}
 	return err
 }

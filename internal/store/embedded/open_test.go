@@ -223,6 +223,20 @@ func TestDamagedFiles(t *testing.T) {
 	}
 }
 
+// payload is a channel message as the server stores it.
+var payload = []byte(`{"id":"d1b2c3","kind":"channel","channel":"room:1","from":"u1","ts":1735787045000,"data":{"text":"hello"}}`)
+
+// openBench opens a store in a fresh directory, closed when b ends.
+func openBench(b *testing.B) *Store {
+	b.Helper()
+	s, err := Open(b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
 // BenchmarkDurableAppend measures synced appends from concurrent writers,
 // each to its own channel, so that the WAL syncs are shared.
 //
@@ -234,13 +248,8 @@ func BenchmarkDurableAppend(b *testing.B) {
 			name = "OneChannel"
 		}
 		b.Run(name, func(b *testing.B) {
-			s, err := Open(b.TempDir(), Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
+			s := openBench(b)
 			ctx := context.Background()
-			payload := []byte(`{"id":"d1b2c3","kind":"channel","channel":"room:1","from":"u1","ts":1735787045000,"data":{"text":"hello"}}`)
 			var writer atomic.Int64
 			b.SetParallelism(128) // writers per core: the syncs are shared by whoever waits
 			b.ReportAllocs()
@@ -270,13 +279,8 @@ func BenchmarkDurableAppend(b *testing.B) {
 func BenchmarkDurableAppendBatch(b *testing.B) {
 	for _, size := range []int{100, 1000} {
 		b.Run(fmt.Sprint("Batch", size), func(b *testing.B) {
-			s, err := Open(b.TempDir(), Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
+			s := openBench(b)
 			ctx := context.Background()
-			payload := []byte(`{"id":"d1b2c3","kind":"channel","channel":"room:1","from":"u1","ts":1735787045000,"data":{"text":"hello"}}`)
 			batch := make([][]byte, size)
 			for i := range batch {
 				batch[i] = payload
