@@ -35,6 +35,9 @@ type request struct {
 	Offset *uint64 `json:"offset,omitempty"`
 	Epoch  string  `json:"epoch,omitempty"`
 	Seq    *uint64 `json:"seq,omitempty"`
+	// Echo, set to false, leaves the sending connection out of a
+	// publish, send or broadcast.
+	Echo *bool `json:"echo,omitempty"`
 }
 
 // serverFrame holds the fields of every server frame type. ID is a number

@@ -26,11 +26,27 @@ func (c *Client) Unsubscribe(ctx context.Context, channel string) error {
 	return nil
 }
 
+// PublishOption configures one Publish, Send or Broadcast.
+type PublishOption func(*publishOptions)
+
+type publishOptions struct{ noEcho bool }
+
+// NoEcho leaves this connection out of the message's delivery: an
+// application that shows what it sends as it sends it has no use for the
+// copy that would come back. The user's other connections still receive
+// it, and the message is stored as any other, so a channel recovered from
+// history or an inbox read by this device may hold it (its id is the one
+// the call returns).
+func NoEcho() PublishOption {
+	return func(o *publishOptions) { o.noEcho = true }
+}
+
 // Publish sends data to every connection subscribed to channel (this one
-// too, if subscribed) and returns the message id. data is encoded with
-// encoding/json (a json.RawMessage is sent as it is) and must not be null.
-func (c *Client) Publish(ctx context.Context, channel string, data any) (string, error) {
-	id, err := c.deliver(ctx, request{Op: opPublish, Channel: channel}, data)
+// too, if subscribed, unless NoEcho) and returns the message id. data is
+// encoded with encoding/json (a json.RawMessage is sent as it is) and must
+// not be null.
+func (c *Client) Publish(ctx context.Context, channel string, data any, opts ...PublishOption) (string, error) {
+	id, err := c.deliver(ctx, request{Op: opPublish, Channel: channel}, data, opts)
 	if err != nil {
 		return "", fmt.Errorf("publish to %q: %w", channel, err)
 	}
@@ -39,19 +55,20 @@ func (c *Client) Publish(ctx context.Context, channel string, data any) (string,
 
 // Send sends data to every connection of user to, online or not, and
 // returns the message id. data is encoded as for Publish.
-func (c *Client) Send(ctx context.Context, to string, data any) (string, error) {
-	id, err := c.deliver(ctx, request{Op: opSend, To: to}, data)
+func (c *Client) Send(ctx context.Context, to string, data any, opts ...PublishOption) (string, error) {
+	id, err := c.deliver(ctx, request{Op: opSend, To: to}, data, opts)
 	if err != nil {
 		return "", fmt.Errorf("send to %q: %w", to, err)
 	}
 	return id, nil
 }
 
-// Broadcast sends data to every connected client, this one included, and
-// returns the message id. data is encoded as for Publish. Servers refuse
-// client broadcasts (CodeForbidden) unless configured to allow them.
-func (c *Client) Broadcast(ctx context.Context, data any) (string, error) {
-	id, err := c.deliver(ctx, request{Op: opBroadcast}, data)
+// Broadcast sends data to every connected client, this one included
+// unless NoEcho, and returns the message id. data is encoded as for
+// Publish. Servers refuse client broadcasts (CodeForbidden) unless
+// configured to allow them.
+func (c *Client) Broadcast(ctx context.Context, data any, opts ...PublishOption) (string, error) {
+	id, err := c.deliver(ctx, request{Op: opBroadcast}, data, opts)
 	if err != nil {
 		return "", fmt.Errorf("broadcast: %w", err)
 	}
@@ -67,12 +84,20 @@ func (c *Client) Ping(ctx context.Context) error {
 	return nil
 }
 
-func (c *Client) deliver(ctx context.Context, req request, data any) (string, error) {
+func (c *Client) deliver(ctx context.Context, req request, data any, opts []PublishOption) (string, error) {
 	raw, err := encodeData(data)
 	if err != nil {
 		return "", err
 	}
 	req.Data = raw
+	var o publishOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.noEcho {
+		echo := false
+		req.Echo = &echo
+	}
 	res, err := c.do(ctx, req)
 	if err != nil {
 		return "", err

@@ -98,6 +98,12 @@ export interface Position {
   epoch: string;
 }
 
+/** Options of one publish, send or broadcast. */
+export interface PublishOptions {
+  /** false: this connection does not receive the message (the user's other connections do). Default true. */
+  echo?: boolean;
+}
+
 export interface SubscribeResult {
   offset?: number;
   epoch?: string;
@@ -154,9 +160,9 @@ export declare class HeraldClient {
   subscribe(channel: string, handler?: (m: Message) => void, position?: Position): Promise<SubscribeResult | null>;
   unsubscribe(channel: string): Promise<null>;
   position(channel: string): Position | null;
-  publish(channel: string, data: JSONValue): Promise<{ id: string }>;
-  send(to: string, data: JSONValue): Promise<{ id: string }>;
-  broadcast(data: JSONValue): Promise<{ id: string }>;
+  publish(channel: string, data: JSONValue, options?: PublishOptions): Promise<{ id: string }>;
+  send(to: string, data: JSONValue, options?: PublishOptions): Promise<{ id: string }>;
+  broadcast(data: JSONValue, options?: PublishOptions): Promise<{ id: string }>;
   presence(channel: string): Promise<Presence>;
   ping(): Promise<null>;
   /** Acknowledges the device's inbox up to seq (cumulative). */

@@ -595,19 +595,23 @@ export class HeraldClient extends Emitter {
     return p && typeof p.offset === "number" ? { offset: p.offset, epoch: p.epoch } : null;
   }
 
-  /** publish sends data to a channel's subscribers; resolves with {id}. */
-  publish(channel, data) {
-    return this.request({ op: "publish", channel, data });
+  /**
+   * publish sends data to a channel's subscribers; resolves with {id}.
+   * options.echo false leaves this connection out of the delivery (as for
+   * send and broadcast).
+   */
+  publish(channel, data, options) {
+    return this.request(withEcho({ op: "publish", channel, data }, options));
   }
 
   /** send sends data to every connection of one user; resolves with {id}. */
-  send(to, data) {
-    return this.request({ op: "send", to, data });
+  send(to, data, options) {
+    return this.request(withEcho({ op: "send", to, data }, options));
   }
 
   /** broadcast sends data to every client (if the server allows it). */
-  broadcast(data) {
-    return this.request({ op: "broadcast", data });
+  broadcast(data, options) {
+    return this.request(withEcho({ op: "broadcast", data }, options));
   }
 
   /** presence lists who subscribes to a channel. */
@@ -619,6 +623,15 @@ export class HeraldClient extends Emitter {
   ping() {
     return this.request({ op: "ping" });
   }
+}
+
+/**
+ * withEcho adds options.echo to a publish, send or broadcast frame; the
+ * server checks its value (invalid_field unless true or false).
+ */
+function withEcho(frame, options) {
+  if (options?.echo !== undefined) frame.echo = options.echo;
+  return frame;
 }
 
 /**

@@ -25,6 +25,10 @@ type Backend interface {
 	// Dispatch stamps m (its time, and an id unless it has one) and
 	// publishes it to whom it addresses.
 	Dispatch(ctx context.Context, m *protocol.Message) error
+	// DispatchBatch dispatches channel messages as Dispatch does each,
+	// keeping the order of each channel's messages, and returns each
+	// one's error by index.
+	DispatchBatch(ctx context.Context, ms []*protocol.Message) []error
 	// Remember stores result under key with the request's hash unless key
 	// holds a result younger than the idempotency window, and returns what
 	// key holds afterwards and whether this call stored it. A key held with
@@ -66,7 +70,8 @@ type Config struct {
 	Keys    []string
 	Open    bool
 	MaxBody int64
-	// MaxBatch bounds the recipients of one batch send.
+	// MaxBatch bounds the recipients of one batch send, and the messages
+	// of one batch publish.
 	MaxBatch int
 	// MaxData bounds a message's data, as clients are bounded by their
 	// frame size, so that no client receives a frame it cannot read.

@@ -39,18 +39,31 @@ type idResult struct {
 
 func oneID(ids []string) any { return idResult{ids[0]} }
 
+func manyIDs(ids []string) any {
+	return struct {
+		IDs []string `json:"ids"`
+	}{ids}
+}
+
 // sendConcurrency bounds the messages of one batch send stored at once:
 // concurrent writes share the store's syncs.
 const sendConcurrency = 128
 
 func (a *API) publish(r *http.Request) (any, error) {
 	var body struct {
-		Channel *string         `json:"channel"`
-		Data    json.RawMessage `json:"data"`
+		Channel  *string          `json:"channel"`
+		Data     json.RawMessage  `json:"data"`
+		Messages []channelMessage `json:"messages"`
 		except
 	}
 	if err := decode(r, &body); err != nil {
 		return nil, err
+	}
+	if body.Messages != nil {
+		if body.Channel != nil || body.Data != nil {
+			return nil, errorf(http.StatusBadRequest, "invalid_field", "give \"channel\" and \"data\" (one message) or \"messages\" (a batch), not both")
+		}
+		return a.publishBatch(r, body.Messages, body.except)
 	}
 	ch, err := checkChannel(body.Channel)
 	if err != nil {
@@ -116,11 +129,7 @@ func (a *API) send(r *http.Request) (any, error) {
 	}
 	answer := oneID
 	if body.To == nil {
-		answer = func(ids []string) any {
-			return struct {
-				IDs []string `json:"ids"`
-			}{ids}
-		}
+		answer = manyIDs
 	}
 	return a.do(r, push{
 		n: len(users),
@@ -157,6 +166,15 @@ func (a *API) sendAll(ctx context.Context, users []string, data json.RawMessage,
 		})
 	}
 	_ = g.Wait()
+	return partial(errs, ids, users, "names their users: retry those (with the same "+IdempotencyKeyHeader+", the retry sends only them)")
+}
+
+// partial is the error of a push of many messages whose errors are errs:
+// nil when all were stored, the first error when none was, and otherwise
+// a partialError with the ids of those stored and the names (of their
+// recipients, say) of those not stored; advice says what failed names and
+// how to retry.
+func partial(errs []error, ids, names []string, advice string) error {
 	var first error
 	stored := make([]string, len(ids))
 	var failed []string
@@ -168,18 +186,18 @@ func (a *API) sendAll(ctx context.Context, users []string, data json.RawMessage,
 		if first == nil {
 			first = err
 		}
-		failed = append(failed, users[i])
+		failed = append(failed, names[i])
 	}
 	switch {
 	case first == nil:
 		return nil
-	case len(failed) == len(users):
+	case len(failed) == len(errs):
 		return first
 	}
 	return &partialError{
 		e: errorf(http.StatusServiceUnavailable, "partially_sent",
-			"%d of %d messages could not be stored, so they were not sent; \"ids\" has \"\" for them and \"failed\" names their users: retry those (with the same %s, the retry sends only them)",
-			len(failed), len(users), IdempotencyKeyHeader),
+			"%d of %d messages could not be stored, so they were not sent; \"ids\" has \"\" for them and \"failed\" %s",
+			len(failed), len(errs), advice),
 		ids:    stored,
 		failed: failed,
 	}

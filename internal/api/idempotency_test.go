@@ -25,7 +25,8 @@ type memBackend struct {
 	mu   sync.Mutex
 	keys map[string][2][]byte // hash, result
 	sent []*protocol.Message
-	// fail refuses messages to these users, as a failing store does.
+	// fail refuses messages to these users and channels, as a failing
+	// store does.
 	fail map[string]bool
 	// hold, when set, blocks every Dispatch until it is closed; entered
 	// gets a value as each Dispatch begins to wait.
@@ -43,11 +44,15 @@ func (b *memBackend) Dispatch(ctx context.Context, m *protocol.Message) error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.fail[m.To] {
+	if b.fail[m.To] || b.fail[m.Channel] {
 		return &Error{Status: http.StatusServiceUnavailable, Code: "storage_failed", Message: "disk full"}
 	}
 	b.sent = append(b.sent, m)
 	return nil
+}
+
+func (b *memBackend) DispatchBatch(ctx context.Context, ms []*protocol.Message) []error {
+	return dispatchEach(ctx, b.Dispatch, ms)
 }
 
 func (b *memBackend) Remember(_ context.Context, key string, hash, result []byte) ([]byte, bool, error) {

@@ -69,14 +69,17 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 type nopBackend struct{}
 
 func (nopBackend) Dispatch(context.Context, *protocol.Message) error { return nil }
-func (nopBackend) UserPresence(string) (int, json.RawMessage)        { return 0, nil }
-func (nopBackend) ChannelPresence(string) []Member                   { return nil }
-func (nopBackend) Stats() hub.Stats                                  { return hub.Stats{} }
-func (nopBackend) DisconnectUser(string, protocol.Disconnect) int    { return 0 }
-func (nopBackend) UnsubscribeUser(string, string) int                { return 0 }
-func (nopBackend) Overview() Overview                                { return Overview{} }
-func (nopBackend) TopChannels(int) ([]ChannelCount, int)             { return nil, 0 }
-func (nopBackend) OnlineUsers(int) ([]UserCount, int)                { return nil, 0 }
+func (nopBackend) DispatchBatch(_ context.Context, ms []*protocol.Message) []error {
+	return make([]error, len(ms))
+}
+func (nopBackend) UserPresence(string) (int, json.RawMessage)     { return 0, nil }
+func (nopBackend) ChannelPresence(string) []Member                { return nil }
+func (nopBackend) Stats() hub.Stats                               { return hub.Stats{} }
+func (nopBackend) DisconnectUser(string, protocol.Disconnect) int { return 0 }
+func (nopBackend) UnsubscribeUser(string, string) int             { return 0 }
+func (nopBackend) Overview() Overview                             { return Overview{} }
+func (nopBackend) TopChannels(int) ([]ChannelCount, int)          { return nil, 0 }
+func (nopBackend) OnlineUsers(int) ([]UserCount, int)             { return nil, 0 }
 func (nopBackend) UserConnections(string) ([]Connection, json.RawMessage) {
 	return nil, nil
 }
@@ -103,6 +106,19 @@ func (b *recordingBackend) Dispatch(_ context.Context, m *protocol.Message) erro
 	defer b.mu.Unlock()
 	b.sent = append(b.sent, m)
 	return nil
+}
+
+func (b *recordingBackend) DispatchBatch(ctx context.Context, ms []*protocol.Message) []error {
+	return dispatchEach(ctx, b.Dispatch, ms)
+}
+
+// dispatchEach is DispatchBatch for a test backend: each message in turn.
+func dispatchEach(ctx context.Context, dispatch func(context.Context, *protocol.Message) error, ms []*protocol.Message) []error {
+	errs := make([]error, len(ms))
+	for i, m := range ms {
+		errs[i] = dispatch(ctx, m)
+	}
+	return errs
 }
 
 // TestOpenAPIPushFields ties the push bodies of openapi.json to what the

@@ -124,6 +124,32 @@ func (a *apiClient) publish(ctx context.Context, channel string, data []byte) er
 	return nil
 }
 
+// publishBatch posts data as one batch of messages to channel, checking
+// that one id comes back per message.
+func (a *apiClient) publishBatch(ctx context.Context, channel string, data [][]byte) error {
+	body := append(make([]byte, 0, 64*len(data)), `{"messages":[`...)
+	for i, d := range data {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, `{"channel":"`...)
+		body = append(body, channel...)
+		body = append(body, `","data":`...)
+		body = append(append(body, d...), '}')
+	}
+	body = append(body, "]}"...)
+	var out struct {
+		IDs []string `json:"ids"`
+	}
+	if err := a.do(ctx, http.MethodPost, "/v1/publish", body, &out); err != nil {
+		return err
+	}
+	if len(out.IDs) != len(data) {
+		return fmt.Errorf("POST /v1/publish: %w: %d ids for %d messages", ErrAPI, len(out.IDs), len(data))
+	}
+	return nil
+}
+
 // send posts data to one user ({"to":...}) or, when batch is set, to every
 // user in users ({"users":[...]}), checking that one id comes back per user.
 func (a *apiClient) send(ctx context.Context, users []string, batch bool, data []byte) error {

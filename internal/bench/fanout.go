@@ -69,7 +69,7 @@ func (r *runner) newPublisher(ctx context.Context) (publisher, error) {
 	o := r.o
 	if o.Via == ViaAPI {
 		r.res.Publisher = ViaAPI
-		return &apiPublisher{api: r.api, channel: o.Channel, size: o.Size, concurrency: o.APIConcurrency, errs: &r.sink.errs}, nil
+		return &apiPublisher{api: r.api, channel: o.Channel, size: o.Size, concurrency: o.APIConcurrency, batch: o.PublishBatch, errs: &r.sink.errs}, nil
 	}
 	r.res.Publisher = ViaClient
 	var handshakes atomic.Int64 // the publishers are not among the clients counted

@@ -117,6 +117,9 @@ type Options struct {
 	// Publishers is how many client publishers (Via client) publish at
 	// once, each on its own connection, each with its share of Messages.
 	Publishers int
+	// PublishBatch is messages per POST /v1/publish call with Via api
+	// (1: the single form; more: the batch form).
+	PublishBatch int
 	// Batch is recipients per POST /v1/send call in the direct scenario;
 	// 1 uses the single-recipient form.
 	Batch int
@@ -235,6 +238,9 @@ func (o Options) withDefaults() Options {
 	if o.Publishers == 0 {
 		o.Publishers = d.Publishers
 	}
+	if o.PublishBatch == 0 {
+		o.PublishBatch = 1
+	}
 	if o.Batch == 0 {
 		o.Batch = d.Batch
 	}
@@ -327,6 +333,8 @@ func (o Options) Validate() error {
 	check(o.Via == ViaClient || o.Via == ViaAPI, "via: want %s or %s, got %q", ViaClient, ViaAPI, o.Via)
 	check(o.Publishers >= 1, "publishers: must be at least 1")
 	check(o.Publishers == 1 || o.Via == ViaClient, "publishers: only client publishers (--via client) come in numbers")
+	check(o.PublishBatch >= 1 && o.PublishBatch <= maxBatch, "publish-batch: must be between 1 and %d, got %d", maxBatch, o.PublishBatch)
+	check(o.PublishBatch == 1 || o.Via == ViaAPI, "publish-batch: needs --via api")
 	check(o.Batch >= 1 && o.Batch <= maxBatch, "batch: must be between 1 and %d, got %d", maxBatch, o.Batch)
 	check(o.APIConcurrency >= 1, "api-concurrency: must be at least 1")
 	check(o.Window >= 1, "window: must be at least 1")

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,16 @@ func newLimiter(perSecond float64) *rate.Limiter {
 		return nil
 	}
 	return rate.NewLimiter(rate.Limit(perSecond), 1)
+}
+
+// waitN waits for n tokens of l, whose burst is one.
+func waitN(ctx context.Context, l *rate.Limiter, n int64) error {
+	for range n {
+		if err := l.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // stopped reports whether stop is closed (a nil stop never is).
@@ -130,12 +141,15 @@ func (p *clientPublisher) counts() (sent, failed, calls int64) {
 	return p.sent.Load(), p.failed.Load(), 0
 }
 
-// apiPublisher publishes with POST /v1/publish, concurrency calls in flight.
+// apiPublisher publishes with POST /v1/publish, concurrency calls in
+// flight, each with one message or, with batch above 1, a batch of batch
+// messages.
 type apiPublisher struct {
 	api         *apiClient
 	channel     string
 	size        int
 	concurrency int
+	batch       int
 	errs        *errorLog
 
 	sent, failed, calls atomic.Int64
@@ -145,9 +159,10 @@ func (p *apiPublisher) publish(ctx context.Context, count int, perSecond float64
 	limiter := newLimiter(perSecond)
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	per := int64(max(p.batch, 1))
 	workers := p.concurrency
 	if count > 0 {
-		workers = min(workers, count)
+		workers = min(workers, (count+int(per)-1)/int(per))
 	}
 	for range workers {
 		wg.Add(1)
@@ -155,21 +170,36 @@ func (p *apiPublisher) publish(ctx context.Context, count int, perSecond float64
 			defer wg.Done()
 			pl := newPayload(p.size)
 			for ctx.Err() == nil && !stopped(stop) {
-				if i := next.Add(1); count > 0 && i > int64(count) {
-					return
+				n := per
+				if count > 0 {
+					end := next.Add(per)
+					n = min(per, int64(count)-(end-per))
+					if n <= 0 {
+						return
+					}
 				}
-				if limiter != nil && limiter.Wait(ctx) != nil {
+				if limiter != nil && waitN(ctx, limiter, n) != nil {
 					return
 				}
 				p.calls.Add(1)
-				if err := p.api.publish(ctx, p.channel, pl.stamp(time.Now().UnixNano())); err != nil {
-					p.failed.Add(1)
+				var err error
+				if p.batch > 1 {
+					data := make([][]byte, n)
+					for i := range data {
+						data[i] = slices.Clone(pl.stamp(time.Now().UnixNano()))
+					}
+					err = p.api.publishBatch(ctx, p.channel, data)
+				} else {
+					err = p.api.publish(ctx, p.channel, pl.stamp(time.Now().UnixNano()))
+				}
+				if err != nil {
+					p.failed.Add(n)
 					if ctx.Err() == nil {
 						p.errs.add("publish", err)
 					}
 					continue
 				}
-				p.sent.Add(1)
+				p.sent.Add(n)
 			}
 		}()
 	}

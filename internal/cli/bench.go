@@ -138,6 +138,7 @@ Memory per connection is meaningful on a freshly started server only.`,
 	f.Float64Var(&o.Rate, "rate", o.Rate, "messages per second (fanout, churn) or API calls per second (direct); 0: as fast as possible")
 	f.StringVar(&o.Via, "via", o.Via, "fanout publisher: client (publish op) or api (POST /v1/publish)")
 	f.IntVar(&o.Publishers, "publishers", o.Publishers, "fanout, recover, churn with --via client: publishers at once, each on its own connection")
+	f.IntVar(&o.PublishBatch, "publish-batch", o.PublishBatch, "fanout --via api: messages per POST /v1/publish call (1-10000; above 1 the batch form)")
 	f.IntVar(&o.Batch, "batch", o.Batch, "direct: recipients per POST /v1/send call (1-10000)")
 	f.IntVar(&o.APIConcurrency, "api-concurrency", o.APIConcurrency, "server API calls in flight")
 	f.IntVar(&o.Window, "window", o.Window, "publishes in flight awaiting their reply on the publisher connection")

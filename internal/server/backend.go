@@ -48,6 +48,29 @@ func (b backend) Dispatch(ctx context.Context, m *protocol.Message) error {
 	err := b.Server.Dispatch(ctx, m)
 	if errors.Is(err, errNotStored) {
 		b.log.Error("message not stored", "kind", m.Kind, "err", err)
+	}
+	return notStored(err)
+}
+
+// DispatchBatch answers each message the store refused as Dispatch does.
+func (b backend) DispatchBatch(ctx context.Context, ms []*protocol.Message) []error {
+	errs := b.Server.DispatchBatch(ctx, ms)
+	failed := 0
+	for i, err := range errs {
+		if errors.Is(err, errNotStored) {
+			if failed == 0 {
+				b.log.Error("batch messages not stored", "kind", ms[i].Kind, "err", err)
+			}
+			failed++
+		}
+		errs[i] = notStored(err)
+	}
+	return errs
+}
+
+// notStored turns the error of a message the store refused into a 503.
+func notStored(err error) error {
+	if errors.Is(err, errNotStored) {
 		perr := storageError()
 		return &api.Error{Status: http.StatusServiceUnavailable, Code: string(perr.Code), Message: perr.Message}
 	}

@@ -37,15 +37,16 @@ func storageError() *protocol.Error {
 	return protocol.Errorf(protocol.CodeStorageFailed, "the message could not be stored, so it was not sent; retry later")
 }
 
-// publishStored stores a channel message in its channel's history, then
-// hands it to the channel's lane for delivery in offset order. A nil
-// error means the message is on disk.
-func (s *Server) publishStored(ctx context.Context, m *protocol.Message, size int, ttl time.Duration) error {
-	l := s.chanLanes.acquire(m.Channel)
-	defer s.chanLanes.release(m.Channel, l)
+// publishStored stores channel messages, all of one channel, in its
+// history in one write, then hands them to the channel's lane for
+// delivery in offset order. A nil error means they are on disk; on error
+// none of them is sent.
+func (s *Server) publishStored(ctx context.Context, channel string, ms []*protocol.Message, size int, ttl time.Duration) error {
+	l := s.chanLanes.acquire(channel)
+	defer s.chanLanes.release(channel, l)
 	l.mu.Lock()
 	err := l.loadLocked(func() (uint64, string, error) {
-		pos, err := s.store.Top(ctx, m.Channel)
+		pos, err := s.store.Top(ctx, channel)
 		return pos.Offset, pos.Epoch, err
 	})
 	if err == nil {
@@ -55,33 +56,47 @@ func (s *Server) publishStored(ctx context.Context, m *protocol.Message, size in
 	if err != nil {
 		return err
 	}
-	pos, err := s.store.Append(ctx, m.Channel, time.UnixMilli(m.Time), stored(m))
-	l.mu.Lock()
-	m.Offset, m.Epoch = pos.Offset, pos.Epoch
-	if err != nil {
-		m = nil
+	var pos store.Position
+	if len(ms) == 1 {
+		pos, err = s.store.Append(ctx, channel, time.UnixMilli(ms[0].Time), stored(ms[0]))
+	} else {
+		data := make([][]byte, len(ms))
+		for i, m := range ms {
+			data[i] = stored(m)
+		}
+		// The batch shares one time: the first message's.
+		pos, err = s.store.AppendBatch(ctx, channel, time.UnixMilli(ms[0].Time), data)
 	}
-	l.stored(pos.Offset, pos.Epoch, m, s.publishLive)
+	l.mu.Lock()
+	live := ms
+	if err != nil {
+		live = make([]*protocol.Message, len(ms))
+	} else {
+		for i, m := range ms {
+			m.Offset, m.Epoch = pos.Offset+uint64(i), pos.Epoch
+		}
+	}
+	l.stored(pos.Offset, pos.Epoch, live, s.publishLive)
 	l.mu.Unlock()
 	if err != nil {
 		s.counters.storeFailures.Add(1)
 		return err
 	}
-	s.counters.historyAppends.Add(1)
-	if trimDue(pos.Offset, size) {
-		if _, err := s.store.Trim(ctx, m.Channel, size, time.Now().Add(-ttl)); err != nil {
-			s.log.Warn("trim history", "channel", m.Channel, "err", err)
+	s.counters.historyAppends.Add(int64(len(ms)))
+	if trimDue(pos.Offset, uint64(len(ms)), size) {
+		if _, err := s.store.Trim(ctx, channel, size, time.Now().Add(-ttl)); err != nil {
+			s.log.Warn("trim history", "channel", channel, "err", err)
 		}
 	}
 	return nil
 }
 
-// trimDue says whether the append of offset off to a history of size
-// messages trims it: about ten times per size, so a history exceeds its
-// size by at most a tenth.
-func trimDue(off uint64, size int) bool {
+// trimDue says whether the append of n offsets from first on to a
+// history of size messages trims it: about ten times per size, so a
+// history exceeds its size by at most a tenth (or by one batch).
+func trimDue(first, n uint64, size int) bool {
 	every := uint64(max(size/10, 1))
-	return off%every == 0
+	return (first+n-1)/every > (first-1)/every
 }
 
 // sendStored stores a direct message in its recipient's inbox, then hands
@@ -107,7 +122,7 @@ func (s *Server) sendStored(ctx context.Context, m *protocol.Message) error {
 	if err != nil {
 		m = nil
 	}
-	l.stored(seq, "", m, s.publishLive)
+	l.stored(seq, "", []*protocol.Message{m}, s.publishLive)
 	l.mu.Unlock()
 	if err != nil {
 		s.counters.storeFailures.Add(1)

@@ -53,18 +53,24 @@ func (l *lane) loadLocked(load func() (uint64, string, error)) error {
 // delivered is the last offset delivered live. mu held.
 func (l *lane) delivered() uint64 { return l.next - 1 }
 
-// stored hands the lane a message the store gave offset off in epoch
-// (off 0: the write failed), delivers what is now in order with deliver,
-// and ends the write begun by writing++. mu held.
-func (l *lane) stored(off uint64, epoch string, m *protocol.Message, deliver func(*protocol.Message)) {
+// stored hands the lane the messages of one write, to which the store
+// gave the consecutive offsets from first on in epoch (first 0: the write
+// failed and used no offset; a nil message: its write failed after it was
+// given its offset), delivers what is now in order with deliver, and ends
+// the write begun by writing++. mu held.
+func (l *lane) stored(first uint64, epoch string, ms []*protocol.Message, deliver func(*protocol.Message)) {
 	l.writing--
-	if off != 0 {
+	if first != 0 {
 		if epoch != l.epoch {
 			// The history was reset under us: a new epoch starts over.
-			l.epoch, l.next = epoch, off
+			l.epoch, l.next = epoch, first
 			clear(l.waiting)
 		}
-		if off >= l.next {
+		for i, m := range ms {
+			off := first + uint64(i)
+			if off < l.next {
+				continue
+			}
 			if l.waiting == nil {
 				l.waiting = make(map[uint64]*protocol.Message)
 			}
@@ -90,7 +96,9 @@ func (l *lane) stored(off uint64, epoch string, m *protocol.Message, deliver fun
 		}
 		slices.Sort(offs)
 		for _, off := range offs {
-			deliver(l.waiting[off])
+			if m := l.waiting[off]; m != nil {
+				deliver(m)
+			}
 		}
 		l.next = offs[len(offs)-1] + 1
 		clear(l.waiting)

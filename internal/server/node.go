@@ -153,13 +153,7 @@ func (n node) Route(ctx context.Context, s *session.Session, req *protocol.Reque
 // A message that comes with an id keeps it: the server API chooses ids
 // before it acts, so that a retried request sends the same ids.
 func (s *Server) Dispatch(ctx context.Context, m *protocol.Message) error {
-	now := time.Now()
-	if m.ID == "" {
-		m.ID = xid.New().String()
-	}
-	m.Time = now.UnixMilli()
-	m.Accepted = now
-	s.counters.messages.Add(1)
+	s.stamp(m, time.Now())
 	var err error
 	switch {
 	case m.Kind == protocol.KindChannel:
@@ -167,7 +161,7 @@ func (s *Server) Dispatch(ctx context.Context, m *protocol.Message) error {
 		if size == 0 {
 			return s.broker.Publish(ctx, m)
 		}
-		err = s.publishStored(ctx, m, size, ttl)
+		err = s.publishStored(ctx, m.Channel, []*protocol.Message{m}, size, ttl)
 	case m.Kind == protocol.KindDirect && s.cfg.InboxTTL > 0:
 		err = s.sendStored(ctx, m)
 	default:
@@ -177,6 +171,17 @@ func (s *Server) Dispatch(ctx context.Context, m *protocol.Message) error {
 		return fmt.Errorf("%w: %w", errNotStored, err)
 	}
 	return nil
+}
+
+// stamp gives m an id unless it has one, and the time it was accepted,
+// and counts it.
+func (s *Server) stamp(m *protocol.Message, now time.Time) {
+	if m.ID == "" {
+		m.ID = xid.New().String()
+	}
+	m.Time = now.UnixMilli()
+	m.Accepted = now
+	s.counters.messages.Add(1)
 }
 
 // errNotStored marks a message the store refused.

@@ -9,6 +9,8 @@ var (
 	ErrInvalidName = errors.New("store: invalid name")
 	// ErrInvalidLimit: a read was asked for zero or fewer records.
 	ErrInvalidLimit = errors.New("store: limit must be positive")
+	// ErrEmptyBatch: AppendBatch was given no records.
+	ErrEmptyBatch = errors.New("store: empty batch")
 	// ErrAckBackwards: an acknowledgement below the device's position. The
 	// position is unchanged; acknowledging the position itself again is not
 	// an error.

@@ -70,6 +70,14 @@ type History interface {
 	// no gap, readable in offset order. On error, a non-zero Offset was used
 	// by a record whose sync failed (see the package comment).
 	Append(ctx context.Context, channel string, at time.Time, data []byte) (Position, error)
+	// AppendBatch stores each of data, in order, as the next messages of
+	// channel, in one write with one sync, and returns the offset of the
+	// first (the others follow it, one apart) and the channel's epoch. The
+	// batch is atomic against other appends: no other record gets an
+	// offset between its first and its last. On error it is as Append's:
+	// a non-zero Offset means that every offset of the batch was used by
+	// a record whose sync failed. An empty data gives ErrEmptyBatch.
+	AppendBatch(ctx context.Context, channel string, at time.Time, data [][]byte) (Position, error)
 	// Top returns the channel's position. A channel never seen gets its
 	// epoch here, at offset 0.
 	Top(ctx context.Context, channel string) (Position, error)

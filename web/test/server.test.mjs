@@ -59,6 +59,37 @@ for (const transport of ["websocket", "sse"]) {
   });
 }
 
+for (const transport of ["websocket", "sse"]) {
+  test(`over ${transport}: with {echo: false} the sending connection does not get its own message`, { skip }, async (t) => {
+    const user = `echoer-${transport}`;
+    const sender = new HeraldClient({ ...opts, user, transports: [transport] });
+    const other = new HeraldClient({ ...opts, user, transports: [transport] });
+    t.after(() => {
+      sender.close();
+      other.close();
+    });
+    const got = { sender: [], other: [] };
+    sender.on("message", (m) => got.sender.push(m.id));
+    other.on("message", (m) => got.other.push(m.id));
+    await sender.connect();
+    await other.connect();
+    const room = `room:echo-${transport}`;
+    await sender.subscribe(room);
+    await other.subscribe(room);
+
+    // The sender's messages come in order: were the first delivered to
+    // it, it would come before the second, sent without the option.
+    const quiet = await sender.publish(room, "quiet", { echo: false });
+    const quietDirect = await sender.send(user, "quiet", { echo: false });
+    const loud = await sender.publish(room, "loud");
+    await until(() => got.other.length === 3 && got.sender.length >= 1, 3000, "the messages");
+    assert.deepEqual(got.other, [quiet.id, quietDirect.id, loud.id]);
+    assert.deepEqual(got.sender, [loud.id]);
+
+    await assert.rejects(sender.publish(room, "x", { echo: "no" }), { code: "invalid_field" });
+  });
+}
+
 test("reconnects and resubscribes when the server asks, stays away when kicked", { skip }, async () => {
   const c = new HeraldClient({ ...opts, user: "bouncer" });
   const got = [];

@@ -16,8 +16,9 @@ async function example(): Promise<void> {
   const pos = c.position("room:1");
   if (pos) console.log(pos.offset + 1, pos.epoch);
   const { id } = await c.publish("room:1", { text: "hi", n: [1, 2] });
-  await c.send("bob", "psst");
-  await c.broadcast(true);
+  await c.publish("room:1", "mine", { echo: false });
+  await c.send("bob", "psst", { echo: true });
+  await c.broadcast(true, {});
   const p: Presence = await c.presence("room:1");
   console.log(id, p.members.map((m) => m.user), escapeHTML("<b>"));
   try {

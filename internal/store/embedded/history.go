@@ -59,35 +59,52 @@ func (s *Store) channel(ctx context.Context, channel string) (*seqState, func(),
 
 // Append implements store.History.
 func (s *Store) Append(ctx context.Context, channel string, at time.Time, data []byte) (store.Position, error) {
+	return s.appendRecords(ctx, "append to", channel, at, [][]byte{data})
+}
+
+// AppendBatch implements store.History.
+func (s *Store) AppendBatch(ctx context.Context, channel string, at time.Time, data [][]byte) (store.Position, error) {
+	if len(data) == 0 {
+		return store.Position{}, store.ErrEmptyBatch
+	}
+	return s.appendRecords(ctx, "append a batch to", channel, at, data)
+}
+
+// appendRecords stores data at the next offsets of channel in one batch,
+// and returns the first offset.
+func (s *Store) appendRecords(ctx context.Context, what, channel string, at time.Time, data [][]byte) (store.Position, error) {
 	st, exit, err := s.channel(ctx, channel)
 	if err != nil {
 		return store.Position{}, err
 	}
 	defer exit()
-	off := st.next + 1
+	first := st.next + 1
+	last := st.next + uint64(len(data))
 	b := s.db.NewBatch()
 	defer b.Close()
 	if !st.stored {
 		b.Set(nameKey(prefixChannelMeta, channel), encodeChannelMeta(st.base, st.epoch), nil)
 	}
-	b.Set(seqKey(prefixHistory, channel, off), encodeRecord(at, data), nil)
+	for i, d := range data {
+		b.Set(seqKey(prefixHistory, channel, first+uint64(i)), encodeRecord(at, d), nil)
+	}
 	if err := s.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
 		st.mu.Unlock()
-		return store.Position{}, fmt.Errorf("append to %s: %w", channel, err)
+		return store.Position{}, fmt.Errorf("%s %s: %w", what, channel, err)
 	}
-	st.next, st.stored = off, true
+	st.next, st.stored = last, true
 	epoch := st.epoch
 	st.mu.Unlock()
 
 	if err := b.SyncWait(); err != nil {
-		return store.Position{Offset: off, Epoch: epoch}, fmt.Errorf("append to %s: sync: %w", channel, err)
+		return store.Position{Offset: first, Epoch: epoch}, fmt.Errorf("%s %s: sync: %w", what, channel, err)
 	}
 	st.mu.Lock()
-	if st.epoch == epoch && off > st.durable {
-		st.durable = off
+	if st.epoch == epoch && last > st.durable {
+		st.durable = last
 	}
 	st.mu.Unlock()
-	return store.Position{Offset: off, Epoch: epoch}, nil
+	return store.Position{Offset: first, Epoch: epoch}, nil
 }
 
 // storeMeta writes the channel's meta key if it is not on disk yet, so the

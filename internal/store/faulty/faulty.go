@@ -44,8 +44,8 @@ var _ store.Store = (*Store)(nil)
 func Wrap(s store.Store) *Store { return &Store{Store: s} }
 
 // Fail makes every write from now on fail with err, as mode says: Append,
-// Push, Ack, Delivered, Seen, Trim, Reset, Expire, Remember, Forget and
-// ForgetBefore.
+// AppendBatch, Push, Ack, Delivered, Seen, Trim, Reset, Expire, Remember,
+// Forget and ForgetBefore.
 func (s *Store) Fail(err error, mode Mode) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -83,6 +83,11 @@ func writeErr(s *Store, do func() error) error {
 // Append implements store.History.
 func (s *Store) Append(ctx context.Context, channel string, at time.Time, data []byte) (store.Position, error) {
 	return write(s, func() (store.Position, error) { return s.Store.Append(ctx, channel, at, data) })
+}
+
+// AppendBatch implements store.History.
+func (s *Store) AppendBatch(ctx context.Context, channel string, at time.Time, data [][]byte) (store.Position, error) {
+	return write(s, func() (store.Position, error) { return s.Store.AppendBatch(ctx, channel, at, data) })
 }
 
 // Trim implements store.History.

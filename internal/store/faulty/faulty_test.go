@@ -35,6 +35,10 @@ func writes(s *Store) map[string]func() error {
 	id := 0
 	return map[string]func() error{
 		"append": func() error { _, err := s.Append(ctx, "c", t0, nil); return err },
+		"append batch": func() error {
+			_, err := s.AppendBatch(ctx, "c", t0, [][]byte{nil, nil})
+			return err
+		},
 		"push": func() error {
 			id++
 			_, err := s.Push(ctx, "u", fmt.Sprint("w", id), t0, nil)
@@ -91,8 +95,9 @@ func TestRefuse(t *testing.T) {
 			t.Errorf("%s after healing: %v", name, err)
 		}
 	}
-	if pos, err := s.Append(ctx, "c", t0, nil); err != nil || pos.Offset != 3 {
-		t.Fatalf("append after healing at %+v, %v; want 3: refused writes used no offset", pos, err)
+	// The append and the batch of two after healing took offsets 2-4.
+	if pos, err := s.Append(ctx, "c", t0, nil); err != nil || pos.Offset != 5 {
+		t.Fatalf("append after healing at %+v, %v; want 5: refused writes used no offset", pos, err)
 	}
 }
 
@@ -109,6 +114,10 @@ func TestAfterWrite(t *testing.T) {
 	pos, err := s.Append(ctx, "c", t0, nil)
 	if !errors.Is(err, syncErr) || pos.Offset != 1 {
 		t.Fatalf("append with a failing sync: %+v, %v; want offset 1 and the error", pos, err)
+	}
+	pos, err = s.AppendBatch(ctx, "c", t0, [][]byte{nil, nil})
+	if !errors.Is(err, syncErr) || pos.Offset != 2 {
+		t.Fatalf("batch with a failing sync: %+v, %v; want offset 2 and the error", pos, err)
 	}
 	// A write refused by the store itself keeps its own error.
 	if err := s.Ack(ctx, "u", "phone", 5); !errors.Is(err, store.ErrAckBeyondEnd) {

@@ -39,16 +39,35 @@ func (s *Store) channelScript(ctx context.Context, script *rueidis.Lua, channel 
 
 // Append implements store.History.
 func (s *Store) Append(ctx context.Context, channel string, at time.Time, data []byte) (store.Position, error) {
-	msgs, err := s.channelScript(ctx, appendScript, channel, encodeTime(at), rueidis.BinaryString(data))
+	return s.appendScript(ctx, "append to "+channel, appendScript, channel, encodeTime(at), rueidis.BinaryString(data))
+}
+
+// AppendBatch implements store.History.
+func (s *Store) AppendBatch(ctx context.Context, channel string, at time.Time, data [][]byte) (store.Position, error) {
+	if len(data) == 0 {
+		return store.Position{}, store.ErrEmptyBatch
+	}
+	args := make([]string, 0, 1+len(data))
+	args = append(args, encodeTime(at))
+	for _, d := range data {
+		args = append(args, rueidis.BinaryString(d))
+	}
+	return s.appendScript(ctx, "append a batch to "+channel, appendBatchScript, channel, args...)
+}
+
+// appendScript runs a script that appends to channel and answers {first
+// offset, epoch}, and lists the channel.
+func (s *Store) appendScript(ctx context.Context, what string, script *rueidis.Lua, channel string, args ...string) (store.Position, error) {
+	msgs, err := s.channelScript(ctx, script, channel, args...)
 	if err != nil {
-		return store.Position{}, errorf("append to "+channel, err)
+		return store.Position{}, errorf(what, err)
 	}
 	pos, err := position(msgs)
 	if err != nil {
-		return store.Position{}, errorf("append to "+channel, err)
+		return store.Position{}, errorf(what, err)
 	}
 	if err := s.index(ctx, s.channelIndex(), channel); err != nil {
-		return pos, errorf("append to "+channel, err)
+		return pos, errorf(what, err)
 	}
 	return pos, nil
 }

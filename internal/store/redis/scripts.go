@@ -47,6 +47,17 @@ redis.call('XADD', hist, id(top), 't', ARGV[3], 'd', ARGV[4])
 return {top, epoch}
 `)
 
+// appendBatchScript: ARGV at, data... Returns {first offset, epoch}.
+var appendBatchScript = rueidis.NewLuaScript(channelPrelude + `
+local first = top + 1
+for i = 4, #ARGV do
+  top = top + 1
+  redis.call('XADD', hist, id(top), 't', ARGV[3], 'd', ARGV[i])
+end
+redis.call('HSET', meta, 'top', top)
+return {first, epoch}
+`)
+
 // topScript returns {top, epoch}.
 var topScript = rueidis.NewLuaScript(channelPrelude + `
 return {top, epoch}

@@ -42,6 +42,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ForgetKeysBefore", testForgetKeysBefore},
 		{"InvalidInput", testInvalidInput},
 		{"ConcurrentAppends", testConcurrentAppends},
+		{"AppendBatch", testAppendBatch},
+		{"ConcurrentBatches", testConcurrentBatches},
 		{"ConcurrentPushes", testConcurrentPushes},
 	}
 	for _, tc := range tests {
@@ -477,6 +479,18 @@ func testInvalidInput(t *testing.T, s store.Store) {
 	cancel()
 	if _, err := s.Append(canceled, "c", t0, nil); !errors.Is(err, context.Canceled) {
 		t.Errorf("append with a canceled context: %v", err)
+	}
+	if _, err := s.AppendBatch(canceled, "c", t0, [][]byte{nil}); !errors.Is(err, context.Canceled) {
+		t.Errorf("append a batch with a canceled context: %v", err)
+	}
+	if _, err := s.AppendBatch(ctx, "c", t0, nil); !errors.Is(err, store.ErrEmptyBatch) {
+		t.Errorf("append an empty batch: %v", err)
+	}
+	if _, err := s.AppendBatch(ctx, "a\x00b", t0, [][]byte{nil}); !errors.Is(err, store.ErrInvalidName) {
+		t.Errorf("append a batch to an invalid name: %v", err)
+	}
+	if recs, pos := read(t, s, "c", store.Range{Limit: 10}); len(recs) != 0 || pos.Offset != 0 {
+		t.Errorf("refused batches stored %d records, top %d", len(recs), pos.Offset)
 	}
 }
 
