@@ -201,6 +201,7 @@ func DefaultOptions() Options {
 		Via:            ViaClient,
 		Batch:          1,
 		Publishers:     1,
+		PublishBatch:   1,
 		APIConcurrency: defaultAPIConcurrent,
 		Window:         defaultWindow,
 		Cycles:         10000,
@@ -239,7 +240,7 @@ func (o Options) withDefaults() Options {
 		o.Publishers = d.Publishers
 	}
 	if o.PublishBatch == 0 {
-		o.PublishBatch = 1
+		o.PublishBatch = d.PublishBatch
 	}
 	if o.Batch == 0 {
 		o.Batch = d.Batch
