@@ -97,6 +97,9 @@ type Counters struct {
 	// Failed counts posts that failed: each try of a batch the backend
 	// did not take, retried or not.
 	Failed atomic.Int64
+	// Retried counts tries after a batch's first: posts made again
+	// because the one before failed.
+	Retried atomic.Int64
 }
 
 // Stats returns the Poster's counters.
@@ -249,6 +252,7 @@ func (p *Poster[T]) send(ctx context.Context, batch []T) {
 			return
 		case <-time.After(wait):
 		}
+		p.Retried.Add(1)
 		backoff = min(backoff*2, p.cfg.MaxBackoff)
 	}
 }

@@ -130,8 +130,8 @@ func TestRetriesOnServerError(t *testing.T) {
 	for p.Posted.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	if p.Posted.Load() != 1 || p.Dropped.Load() != 0 || p.Failed.Load() != 2 || p.Len() != 0 {
-		t.Fatalf("posted %d dropped %d failed %d queued %d, want 1, 0, 2, 0", p.Posted.Load(), p.Dropped.Load(), p.Failed.Load(), p.Len())
+	if p.Posted.Load() != 1 || p.Dropped.Load() != 0 || p.Failed.Load() != 2 || p.Retried.Load() != 2 || p.Len() != 0 {
+		t.Fatalf("posted %d dropped %d failed %d retried %d queued %d, want 1, 0, 2, 2, 0", p.Posted.Load(), p.Dropped.Load(), p.Failed.Load(), p.Retried.Load(), p.Len())
 	}
 }
 

@@ -91,6 +91,7 @@ func (s *Server) metricsHandler() http.Handler {
 		count("_posted_total", cap1(kind)+" events the backend took.", func(c *hooks.Counters) *atomic.Int64 { return &c.Posted })
 		count("_dropped_total", cap1(kind)+" events dropped: the webhook's queue was full, or the backend did not take them within the retry window.", func(c *hooks.Counters) *atomic.Int64 { return &c.Dropped })
 		count("_failed_posts_total", "Posts of "+kind+" events that failed (each retry counts).", func(c *hooks.Counters) *atomic.Int64 { return &c.Failed })
+		count("_retried_posts_total", "Posts of "+kind+" events made again because the one before failed.", func(c *hooks.Counters) *atomic.Int64 { return &c.Retried })
 		gauge(name+"_queued", cap1(kind)+" events waiting to be posted.", func() float64 { return float64(poster().Len()) })
 	}
 	if h := s.receiptHook; h != nil {
