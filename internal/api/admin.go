@@ -25,6 +25,37 @@ type Overview struct {
 	Goroutines    int              `json:"goroutines"`
 	Memory        Memory           `json:"memory"`
 	Nodes         []Node           `json:"nodes"`
+	Hooks         Hooks            `json:"hooks"`
+}
+
+// Hooks is the health of the calls to the backend, one entry per hook.
+type Hooks struct {
+	Events    Webhook  `json:"events"`   // --events-webhook
+	Receipts  Webhook  `json:"receipts"` // --receipts-webhook
+	Connect   AuthHook `json:"connect"`  // --connect-hook
+	Subscribe AuthHook `json:"subscribe"`
+}
+
+// Webhook is what a webhook did: events queued now, and since start the
+// events posted and dropped and the posts failed and retried.
+type Webhook struct {
+	Configured bool  `json:"configured"`
+	Queued     int   `json:"queued"`
+	Posted     int64 `json:"posted"`  // events the backend took
+	Failed     int64 `json:"failed"`  // posts that failed, each try counted
+	Retried    int64 `json:"retried"` // posts made again after a failure
+	Dropped    int64 `json:"dropped"` // events lost: queue full or retry window over
+}
+
+// AuthHook is what a connect or subscribe hook answered since start, and
+// its calls in flight now.
+type AuthHook struct {
+	Configured bool  `json:"configured"`
+	Admitted   int64 `json:"admitted"`
+	Refused    int64 `json:"refused"`
+	Failed     int64 `json:"failed"` // no usable answer in time
+	Busy       int64 `json:"busy"`   // not asked: too many calls in flight
+	InFlight   int   `json:"in_flight"`
 }
 
 // Memory is the process's memory as the Go runtime sees it, in bytes.

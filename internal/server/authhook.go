@@ -19,11 +19,12 @@ import (
 // in their backend rather than in tokens. A nil Caller is a hook that is
 // off.
 type authHooks struct {
-	connect, subscribe *hooks.Caller
-	stats              authHookStats
+	connect, subscribe           *hooks.Caller
+	connectStats, subscribeStats authHookStats
 }
 
-// authHookStats count the hooks' calls by outcome, for metrics.
+// authHookStats count a hook's calls by outcome, for metrics and the
+// overview.
 type authHookStats struct {
 	Admitted atomic.Int64 // the backend said yes
 	Refused  atomic.Int64 // the backend said no
@@ -93,18 +94,19 @@ func (h *authHooks) askConnect(ctx context.Context, sess *session.Session, req *
 		q.Headers = t.Headers()
 	}
 	var a connectHookAnswer
-	if perr, err := h.call(ctx, h.connect, q, &a, protocol.CodeUnauthorized, "the connect hook"); perr != nil {
+	st := &h.connectStats
+	if perr, err := h.call(ctx, h.connect, st, q, &a, protocol.CodeUnauthorized, "the connect hook"); perr != nil {
 		return session.Identity{}, perr, err
 	}
 	if !protocol.ValidUser(a.User) {
-		h.stats.Refused.Add(1)
+		st.Refused.Add(1)
 		return session.Identity{}, protocol.Errorf(protocol.CodeUnauthorized, "the server's backend admitted the connection without a valid user id"),
 			errors.New("connect hook answered user " + jsonQuote(a.User) + ", not a valid user id")
 	}
 	if len(a.Info) == 0 || string(a.Info) == "null" {
 		a.Info = nil
 	}
-	h.stats.Admitted.Add(1)
+	st.Admitted.Add(1)
 	return session.Identity{User: a.User, Grants: a.Grants, Info: a.Info}, nil, nil
 }
 
@@ -121,9 +123,9 @@ type subscribeHookRequest struct {
 func (h *authHooks) askSubscribe(ctx context.Context, sess *session.Session, channel string) *protocol.Error {
 	q := subscribeHookRequest{Client: sess.ClientID(), User: sess.User(), Channel: channel}
 	var a struct{}
-	perr, _ := h.call(ctx, h.subscribe, q, &a, protocol.CodeForbidden, "the subscribe hook")
+	perr, _ := h.call(ctx, h.subscribe, &h.subscribeStats, q, &a, protocol.CodeForbidden, "the subscribe hook")
 	if perr == nil {
-		h.stats.Admitted.Add(1)
+		h.subscribeStats.Admitted.Add(1)
 	}
 	return perr
 }
@@ -131,24 +133,24 @@ func (h *authHooks) askSubscribe(ctx context.Context, sess *session.Session, cha
 // call makes one hook call and turns its failure into the client's error:
 // a refusal into code no, with the backend's message when it gave one;
 // anything else into hook_unavailable.
-func (h *authHooks) call(ctx context.Context, c *hooks.Caller, q, a any, no protocol.Code, name string) (*protocol.Error, error) {
+func (h *authHooks) call(ctx context.Context, c *hooks.Caller, st *authHookStats, q, a any, no protocol.Code, name string) (*protocol.Error, error) {
 	err := c.Call(ctx, q, a)
 	var r *hooks.Refusal
 	switch {
 	case err == nil:
 		return nil, nil
 	case errors.As(err, &r):
-		h.stats.Refused.Add(1)
+		st.Refused.Add(1)
 		msg := "refused by the server's backend"
 		if r.Message != "" {
 			msg += ": " + r.Message
 		}
 		return protocol.Errorf(no, "%s", msg), err
 	case errors.Is(err, hooks.ErrBusy):
-		h.stats.Busy.Add(1)
+		st.Busy.Add(1)
 		return protocol.Errorf(protocol.CodeHookUnavailable, "the server's backend is busy with other clients; retry later"), err
 	}
-	h.stats.Failed.Add(1)
+	st.Failed.Add(1)
 	return protocol.Errorf(protocol.CodeHookUnavailable, "the server's backend gave no usable answer to %s in time; retry later", name), err
 }
 

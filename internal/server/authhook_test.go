@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -305,6 +306,14 @@ func TestConnectHookConcurrencyBound(t *testing.T) {
 		if !strings.Contains(string(m), want+"\n") {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+	hooks, _ := apiClient{t, "http://" + srv.HTTPAddr().String(), testNewKey}.ok("GET", "/v1/overview", "")["hooks"].(map[string]any)
+	want := map[string]any{"configured": true, "admitted": 3.0, "refused": 0.0, "failed": 0.0, "busy": 1.0, "in_flight": 0.0}
+	if h, _ := hooks["connect"].(map[string]any); !maps.Equal(h, want) {
+		t.Errorf("overview connect hook %v, want %v", h, want)
+	}
+	if h, _ := hooks["subscribe"].(map[string]any); h["configured"] != false {
+		t.Errorf("overview subscribe hook %v: not configured", h)
 	}
 }
 

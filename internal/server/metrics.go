@@ -101,10 +101,15 @@ func (s *Server) metricsHandler() http.Handler {
 		webhook("events_webhook", "presence", func() webhookPoster { return h.p })
 	}
 	if h := s.authHooks; h.connect != nil || h.subscribe != nil {
-		counter("auth_hook_admitted_total", "Connect and subscribe hook calls the backend answered yes.", &h.stats.Admitted)
-		counter("auth_hook_refused_total", "Connect and subscribe hook calls the backend answered no.", &h.stats.Refused)
-		counter("auth_hook_failed_total", "Connect and subscribe hook calls without a usable answer in time: the client got hook_unavailable.", &h.stats.Failed)
-		counter("auth_hook_busy_total", "Connect and subscribe hook calls not made: hook-concurrency calls were in flight; the client got hook_unavailable.", &h.stats.Busy)
+		// The metrics add up both hooks; the overview shows each.
+		both := func(name, help string, v func(*authHookStats) *atomic.Int64) {
+			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "herald", Name: name, Help: help},
+				func() float64 { return float64(v(&h.connectStats).Load() + v(&h.subscribeStats).Load()) }))
+		}
+		both("auth_hook_admitted_total", "Connect and subscribe hook calls the backend answered yes.", func(s *authHookStats) *atomic.Int64 { return &s.Admitted })
+		both("auth_hook_refused_total", "Connect and subscribe hook calls the backend answered no.", func(s *authHookStats) *atomic.Int64 { return &s.Refused })
+		both("auth_hook_failed_total", "Connect and subscribe hook calls without a usable answer in time: the client got hook_unavailable.", func(s *authHookStats) *atomic.Int64 { return &s.Failed })
+		both("auth_hook_busy_total", "Connect and subscribe hook calls not made: hook-concurrency calls were in flight; the client got hook_unavailable.", func(s *authHookStats) *atomic.Int64 { return &s.Busy })
 		gauge("auth_hook_in_flight", "Connect and subscribe hook calls in flight.", func() float64 {
 			n := 0
 			for _, c := range []*hooks.Caller{h.connect, h.subscribe} {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/heraldpush/herald/internal/api"
+	"github.com/heraldpush/herald/internal/hooks"
 	"github.com/heraldpush/herald/internal/hub"
 	"github.com/heraldpush/herald/internal/session"
 )
@@ -60,7 +61,34 @@ func (o operator) Overview() api.Overview {
 		Goroutines:    int(u64(3)),
 		Memory:        api.Memory{Heap: u64(0), Total: u64(1), Limit: int64(u64(2))},
 		Nodes:         []api.Node{{ID: o.nodeID, Self: true}},
+		Hooks:         o.hooksHealth(),
 	}
+}
+
+// hooksHealth reads the counters the metrics export, hook by hook.
+func (o operator) hooksHealth() api.Hooks {
+	var h api.Hooks
+	if o.presenceHook != nil {
+		h.Events = webhookHealth(o.presenceHook.p)
+	}
+	if o.receiptHook != nil {
+		h.Receipts = webhookHealth(o.receiptHook.p)
+	}
+	h.Connect = authHookHealth(o.authHooks.connect, &o.authHooks.connectStats)
+	h.Subscribe = authHookHealth(o.authHooks.subscribe, &o.authHooks.subscribeStats)
+	return h
+}
+
+func webhookHealth(p webhookPoster) api.Webhook {
+	c := p.Stats()
+	return api.Webhook{Configured: true, Queued: p.Len(), Posted: c.Posted.Load(), Failed: c.Failed.Load(), Retried: c.Retried.Load(), Dropped: c.Dropped.Load()}
+}
+
+func authHookHealth(c *hooks.Caller, st *authHookStats) api.AuthHook {
+	if c == nil {
+		return api.AuthHook{}
+	}
+	return api.AuthHook{Configured: true, Admitted: st.Admitted.Load(), Refused: st.Refused.Load(), Failed: st.Failed.Load(), Busy: st.Busy.Load(), InFlight: c.InFlight()}
 }
 
 func (o operator) TopChannels(n int) ([]api.ChannelCount, int) {

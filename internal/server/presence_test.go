@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -196,13 +197,24 @@ func TestPresenceEventsBackendRecovers(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		m, _ := io.ReadAll(resp.Body)
-		for _, want := range []string{"herald_events_webhook_posted_total 48", "herald_events_webhook_failed_posts_total 5", "herald_events_webhook_dropped_total 0", "herald_events_webhook_queued 0"} {
+		for _, want := range []string{"herald_events_webhook_posted_total 48", "herald_events_webhook_failed_posts_total 5", "herald_events_webhook_retried_posts_total 5", "herald_events_webhook_dropped_total 0", "herald_events_webhook_queued 0"} {
 			if !strings.Contains(string(m), want+"\n") {
 				return fmt.Errorf("metrics lack %q: %s", want, regexp.MustCompile(`herald_events_webhook_\w+ \d+`).FindAllString(string(m), -1))
 			}
 		}
 		return nil
 	})
+	// The overview shows the same, hook by hook.
+	hooks, _ := apiClient{t, "http://" + srv.HTTPAddr().String(), ""}.ok("GET", "/v1/overview", "")["hooks"].(map[string]any)
+	want := map[string]any{"configured": true, "queued": 0.0, "posted": 48.0, "failed": 5.0, "retried": 5.0, "dropped": 0.0}
+	if ev, _ := hooks["events"].(map[string]any); !maps.Equal(ev, want) {
+		t.Fatalf("overview events hook %v, want %v", ev, want)
+	}
+	for _, off := range []string{"receipts", "connect", "subscribe"} {
+		if h, _ := hooks[off].(map[string]any); h["configured"] != false {
+			t.Fatalf("overview %s hook %v: not configured", off, h)
+		}
+	}
 }
 
 // At shutdown no user can come back: the users within their grace, and
