@@ -279,6 +279,9 @@ func TestBrowserDashboard(t *testing.T) {
 	const key = "dashboard-test-key-0123456789"
 	cfg := testserver.Config(t)
 	cfg.APIKeys = []string{key}
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	t.Cleanup(backend.Close)
+	cfg.EventsWebhook, cfg.EventsWebhookSecret = backend.URL, "dashboard-test-webhook-secret-0123456789"
 	srv := testserver.Start(t, cfg)
 	base := srv.API()
 
@@ -314,6 +317,10 @@ func TestBrowserDashboard(t *testing.T) {
 	}
 	waitJS(t, ctx, 5*time.Second, "users and channels",
 		`document.getElementById("users").textContent === "2" && document.getElementById("busiest").textContent.includes("room:busy")`)
+	// The events webhook is on and has posted the two users' online
+	// events; the other hooks are off.
+	waitJS(t, ctx, 5*time.Second, "the hooks' health",
+		`(r => r[0][0] === "events" && r[0][2] === "2" && r[0][5] === "0" && r[1][1] === "off")([...document.querySelectorAll("#webhooks tr")].map(tr => [...tr.cells].map(td => td.textContent))) && document.getElementById("authhooks").textContent === "connectoffsubscribeoff"`)
 
 	// Traffic, from a backend, shows in the rates while the operator works.
 	stop := make(chan struct{})

@@ -162,6 +162,19 @@ function showOverview(o) {
     .filter(([, n]) => n > 0)
     .sort((a, b) => b[1] - a[1]);
   rows("disconnects", reasons, ([r, n]) => [[r], [String(n), "num"]]);
+  showHooks(o.hooks);
+}
+
+// showHooks lists each hook, its counters when configured, "off" when not.
+function showHooks(h) {
+  const cells = (name, hook, fields) => {
+    if (!hook.configured) return [[name], ["off", "num muted"], ...fields.slice(1).map(() => [""])];
+    return [[name], ...fields.map((f) => [String(hook[f]), f === "dropped" && hook[f] > 0 ? "num error" : "num"])];
+  };
+  const webhooks = ["queued", "posted", "failed", "retried", "dropped"];
+  rows("webhooks", [["events", h.events], ["receipts", h.receipts]], ([name, hook]) => cells(name, hook, webhooks));
+  const auth = ["admitted", "refused", "failed", "busy", "in_flight"];
+  rows("authhooks", [["connect", h.connect], ["subscribe", h.subscribe]], ([name, hook]) => cells(name, hook, auth));
 }
 
 async function poll() {
