@@ -225,6 +225,9 @@ func (r *runner) finish(ctx context.Context, start time.Time) {
 				res.DeliveriesExpected, res.DeliveriesReceived, res.Missing, res.Duplicates)
 		}
 	}
+	if r.hooks != nil {
+		res.Hooks = r.hooks.report()
+	}
 	res.Errors, res.ErrorSamples = r.sink.errs.snapshot()
 	if len(res.Failures) > 0 && rateLimited(res.Errors) {
 		res.fail(limitHint)

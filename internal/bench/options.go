@@ -3,6 +3,7 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"time"
 
@@ -43,10 +44,14 @@ const (
 	// the users connect with a device: each must receive all its pending
 	// messages, and acknowledges them.
 	ScenarioInbox Scenario = "inbox"
+	// ScenarioOffline measures presence events: Clients users connect,
+	// then all disconnect at once; the hook receiver (HookReceiver, the
+	// server's events webhook) must get every user.offline.
+	ScenarioOffline Scenario = "offline"
 )
 
 // Scenarios lists every scenario, in the order help text shows them.
-var Scenarios = []Scenario{ScenarioIdle, ScenarioFanout, ScenarioDirect, ScenarioChurn, ScenarioAbuse, ScenarioRecover, ScenarioInbox}
+var Scenarios = []Scenario{ScenarioIdle, ScenarioFanout, ScenarioDirect, ScenarioChurn, ScenarioAbuse, ScenarioRecover, ScenarioInbox, ScenarioOffline}
 
 // How a fan-out publisher reaches the server.
 const (
@@ -157,8 +162,17 @@ type Options struct {
 	// enabled) before each reading.
 	Settle time.Duration
 
-	// Drain is how long to wait for outstanding deliveries when none
-	// arrive, before giving up on the rest.
+	// HookReceiver, when set, is a loopback address the run serves an
+	// events webhook backend on, for the server's --events-webhook: it
+	// answers each post after HookDelay and reports the events it got.
+	// The offline scenario needs it.
+	HookReceiver string
+	HookDelay    time.Duration
+	// hookListener, when set, is the receiver's listener (tests).
+	hookListener net.Listener
+
+	// Drain is how long to wait for outstanding deliveries (or hook
+	// events) when none arrive, before giving up on the rest.
 	Drain time.Duration
 	// Timeout bounds the whole run.
 	Timeout time.Duration
@@ -314,7 +328,9 @@ func (o Options) Validate() error {
 	for _, s := range Scenarios {
 		known = known || o.Scenario == s
 	}
-	check(known, "scenario: want idle, fanout, direct, churn, abuse, recover or inbox, got %q", o.Scenario)
+	check(known, "scenario: want idle, fanout, direct, churn, abuse, recover, inbox or offline, got %q", o.Scenario)
+	check(o.Scenario != ScenarioOffline || o.hasHookReceiver(), "offline: needs --hook-receiver, the server's --events-webhook")
+	check(o.HookDelay >= 0, "hook-delay: must not be negative")
 	check(o.Clients >= 1 || !o.Scenario.hasClients(), "clients: must be at least 1")
 	check(o.Concurrency >= 1, "concurrency: must be at least 1")
 	check(o.ConnectRate >= 0, "connect-rate: must not be negative")
@@ -357,6 +373,11 @@ func (o Options) Validate() error {
 			errs = append(errs, fmt.Errorf("baseline-server: %w", err))
 		}
 	}
+	if o.HookReceiver != "" {
+		if _, _, err := net.SplitHostPort(o.HookReceiver); err != nil {
+			errs = append(errs, fmt.Errorf("hook-receiver: want host:port: %w", err))
+		}
+	}
 	if _, err := parseSourceIPs(o.SourceIPs); err != nil {
 		errs = append(errs, fmt.Errorf("source-ips: %w", err))
 	}
@@ -365,6 +386,9 @@ func (o Options) Validate() error {
 	}
 	return nil
 }
+
+// hasHookReceiver reports whether the run serves a hook receiver.
+func (o Options) hasHookReceiver() bool { return o.HookReceiver != "" || o.hookListener != nil }
 
 // peakConnections is the most client connections the run holds at once.
 func (o Options) peakConnections() int {

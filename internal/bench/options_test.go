@@ -3,6 +3,7 @@ package bench
 import (
 	"errors"
 	"testing"
+	"time"
 )
 
 func TestValidate(t *testing.T) {
@@ -30,6 +31,9 @@ func TestValidate(t *testing.T) {
 		"baseline channel":  func(o *Options) { o.BaselineChannel = "bad channel" },
 		"baseline server":   func(o *Options) { o.BaselineServer = "http://127.0.0.1:7600" },
 		"baseline stalled":  func(o *Options) { o.Stalled, o.BaselineChannel = 10, "plain:x" },
+		"offline no hooks":  func(o *Options) { o.Scenario = ScenarioOffline },
+		"hook receiver":     func(o *Options) { o.HookReceiver = "7700" },
+		"hook delay":        func(o *Options) { o.HookReceiver, o.HookDelay = "127.0.0.1:7700", -time.Second },
 	} {
 		o := ok
 		mutate(&o)

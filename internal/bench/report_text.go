@@ -94,6 +94,18 @@ func reportRows(r Result) [][2]string {
 			add("", "go heap in use %s empty, %s with the messages pending", bytesIEC(float64(m.HeapEmptyBytes)), bytesIEC(float64(m.HeapFilledBytes)))
 		}
 	}
+	if h := r.Hooks; h != nil {
+		types := make([]string, 0, len(h.Events))
+		for typ, n := range h.Events {
+			types = append(types, typ+" "+count(n))
+		}
+		sort.Strings(types)
+		add("hook receiver", "%s answering after %s: %s posts (%s)", h.Addr, millis(h.DelayMs), count(h.Posts), strings.Join(types, ", "))
+	}
+	if off := r.Offline; off != nil {
+		add("offline", "%s users disconnected in %.2fs; %s user.offline in %s posts, first after %.2fs, last after %.2fs",
+			count(off.Users), off.CloseSeconds, count(off.Events), count(off.Posts), off.FirstSeconds, off.LastSeconds)
+	}
 	if r.Scenario.sends() && (r.Scenario != ScenarioInbox || r.Clients > 0) {
 		rows = append(rows, deliveryRows(r)...)
 	} else if r.DeliveriesReceived > 0 {

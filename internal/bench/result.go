@@ -59,6 +59,8 @@ type Result struct {
 	Churn    *Churn         `json:"churn,omitempty"`
 	Stalled  *Stalled       `json:"stalled,omitempty"`
 	Attacks  []Attack       `json:"attacks,omitempty"`
+	Hooks    *Hooks         `json:"hooks,omitempty"`
+	Offline  *Offline       `json:"offline,omitempty"`
 	Process  *ServerProcess `json:"server_process,omitempty"`
 
 	// Baseline is the same load against the baseline of a compared run,
@@ -243,4 +245,23 @@ func (r *Result) Check() error {
 		return nil
 	}
 	return fmt.Errorf("%w: %s", ErrIncomplete, strings.Join(r.Failures, "; "))
+}
+
+// Hooks is what the run's hook receiver got: posts, and events by type.
+type Hooks struct {
+	Addr    string           `json:"addr"`
+	DelayMs float64          `json:"delay_ms"` // each post answered after it
+	Posts   int64            `json:"posts"`
+	Events  map[string]int64 `json:"events"`
+}
+
+// Offline is what the offline scenario measured, in seconds from the
+// first connection closed.
+type Offline struct {
+	Users        int64   `json:"users"`         // disconnected at once
+	CloseSeconds float64 `json:"close_seconds"` // to close them all
+	Events       int64   `json:"events"`        // user.offline received
+	Posts        int64   `json:"posts"`         // that carried them
+	FirstSeconds float64 `json:"first_seconds"` // to the first user.offline
+	LastSeconds  float64 `json:"last_seconds"`  // to the last
 }

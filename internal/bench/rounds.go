@@ -61,7 +61,7 @@ func (r *runner) endLoad(l *load) {
 // ...), so that both see the same machine, warmed the same way, at the
 // same time of the run. The result is the target's, with the baseline's
 // inside it.
-func runCompared(ctx context.Context, o Options, progress io.Writer) (Result, error) {
+func runCompared(ctx context.Context, o Options, hooks *hookReceiver, progress io.Writer) (Result, error) {
 	b := o.baseline()
 	if err := checkFileLimit(o.peakConnections() + b.peakConnections() + 2*o.APIConcurrency + fdMargin); err != nil {
 		return Result{}, err
@@ -71,6 +71,7 @@ func runCompared(ctx context.Context, o Options, progress io.Writer) (Result, er
 		return Result{}, err
 	}
 	defer ra.close()
+	ra.hooks = hooks // the target's: the baseline server has no webhook, or another
 	rb, err := newRunner(ctx, b, progress)
 	if err != nil {
 		return Result{}, fmt.Errorf("baseline: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -23,14 +24,22 @@ func Run(ctx context.Context, o Options, progress io.Writer) (Result, error) {
 	if err := o.Validate(); err != nil {
 		return Result{}, err
 	}
+	hooks, err := o.startHookReceiver(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	if hooks != nil {
+		defer hooks.close()
+	}
 	if o.hasBaseline() {
-		return runCompared(ctx, o, progress)
+		return runCompared(ctx, o, hooks, progress)
 	}
 	r, err := newRunner(ctx, o, progress)
 	if err != nil {
 		return Result{}, err
 	}
 	defer r.close()
+	r.hooks = hooks
 
 	start := time.Now()
 	r.res.StartedAt = start.UTC()
@@ -51,9 +60,32 @@ func Run(ctx context.Context, o Options, progress io.Writer) (Result, error) {
 		r.runRecover(runCtx)
 	case ScenarioInbox:
 		r.runInbox(runCtx)
+	case ScenarioOffline:
+		r.runOffline(runCtx)
 	}
 	r.finish(runCtx, start)
 	return r.res, nil
+}
+
+// startHookReceiver starts the hook receiver the options ask for, if any.
+func (o Options) startHookReceiver(ctx context.Context) (*hookReceiver, error) {
+	ln := o.hookListener
+	if ln == nil && o.HookReceiver != "" {
+		host, _, _ := net.SplitHostPort(o.HookReceiver) // Validate checked it
+		if !o.AllowRemote {
+			if err := checkLoopback(ctx, host); err != nil {
+				return nil, fmt.Errorf("hook-receiver: %w", err)
+			}
+		}
+		var err error
+		if ln, err = net.Listen("tcp", o.HookReceiver); err != nil {
+			return nil, fmt.Errorf("hook-receiver: %w", err)
+		}
+	}
+	if ln == nil {
+		return nil, nil
+	}
+	return startHookReceiver(ln, o.HookDelay), nil
 }
 
 // runner holds the state of one run.
@@ -69,7 +101,8 @@ type runner struct {
 	proc     *procReader // nil without a server pid
 	self     *procReader // this process
 	progress io.Writer
-	label    string // names the side of a compared run in progress bars
+	label    string        // names the side of a compared run in progress bars
+	hooks    *hookReceiver // nil without HookReceiver
 
 	handshakes atomic.Int64
 	res        Result

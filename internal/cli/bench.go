@@ -20,7 +20,7 @@ func newBench(stdout, stderr io.Writer) *cobra.Command {
 		quiet    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "bench {idle|fanout|direct|churn|abuse|recover|inbox}",
+		Use:   "bench {idle|fanout|direct|churn|abuse|recover|inbox|offline}",
 		Short: "Load-test a running server and report its performance",
 		Long: `Load-test a running Herald server with real client connections and report
 handshakes, deliveries (expected against received: they must match, or the
@@ -53,6 +53,15 @@ Scenarios:
           after (after a GC with the server's --pprof, and --settle);
           then --online of the users connect with a device, must each get
           their pending messages, and acknowledge them
+  offline --clients users connect and, once --hook-receiver has every
+          user.online, all disconnect at once; reports when the
+          user.offline events arrived (start the server with
+          --events-webhook at the receiver)
+
+A slow backend for the server's hooks (any scenario): --hook-receiver ADDR
+serves an events webhook backend on ADDR for the run, answering each post
+after --hook-delay; start the server with --events-webhook http://ADDR/
+and the report counts the posts and events it got.
 
 Compare in one run (fanout, direct): --baseline-server, --baseline-api,
 --baseline-pid and --baseline-channel name a baseline (another server,
@@ -88,7 +97,8 @@ Memory per connection is meaningful on a freshly started server only.`,
   herald bench direct --clients 5000 --messages 8 --api-concurrency 16 \
     --baseline-server ws://127.0.0.1:7700/ws --baseline-api http://127.0.0.1:7700
   herald bench recover --clients 1 --messages 10000 --channel hist:bench
-  herald bench inbox --clients 10000 --messages 10 --batch 1000`,
+  herald bench inbox --clients 10000 --messages 10 --batch 1000
+  herald bench offline --clients 10000 --hook-receiver 127.0.0.1:7700 --hook-delay 100ms`,
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: benchScenarioNames(),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -151,7 +161,9 @@ Memory per connection is meaningful on a freshly started server only.`,
 	f.StringVar(&o.BaselineChannel, "baseline-channel", o.BaselineChannel, "fanout: the baseline's channel (default: --channel)")
 	f.IntVar(&o.Online, "online", o.Online, "inbox: users that come online after the fill (-1: all)")
 	f.DurationVar(&o.Settle, "settle", o.Settle, "inbox: wait this long for the server's memory to settle before reading it")
-	f.DurationVar(&o.Drain, "drain", o.Drain, "give up on outstanding deliveries after this long without one")
+	f.StringVar(&o.HookReceiver, "hook-receiver", o.HookReceiver, "serve an events webhook backend on this host:port for the run (the server's --events-webhook)")
+	f.DurationVar(&o.HookDelay, "hook-delay", o.HookDelay, "hook-receiver: answer each post after this long")
+	f.DurationVar(&o.Drain, "drain", o.Drain, "give up on outstanding deliveries (or hook events) after this long without one")
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "bound on the whole run")
 	f.BoolVar(&asJSON, "json", false, "print one JSON result object instead of the text report")
 	f.StringVar(&htmlPath, "html", "", "also write a self-contained HTML report with a latency chart to this file")
