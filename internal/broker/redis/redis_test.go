@@ -14,13 +14,14 @@ import (
 	"github.com/heraldpush/herald/internal/redistest"
 )
 
-// newClient connects to addr; the client is closed when t ends. Each node
-// has a client of its own, as each node of a cluster would.
-func newClient(t *testing.T, addr string) rueidis.Client {
+// newClient connects to a redis-server, or to the Redis Cluster of
+// addrs; the client is closed when t ends. Each node has a client of its
+// own, as each node of a cluster would.
+func newClient(t *testing.T, addrs ...string) rueidis.Client {
 	t.Helper()
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true})
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: addrs, DisableCache: true})
 	if err != nil {
-		t.Fatalf("connect to %s: %v", addr, err)
+		t.Fatalf("connect to %v: %v", addrs, err)
 	}
 	t.Cleanup(c.Close)
 	return c
@@ -40,6 +41,17 @@ func TestConformance(t *testing.T) {
 			t.Run("Interest", func(t *testing.T) { brokertest.RunInterest(t, 2, true, newNode) })
 		})
 	}
+}
+
+// TestClusterConformance runs the contract over Redis Cluster: sharded
+// pub/sub, each topic on the shard of its slot.
+func TestClusterConformance(t *testing.T) {
+	c := redistest.StartCluster(t)
+	newNode := func(t *testing.T) broker.Broker {
+		return New(newClient(t, c.Addrs()...), Options{Prefix: "tc"})
+	}
+	t.Run("Delivery", func(t *testing.T) { brokertest.Run(t, 3, newNode) })
+	t.Run("Interest", func(t *testing.T) { brokertest.RunInterest(t, 2, true, newNode) })
 }
 
 func TestCodecRoundTrip(t *testing.T) {
