@@ -296,6 +296,15 @@ func (b *Broker) run(runCtx context.Context, s *subscription) {
 			b.inForce(s)
 		}
 	})
+	// rueidis takes a subscription lost with its connection up again by
+	// itself, within Receive: this hook is how the broker learns of the
+	// loss.
+	hookCtx = rueidis.WithOnReceiveReturnHook(hookCtx, func(err error, _ rueidis.CommandClient) error {
+		if runCtx.Err() == nil {
+			b.dropped(s, err)
+		}
+		return err
+	})
 	for {
 		var cmd rueidis.Completed
 		if b.sharded {
@@ -307,17 +316,8 @@ func (b *Broker) run(runCtx context.Context, s *subscription) {
 		if runCtx.Err() != nil {
 			return
 		}
-		if err == nil {
-			err = errDropped
-		}
+		b.dropped(s, err)
 		s.mu.Lock()
-		if s.inForce {
-			b.log.Warn("redis broker: subscription lost", "topic", s.name, "err", err)
-		}
-		s.inForce = false
-		if s.lost == nil {
-			s.lost = err
-		}
 		if s.wasReset {
 			backoff, s.wasReset = minBackoff, false
 		}
@@ -351,6 +351,23 @@ func (b *Broker) inForce(s *subscription) {
 	b.log.Info("redis broker: subscription back; messages may have been missed", "topic", s.name, "lost", lost)
 	if b.opts.OnGap != nil {
 		b.opts.OnGap(s.topic, lost)
+	}
+}
+
+// dropped records that s is no longer in force, because of err, and
+// logs the loss once.
+func (b *Broker) dropped(s *subscription, err error) {
+	if err == nil {
+		err = errDropped
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inForce {
+		b.log.Warn("redis broker: subscription lost", "topic", s.name, "err", err)
+	}
+	s.inForce = false
+	if s.lost == nil {
+		s.lost = err
 	}
 }
 
