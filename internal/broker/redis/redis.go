@@ -91,6 +91,8 @@ type Broker struct {
 	subs   map[string]*subscription
 	ending map[string]chan struct{} // names being unsubscribed
 	wg     sync.WaitGroup
+
+	stats counters // stats.go
 }
 
 var _ broker.Broker = (*Broker)(nil)
@@ -137,6 +139,7 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	b.mu.Unlock()
 	context.AfterFunc(ctx, func() { b.Close() })
 	b.h.Store(&h)
+	b.startPinger()
 	if err := b.subscribe(ctx, broker.Topic{}, rediskey.Broadcast(b.opts.Prefix)); err != nil {
 		b.Close()
 		return fmt.Errorf("subscribe to broadcasts: %w", err)
@@ -190,8 +193,10 @@ func (b *Broker) Publish(ctx context.Context, m *protocol.Message) error {
 		cmd = b.client.B().Publish().Channel(name).Message(payload).Build()
 	}
 	if err := b.client.Do(ctx, cmd).Error(); err != nil {
+		b.stats.publishErrors.Add(1)
 		return fmt.Errorf("publish %s to redis: %w", m.ID, err)
 	}
+	b.stats.published.Add(1)
 	return nil
 }
 
@@ -348,6 +353,7 @@ func (b *Broker) inForce(s *subscription) {
 		close(s.ready)
 		return
 	}
+	b.stats.reconnects.Add(1)
 	b.log.Info("redis broker: subscription back; messages may have been missed", "topic", s.name, "lost", lost)
 	if b.opts.OnGap != nil {
 		b.opts.OnGap(s.topic, lost)
@@ -373,6 +379,7 @@ func (b *Broker) dropped(s *subscription, err error) {
 
 // deliver decodes one publication and hands it to the handler.
 func (b *Broker) deliver(payload string) {
+	b.stats.received.Add(1)
 	h := b.h.Load()
 	if h == nil {
 		return
