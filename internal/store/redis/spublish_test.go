@@ -19,11 +19,7 @@ import (
 // slot is refused.
 func TestClusterScriptSpublish(t *testing.T) {
 	c := redistest.StartCluster(t)
-	client, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: c.Addrs(), DisableCache: true})
-	if err != nil {
-		t.Fatalf("connect to the cluster %v: %v", c.Addrs(), err)
-	}
-	defer client.Close()
+	client := connect(t, c.Addrs()...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
@@ -66,7 +62,7 @@ return top`)
 	// slots in fixed thirds, so the names decide): refused, as a key of
 	// that slot would be.
 	other := rediskey.Live(rediskey.Channel("t", "Y"))
-	err = script.Exec(ctx, client, []string{base + ":meta"}, []string{other}).Error()
+	err := script.Exec(ctx, client, []string{base + ":meta"}, []string{other}).Error()
 	if err == nil || !strings.Contains(err.Error(), "non local key") {
 		t.Fatalf("script publishing to %s, on another node: %v", other, err)
 	}
