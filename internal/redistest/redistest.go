@@ -1,6 +1,7 @@
-// Package redistest starts a private redis-server for a test: on a free
-// loopback port, with a temporary directory and no persistence, stopped in
-// the test's cleanup. Tests never use a Redis they did not start.
+// Package redistest starts a private redis-server for a test, or a Redis
+// Cluster of three (StartCluster): on free loopback ports, with temporary
+// directories and no persistence, stopped in the test's cleanup. Tests
+// never use a Redis they did not start.
 package redistest
 
 import (
