@@ -182,7 +182,7 @@ func (b *Broker) Publish(ctx context.Context, m *protocol.Message) error {
 	} else if m.Kind != protocol.KindBroadcast {
 		return fmt.Errorf("redis broker: message %s of unknown kind %q", m.ID, m.Kind)
 	}
-	payload := rueidis.BinaryString(encode(make([]byte, 0, 64+len(m.ID)+len(m.Channel)+len(m.Data)), m))
+	payload := rueidis.BinaryString(Encode(m))
 	var cmd rueidis.Completed
 	if b.sharded {
 		cmd = b.client.B().Spublish().Channel(name).Message(payload).Build()
