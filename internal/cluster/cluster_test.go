@@ -38,6 +38,27 @@ func newRegistry(t *testing.T, client rueidis.Client, node string) *Registry {
 	return r
 }
 
+// twoNodes starts registries a and b over one client of srv.
+func twoNodes(t *testing.T, srv *redistest.Server) (rueidis.Client, *Registry, *Registry) {
+	t.Helper()
+	client := newClient(t, srv)
+	a, b := newRegistry(t, client, "a"), newRegistry(t, client, "b")
+	start(t, a)
+	start(t, b)
+	return client, a, b
+}
+
+// wantGone fails t unless none of keys exists.
+func wantGone(t *testing.T, client rueidis.Client, keys ...string) {
+	t.Helper()
+	for _, key := range keys {
+		n, err := client.Do(context.Background(), client.B().Exists().Key(key).Build()).AsInt64()
+		if err != nil || n != 0 {
+			t.Errorf("%s is left: %d, %v", key, n, err)
+		}
+	}
+}
+
 func start(t *testing.T, r *Registry) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -182,21 +203,14 @@ func TestSumsOverNodes(t *testing.T) {
 	if err := wantChannel(c, "room")(); err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{rediskey.User("herald", "bob") + ":pres", rediskey.Channel("herald", "hall") + ":pres"} {
-		if n, err := client.Do(ctx, client.B().Exists().Key(key).Build()).AsInt64(); err != nil || n != 0 {
-			t.Errorf("%s left after Close: %d, %v", key, n, err)
-		}
-	}
+	wantGone(t, client, rediskey.User("herald", "bob")+":pres", rediskey.Channel("herald", "hall")+":pres")
 	if nodes, err := c.Nodes(ctx); err != nil || len(nodes) != 2 {
 		t.Fatalf("Nodes after Close = %+v, %v", nodes, err)
 	}
 }
 
 func TestKilledNodeDropsOut(t *testing.T) {
-	client := newClient(t, redistest.Start(t))
-	a, b := newRegistry(t, client, "a"), newRegistry(t, client, "b")
-	start(t, a)
-	start(t, b)
+	client, a, b := twoNodes(t, redistest.Start(t))
 	b.Connected("ann", nil)
 	b.Joined("room", "ann")
 	checkFor(t, 2*time.Second, wantUser(a, "ann", 1))
@@ -212,23 +226,18 @@ func TestKilledNodeDropsOut(t *testing.T) {
 		t.Fatalf("Stats = %+v, %v", st, err)
 	}
 	// The reads deleted the dead node's entries.
-	key := rediskey.User("herald", "ann") + ":pres"
-	if n, err := client.Do(ctx, client.B().Exists().Key(key).Build()).AsInt64(); err != nil || n != 0 {
-		t.Errorf("%s left after the read: %d, %v", key, n, err)
-	}
+	wantGone(t, client, rediskey.User("herald", "ann")+":pres")
 }
 
 // A node counted dead while still running (too slow to heartbeat) has
 // its heartbeat refused, and resyncs.
 func TestSlowNodeResyncs(t *testing.T) {
-	client := newClient(t, redistest.Start(t))
-	a, b := newRegistry(t, client, "a"), newRegistry(t, client, "b")
-	start(t, a)
-	start(t, b)
+	client, a, b := twoNodes(t, redistest.Start(t))
 	b.Connected("ann", nil)
 	checkFor(t, 2*time.Second, wantUser(a, "ann", 1))
 	b.pause()
-	checkFor(t, 2*ttl, wantUser(a, "ann", 0)) // and deletes b's entry
+	checkFor(t, 2*ttl, wantUser(a, "ann", 0))
+	wantGone(t, client, rediskey.User("herald", "ann")+":pres") // by that read
 	ctx := ctxFor(t)
 	before, err := a.records(ctx)
 	if err != nil {
@@ -244,10 +253,7 @@ func TestSlowNodeResyncs(t *testing.T) {
 
 func TestRedisRestart(t *testing.T) {
 	srv := redistest.Start(t)
-	client := newClient(t, srv)
-	a, b := newRegistry(t, client, "a"), newRegistry(t, client, "b")
-	start(t, a)
-	start(t, b)
+	_, a, b := twoNodes(t, srv)
 	a.Connected("ann", nil)
 	a.Connected("bob", nil)
 	a.Joined("room", "ann")
@@ -292,10 +298,7 @@ func TestRedisRestart(t *testing.T) {
 // When the queue overflows, the node resyncs, and the entries it dropped
 // meanwhile are gone from reads, then from Redis.
 func TestOverflowResyncs(t *testing.T) {
-	client := newClient(t, redistest.Start(t))
-	a, b := newRegistry(t, client, "a"), newRegistry(t, client, "b")
-	start(t, a)
-	start(t, b)
+	client, a, b := twoNodes(t, redistest.Start(t))
 	a.Connected("ann", nil)
 	a.Connected("bob", nil)
 	a.Joined("room", "bob")
@@ -320,12 +323,7 @@ func TestOverflowResyncs(t *testing.T) {
 	checkFor(t, time.Second, wantUser(b, "ann", 1))
 	checkFor(t, time.Second, wantChannel(b, "room"))
 	// The stale entries were deleted by those reads.
-	ctx := ctxFor(t)
-	for _, key := range []string{rediskey.User("herald", "bob") + ":pres", rediskey.Channel("herald", "room") + ":pres"} {
-		if n, err := client.Do(ctx, client.B().Exists().Key(key).Build()).AsInt64(); err != nil || n != 0 {
-			t.Errorf("%s left: %d, %v", key, n, err)
-		}
-	}
+	wantGone(t, client, rediskey.User("herald", "bob")+":pres", rediskey.Channel("herald", "room")+":pres")
 }
 
 // Idle connections cost nothing beyond the heartbeat: one command every
