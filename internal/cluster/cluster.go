@@ -141,12 +141,12 @@ type Node struct {
 
 // Member is a user subscribed to a channel.
 type Member struct {
-	User string
+	User string `json:"user"`
 	// Connections is how many of the user's connections, summed over the
 	// nodes, are subscribed to the channel.
-	Connections int
+	Connections int `json:"connections"`
 	// Info is the info of the user's latest connection, on any node.
-	Info json.RawMessage
+	Info json.RawMessage `json:"info,omitempty"`
 }
 
 // Registry is one node's view of the cluster's presence. Its methods are
