@@ -48,16 +48,29 @@ type Backend interface {
 	// Inbox reads user's inbox: its devices, or when device is not "",
 	// at most limit messages device has not acknowledged.
 	Inbox(ctx context.Context, user, device string, limit int) (Inbox, error)
-	// UserPresence returns how many connections user has and its info.
-	UserPresence(user string) (connections int, info json.RawMessage)
-	// ChannelPresence lists the users subscribed to channel.
-	ChannelPresence(channel string) []Member
-	Stats() hub.Stats
-	// DisconnectUser closes every connection of user; returns how many.
-	DisconnectUser(user string, d protocol.Disconnect) int
-	// UnsubscribeUser removes user's connections from channel; returns how
-	// many were subscribed.
-	UnsubscribeUser(user, channel string) int
+	// UserPresence returns how many connections user has and its info,
+	// on every node of a cluster.
+	UserPresence(ctx context.Context, user string) (connections int, info json.RawMessage, err error)
+	// ChannelPresence lists the users subscribed to channel, on every
+	// node of a cluster.
+	ChannelPresence(ctx context.Context, channel string) ([]Member, error)
+	// Stats returns the totals of the server, or of every node of a
+	// cluster.
+	Stats(ctx context.Context) (Stats, error)
+	// DisconnectUser closes every connection of user, on every node of a
+	// cluster; returns how many.
+	DisconnectUser(ctx context.Context, user string, d protocol.Disconnect) (int, error)
+	// UnsubscribeUser removes user's connections from channel, on every
+	// node of a cluster; returns how many were subscribed.
+	UnsubscribeUser(ctx context.Context, user, channel string) (int, error)
+}
+
+// Stats are the totals /v1/stats answers. In a cluster they add up the
+// nodes' own, so that a user connected to two nodes counts twice in
+// Users; Nodes counts the live nodes (0 for a server alone).
+type Stats struct {
+	hub.Stats
+	Nodes int `json:"nodes,omitempty"`
 }
 
 // Member is one user in a channel's presence.

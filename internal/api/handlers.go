@@ -318,7 +318,10 @@ func (a *API) userPresence(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, info := a.b.UserPresence(u)
+	n, info, err := a.b.UserPresence(r.Context(), u)
+	if err != nil {
+		return nil, err
+	}
 	return struct {
 		User        string          `json:"user"`
 		Online      bool            `json:"online"`
@@ -332,10 +335,14 @@ func (a *API) channelPresence(r *http.Request) (any, error) {
 	if !protocol.ValidChannel(ch) {
 		return nil, fromProtocol(protocol.InvalidChannel(ch))
 	}
-	return protocol.NewPresenceResult(ch, a.b.ChannelPresence(ch)), nil
+	members, err := a.b.ChannelPresence(r.Context(), ch)
+	if err != nil {
+		return nil, err
+	}
+	return protocol.NewPresenceResult(ch, members), nil
 }
 
-func (a *API) stats(*http.Request) (any, error) { return a.b.Stats(), nil }
+func (a *API) stats(r *http.Request) (any, error) { return a.b.Stats(r.Context()) }
 
 func (a *API) disconnect(r *http.Request) (any, error) {
 	u, err := pathUser(r)
@@ -358,9 +365,13 @@ func (a *API) disconnect(r *http.Request) (any, error) {
 		return nil, errorf(http.StatusBadRequest, "too_large", "reason may be at most 256 bytes")
 	}
 	d.Message = body.Reason
+	n, err := a.b.DisconnectUser(r.Context(), u, d)
+	if err != nil {
+		return nil, err
+	}
 	return struct {
 		Disconnected int `json:"disconnected"`
-	}{a.b.DisconnectUser(u, d)}, nil
+	}{n}, nil
 }
 
 func (a *API) unsubscribe(r *http.Request) (any, error) {
@@ -378,7 +389,11 @@ func (a *API) unsubscribe(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	n, err := a.b.UnsubscribeUser(r.Context(), u, ch)
+	if err != nil {
+		return nil, err
+	}
 	return struct {
 		Unsubscribed int `json:"unsubscribed"`
-	}{a.b.UnsubscribeUser(u, ch)}, nil
+	}{n}, nil
 }

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/heraldpush/herald/internal/hub"
 	"github.com/heraldpush/herald/internal/protocol"
 )
 
@@ -72,14 +71,18 @@ func (nopBackend) Dispatch(context.Context, *protocol.Message) error { return ni
 func (nopBackend) DispatchBatch(_ context.Context, ms []*protocol.Message) []error {
 	return make([]error, len(ms))
 }
-func (nopBackend) UserPresence(string) (int, json.RawMessage)     { return 0, nil }
-func (nopBackend) ChannelPresence(string) []Member                { return nil }
-func (nopBackend) Stats() hub.Stats                               { return hub.Stats{} }
-func (nopBackend) DisconnectUser(string, protocol.Disconnect) int { return 0 }
-func (nopBackend) UnsubscribeUser(string, string) int             { return 0 }
-func (nopBackend) Overview() Overview                             { return Overview{} }
-func (nopBackend) TopChannels(int) ([]ChannelCount, int)          { return nil, 0 }
-func (nopBackend) OnlineUsers(int) ([]UserCount, int)             { return nil, 0 }
+func (nopBackend) UserPresence(context.Context, string) (int, json.RawMessage, error) {
+	return 0, nil, nil
+}
+func (nopBackend) ChannelPresence(context.Context, string) ([]Member, error) { return nil, nil }
+func (nopBackend) Stats(context.Context) (Stats, error)                      { return Stats{}, nil }
+func (nopBackend) DisconnectUser(context.Context, string, protocol.Disconnect) (int, error) {
+	return 0, nil
+}
+func (nopBackend) UnsubscribeUser(context.Context, string, string) (int, error) { return 0, nil }
+func (nopBackend) Overview() Overview                                           { return Overview{} }
+func (nopBackend) TopChannels(int) ([]ChannelCount, int)                        { return nil, 0 }
+func (nopBackend) OnlineUsers(int) ([]UserCount, int)                           { return nil, 0 }
 func (nopBackend) UserConnections(string) ([]Connection, json.RawMessage) {
 	return nil, nil
 }

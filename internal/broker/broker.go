@@ -50,7 +50,7 @@ func TopicOf(m *protocol.Message) (Topic, bool) {
 	switch m.Kind {
 	case protocol.KindChannel:
 		return ChannelTopic(m.Channel), true
-	case protocol.KindDirect:
+	case protocol.KindDirect, protocol.KindControl:
 		return UserTopic(m.To), true
 	}
 	return Topic{}, false

@@ -437,3 +437,10 @@ func errorf(what string, err error) error {
 	}
 	return fmt.Errorf("cluster: %s: %w", what, err)
 }
+
+// Queued returns how many presence changes wait to be written to Redis.
+func (r *Registry) Queued() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.pending)
+}

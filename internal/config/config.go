@@ -23,6 +23,7 @@ import (
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/providers/posflag"
 	"github.com/knadh/koanf/v2"
+	"github.com/redis/rueidis"
 	"github.com/spf13/pflag"
 )
 
@@ -111,6 +112,19 @@ type Config struct {
 	// SSE stream request that the connect hook is given (Cookie,
 	// Authorization, ...); none by default.
 	HookHeaders []string `koanf:"hook-headers"`
+
+	// Redis, when set, is the URL of the Redis the nodes of a cluster
+	// share (redis://[user:password@]host:port/db, rediss:// for TLS;
+	// addr=host:port query parameters add Redis Cluster seed nodes): it
+	// carries messages between nodes and keeps history, inboxes and
+	// presence in place of the embedded store.
+	Redis string `koanf:"redis"`
+	// RedisPrefix starts every key and pub/sub channel name in Redis, so
+	// that several clusters can share one Redis.
+	RedisPrefix string `koanf:"redis-prefix"`
+	// NodeTimeout is how long a node of a cluster may go silent before
+	// its connections drop out of presence and stats.
+	NodeTimeout time.Duration `koanf:"node-timeout"`
 
 	// Namespaces are per-namespace channel rules; file only.
 	Namespaces []Namespace `koanf:"namespaces"`
@@ -284,6 +298,8 @@ func Default() Config {
 		OfflineGrace:      5 * time.Second,
 		HookTimeout:       3 * time.Second,
 		HookConcurrency:   64,
+		RedisPrefix:       "herald",
+		NodeTimeout:       30 * time.Second,
 	}
 }
 
@@ -345,6 +361,9 @@ func RegisterFlags(fs *pflag.FlagSet) {
 	fs.Duration("hook-timeout", d.HookTimeout, "how long the server waits for the connect or subscribe hook's answer before the client gets hook_unavailable")
 	fs.Int("hook-concurrency", d.HookConcurrency, "connect and subscribe hook calls in flight at once; past it clients get hook_unavailable at once")
 	fs.StringSlice("hook-headers", d.HookHeaders, "HTTP headers of the client's WebSocket or SSE request passed to the connect hook, such as Cookie,Authorization (default: none)")
+	fs.String("redis", d.Redis, "cluster mode: the URL of the Redis shared by every node (redis://[user:password@]host:port/db, rediss:// for TLS, ?addr=host:port&addr=... for more Redis Cluster nodes); history, inboxes and presence are kept there instead of --data-dir")
+	fs.String("redis-prefix", d.RedisPrefix, "starts every key and pub/sub channel in Redis: clusters with different prefixes share a Redis without seeing each other")
+	fs.Duration("node-timeout", d.NodeTimeout, "cluster mode: how long a node may go silent (killed, cut off) before its connections drop out of presence and stats")
 	fs.Duration("escalate-after", d.EscalateAfter, "how long a direct message may stay unacknowledged by every device of its recipient before message.unacknowledged is posted to the events webhook, for a mobile push (0: never)")
 }
 
@@ -659,6 +678,12 @@ func (c Config) Validate() error {
 	check(c.ReceiptsWebhook == "" || c.InboxTTL > 0, "receipts-webhook,inbox-ttl", "receipts-webhook: needs inboxes (inbox-ttl above 0): receipts are of stored direct messages")
 	webhook("events-webhook", c.EventsWebhook, c.EventsWebhookSecret)
 	check(c.OfflineGrace >= 0 && c.OfflineGrace <= MaxOfflineGrace, "offline-grace", "offline-grace: must be between 0 and %s, got %s", MaxOfflineGrace, c.OfflineGrace)
+	if c.Redis != "" {
+		_, err := rueidis.ParseURL(c.Redis)
+		check(err == nil, "redis", "redis: want redis://[user:password@]host:port[/db] or rediss://...: %v", err)
+	}
+	check(c.RedisPrefix != "" && !strings.ContainsAny(c.RedisPrefix, "{}"), "redis-prefix", "redis-prefix: must be set, without braces (they would change the hash slots of the keys)")
+	check(c.NodeTimeout >= 3*time.Second, "node-timeout", "node-timeout: must be at least 3s (a node reports every third of it), got %s", c.NodeTimeout)
 	check(c.EscalateAfter >= 0, "escalate-after", "escalate-after: must not be negative")
 	if c.EscalateAfter > 0 {
 		check(c.EventsWebhook != "", "escalate-after,events-webhook", "escalate-after: needs events-webhook, where message.unacknowledged is posted")

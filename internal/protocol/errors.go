@@ -29,6 +29,7 @@ const (
 	CodeAckBackwards        Code = "ack_backwards"          // ack below the device's acknowledged position
 	CodeAckBeyondEnd        Code = "ack_beyond_end"         // ack above the last sequence of the user's inbox
 	CodeHookUnavailable     Code = "hook_unavailable"       // the backend's connect or subscribe hook gave no answer in time; retry later
+	CodeUnavailable         Code = "unavailable"            // cluster mode: the node lost its link to Redis, so nothing was sent; retry later
 )
 
 // Error is a protocol error: a stable code and a human-readable message.
@@ -78,6 +79,7 @@ var (
 	DisconnectKicked            = terminal(3505, "kicked")
 	DisconnectConnectRate       = reconnectable(3006, "connect_rate_limited")
 	DisconnectReconnect         = reconnectable(3007, "reconnect")
+	DisconnectMissed            = reconnectable(3008, "messages_missed")
 	DisconnectProtocolViolation = terminal(3500, "protocol_violation")
 	DisconnectFrameTooLarge     = terminal(3501, "frame_too_large")
 	DisconnectUnauthorized      = terminal(3502, "unauthorized")

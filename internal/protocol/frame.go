@@ -93,6 +93,10 @@ const (
 	KindBroadcast Kind = "broadcast"
 	KindChannel   Kind = "channel"
 	KindDirect    Kind = "direct"
+	// KindControl carries an order of the server API (disconnect,
+	// unsubscribe) to the nodes of a cluster that hold the user it is
+	// To; it never reaches a client.
+	KindControl Kind = "control"
 )
 
 // Message is a delivered message. The server sets every field except Data;

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"time"
 
+	redisbroker "github.com/heraldpush/herald/internal/broker/redis"
 	"github.com/heraldpush/herald/internal/protocol"
 	"github.com/heraldpush/herald/internal/session"
 	"github.com/heraldpush/herald/internal/store"
@@ -16,9 +17,9 @@ import (
 // moment.
 const expireEvery = 16
 
-// stored is what the store keeps of a message: its push without the
+// storedData is what the store keeps of a message: its push without the
 // position the store gives it, which is stamped at delivery.
-func stored(m *protocol.Message) []byte {
+func storedData(m *protocol.Message) []byte {
 	return m.Frame().Payload()
 }
 
@@ -42,6 +43,9 @@ func storageError() *protocol.Error {
 // delivery in offset order. A nil error means they are on disk; on error
 // none of them is sent.
 func (s *Server) publishStored(ctx context.Context, channel string, ms []*protocol.Message, size int, ttl time.Duration) error {
+	if s.cluster != nil {
+		return s.publishClustered(ctx, channel, ms, size, ttl)
+	}
 	l := s.chanLanes.acquire(channel)
 	defer s.chanLanes.release(channel, l)
 	l.mu.Lock()
@@ -58,11 +62,11 @@ func (s *Server) publishStored(ctx context.Context, channel string, ms []*protoc
 	}
 	var pos store.Position
 	if len(ms) == 1 {
-		pos, err = s.store.Append(ctx, channel, time.UnixMilli(ms[0].Time), stored(ms[0]))
+		pos, err = s.store.Append(ctx, channel, time.UnixMilli(ms[0].Time), storedData(ms[0]))
 	} else {
 		data := make([][]byte, len(ms))
 		for i, m := range ms {
-			data[i] = stored(m)
+			data[i] = storedData(m)
 		}
 		// The batch shares one time: the first message's.
 		pos, err = s.store.AppendBatch(ctx, channel, time.UnixMilli(ms[0].Time), data)
@@ -82,12 +86,39 @@ func (s *Server) publishStored(ctx context.Context, channel string, ms []*protoc
 		s.counters.storeFailures.Add(1)
 		return err
 	}
-	s.counters.historyAppends.Add(int64(len(ms)))
-	if trimDue(pos.Offset, uint64(len(ms)), size) {
+	s.stored(ctx, channel, pos.Offset, len(ms), size, ttl)
+	return nil
+}
+
+// stored counts n messages stored in channel's history from offset first
+// on, and trims the history when it is due.
+func (s *Server) stored(ctx context.Context, channel string, first uint64, n, size int, ttl time.Duration) {
+	s.counters.historyAppends.Add(int64(n))
+	if trimDue(first, uint64(n), size) {
 		if _, err := s.store.Trim(ctx, channel, size, time.Now().Add(-ttl)); err != nil {
 			s.log.Warn("trim history", "channel", channel, "err", err)
 		}
 	}
+}
+
+// publishClustered stores channel messages in Redis with the script that
+// publishes them to the nodes, in offset order: every node, this one
+// included, delivers them as they come back (arrive).
+func (s *Server) publishClustered(ctx context.Context, channel string, ms []*protocol.Message, size int, ttl time.Duration) error {
+	data, live := make([][]byte, len(ms)), make([][]byte, len(ms))
+	for i, m := range ms {
+		data[i], live[i] = storedData(m), redisbroker.Encode(m)
+	}
+	// The batch shares one time: the first message's.
+	pos, err := s.cluster.store.AppendLive(ctx, channel, time.UnixMilli(ms[0].Time), data, live)
+	if err != nil {
+		s.counters.storeFailures.Add(1)
+		return err
+	}
+	for i, m := range ms {
+		m.Offset, m.Epoch = pos.Offset+uint64(i), pos.Epoch
+	}
+	s.stored(ctx, channel, pos.Offset, len(ms), size, ttl)
 	return nil
 }
 
@@ -102,6 +133,16 @@ func trimDue(first, n uint64, size int) bool {
 // sendStored stores a direct message in its recipient's inbox, then hands
 // it to the user's lane for delivery in sequence order.
 func (s *Server) sendStored(ctx context.Context, m *protocol.Message) error {
+	if s.cluster != nil {
+		seq, err := s.cluster.store.PushLive(ctx, m.To, m.ID, time.UnixMilli(m.Time), storedData(m), redisbroker.Encode(m))
+		if err != nil {
+			s.counters.storeFailures.Add(1)
+			return err
+		}
+		m.Seq = seq
+		s.pushed(ctx, m)
+		return nil
+	}
 	l := s.userLanes.acquire(m.To)
 	defer s.userLanes.release(m.To, l)
 	l.mu.Lock()
@@ -116,7 +157,7 @@ func (s *Server) sendStored(ctx context.Context, m *protocol.Message) error {
 	if err != nil {
 		return err
 	}
-	seq, err := s.store.Push(ctx, m.To, m.ID, time.UnixMilli(m.Time), stored(m))
+	seq, err := s.store.Push(ctx, m.To, m.ID, time.UnixMilli(m.Time), storedData(m))
 	l.mu.Lock()
 	m.Seq = seq
 	if err != nil {
@@ -128,14 +169,20 @@ func (s *Server) sendStored(ctx context.Context, m *protocol.Message) error {
 		s.counters.storeFailures.Add(1)
 		return err
 	}
+	s.pushed(ctx, m)
+	return nil
+}
+
+// pushed counts a direct message stored in its recipient's inbox,
+// schedules its escalation, and holds the inbox to its caps when due.
+func (s *Server) pushed(ctx context.Context, m *protocol.Message) {
 	s.counters.inboxPushes.Add(1)
 	s.escalator.schedule(m.To, time.UnixMilli(m.Time).Add(s.cfg.EscalateAfter))
-	if seq%expireEvery == 0 {
+	if m.Seq%expireEvery == 0 {
 		if _, err := s.store.Expire(ctx, m.To, s.inboxLimits()); err != nil {
 			s.log.Warn("expire inbox", "user", m.To, "err", err)
 		}
 	}
-	return nil
 }
 
 // publishLive hands a message, stamped and in order, to the broker.

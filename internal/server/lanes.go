@@ -2,6 +2,7 @@ package server
 
 import (
 	"hash/maphash"
+	"maps"
 	"slices"
 	"sync"
 
@@ -33,6 +34,11 @@ type lane struct {
 	next    uint64 // the offset delivered next: everything below is delivered or lost
 	writing int    // stores in flight
 	waiting map[uint64]*protocol.Message
+	// In a cluster, messages come from Redis already in order (see
+	// arrived); filling is set while the missing ones are read from the
+	// store, at least up to until.
+	filling bool
+	until   uint64
 }
 
 // loadLocked sets the lane's position from the store on first use: top
@@ -105,6 +111,125 @@ func (l *lane) stored(first uint64, epoch string, ms []*protocol.Message, delive
 	}
 }
 
+// arrived takes a message of a cluster, which Redis hands every node in
+// offset order, at offset pos in epoch. The next offset is delivered at
+// once and one below it dropped (it was read from the store already). One
+// above it waits: the messages between were lost on the way (the link to
+// Redis broke), and arrived reports them as missing, from..to, unless a
+// fill is already under way. mu held.
+func (l *lane) arrived(m *protocol.Message, pos uint64, epoch string, deliver func(*protocol.Message)) (from, to uint64, gap bool) {
+	if epoch != l.epoch {
+		// The history was reset: a new epoch starts over.
+		l.epoch, l.next, l.until = epoch, pos, 0
+		clear(l.waiting)
+	}
+	switch {
+	case pos < l.next:
+		return 0, 0, false
+	case pos == l.next && len(l.waiting) == 0:
+		l.next++
+		deliver(m)
+		return 0, 0, false
+	}
+	if l.waiting == nil {
+		l.waiting = make(map[uint64]*protocol.Message)
+	}
+	l.waiting[pos] = m
+	if l.filling {
+		return 0, 0, false
+	}
+	l.filling = true
+	return l.next, pos - 1, true
+}
+
+// expect tells the lane that its channel's history reached top in epoch:
+// the fill reads up to there. It reports whether a fill must start (none
+// runs, and something is missing). mu held.
+func (l *lane) expect(top uint64, epoch string) bool {
+	if epoch != l.epoch || top < l.next {
+		return false
+	}
+	l.until = max(l.until, top)
+	if l.filling {
+		return false
+	}
+	l.filling = true
+	return true
+}
+
+// hole delivers what waits in order, then returns the offsets the fill
+// reads next: those missing before the first message that waits, or up
+// to until. False ends the fill. mu held.
+func (l *lane) hole(deliver func(*protocol.Message)) (from, to uint64, ok bool) {
+	l.deliverWaiting(deliver)
+	to = l.until
+	if len(l.waiting) > 0 {
+		to = slices.Min(slices.Collect(maps.Keys(l.waiting))) - 1
+	}
+	if to < l.next {
+		l.filling = false
+		return 0, 0, false
+	}
+	return l.next, to, true
+}
+
+// fetched hands the lane a message the fill read from the store. mu held.
+func (l *lane) fetched(m *protocol.Message, pos uint64) {
+	if pos < l.next {
+		return
+	}
+	if _, ok := l.waiting[pos]; !ok {
+		if l.waiting == nil {
+			l.waiting = make(map[uint64]*protocol.Message)
+		}
+		l.waiting[pos] = m
+	}
+}
+
+// skipTo delivers, in order, what waits below pos, and moves the lane to
+// pos: the messages missing below it are gone for good. mu held.
+func (l *lane) skipTo(pos uint64, deliver func(*protocol.Message)) {
+	if pos <= l.next {
+		return
+	}
+	below := make([]uint64, 0, len(l.waiting))
+	for off := range l.waiting {
+		if off < pos {
+			below = append(below, off)
+		}
+	}
+	slices.Sort(below)
+	for _, off := range below {
+		m := l.waiting[off]
+		delete(l.waiting, off)
+		deliver(m)
+	}
+	l.next = pos
+}
+
+// deliverWaiting delivers the messages that wait from next on, in order,
+// up to the first missing. mu held.
+func (l *lane) deliverWaiting(deliver func(*protocol.Message)) {
+	for {
+		m, ok := l.waiting[l.next]
+		if !ok {
+			return
+		}
+		delete(l.waiting, l.next)
+		l.next++
+		deliver(m)
+	}
+}
+
+// giveUp delivers everything that waits, in order, across the holes, and
+// ends the fill: for what cannot be read back. mu held.
+func (l *lane) giveUp(deliver func(*protocol.Message)) {
+	if len(l.waiting) > 0 {
+		l.skipTo(slices.Max(slices.Collect(maps.Keys(l.waiting)))+1, deliver)
+	}
+	l.filling, l.until = false, 0
+}
+
 // lanes holds the lanes in use, by name. A lane exists while someone holds
 // it: between writes, and for names no one publishes to, nothing is kept.
 type lanes struct {
@@ -151,6 +276,26 @@ func (ls *lanes) release(name string, l *lane) {
 	l.refs--
 	if l.refs == 0 {
 		delete(sh.m, name)
+	}
+}
+
+// peek returns name's lane when someone holds it, nil otherwise.
+func (ls *lanes) peek(name string) *lane {
+	sh := ls.shard(name)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.m[name]
+}
+
+// releaseName lets go of name's lane, acquired without keeping it.
+func (ls *lanes) releaseName(name string) {
+	sh := ls.shard(name)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if l := sh.m[name]; l != nil {
+		if l.refs--; l.refs == 0 {
+			delete(sh.m, name)
+		}
 	}
 }
 

@@ -31,6 +31,7 @@ type counters struct {
 	notRecovered    atomic.Int64 // subscribes told recovered: false
 	backlogMessages atomic.Int64 // stored messages queued by recoveries and inbox deliveries
 	acks            atomic.Int64 // inbox acknowledgements stored
+	gaps            atomic.Int64 // cluster: times messages were missed from Redis
 }
 
 // metricsHandler exposes the server's state in the Prometheus text format.
@@ -81,6 +82,9 @@ func (s *Server) metricsHandler() http.Handler {
 		disconnects: prometheus.NewDesc("herald_disconnects_total", "Connections ended, by reason (client_closed: the client or the network ended it).", []string{"reason"}, nil),
 	})
 	reg.MustRegister(s.latency)
+	if c := s.cluster; c != nil {
+		s.clusterMetrics(reg, gauge, counter)
+	}
 	// webhook exports the counters of the webhook named name, whose
 	// events are of kind, read from its poster at scrape time.
 	webhook := func(name, kind string, poster func() webhookPoster) {

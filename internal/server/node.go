@@ -9,6 +9,7 @@ import (
 	"github.com/rs/xid"
 
 	"github.com/heraldpush/herald/internal/auth"
+	"github.com/heraldpush/herald/internal/broker"
 	"github.com/heraldpush/herald/internal/hub"
 	"github.com/heraldpush/herald/internal/protocol"
 	"github.com/heraldpush/herald/internal/session"
@@ -21,14 +22,20 @@ type node struct{ s *Server }
 var _ session.Node = node{}
 
 func (n node) Register(s *session.Session, reply func(*protocol.InboxState)) *protocol.Error {
-	if s.Identity().Device != "" && n.s.cfg.InboxTTL > 0 {
-		return n.s.registerDevice(n.s.runCtx, s, reply)
-	}
-	if perr := n.s.register(s); perr != nil {
+	t := broker.UserTopic(s.User())
+	if perr := n.s.want(t); perr != nil {
 		return perr
 	}
-	reply(nil)
-	return nil
+	var perr *protocol.Error
+	if s.Identity().Device != "" && n.s.cfg.InboxTTL > 0 {
+		perr = n.s.registerDevice(n.s.runCtx, s, reply)
+	} else if perr = n.s.register(s); perr == nil {
+		reply(nil)
+	}
+	if perr != nil {
+		n.s.unwant(t)
+	}
+	return perr
 }
 
 // register adds s to the hub, within the per-user connection limit.
@@ -40,6 +47,9 @@ func (s *Server) register(sess *session.Session) *protocol.Error {
 	}
 	s.connLog.connected(sess)
 	s.presenceHook.connected(sess.User())
+	if s.cluster != nil {
+		s.cluster.presence.Connected(sess.User(), sess.Identity().Info)
+	}
 	return nil
 }
 
@@ -49,6 +59,14 @@ func (n node) ConnectRefused(s *session.Session, user string, perr *protocol.Err
 
 func (n node) Unregister(s *session.Session, channels []string) {
 	n.s.hub.Unregister(s, channels)
+	if c := n.s.cluster; c != nil {
+		for _, ch := range channels {
+			c.presence.Left(ch, s.User())
+			n.s.unwant(broker.ChannelTopic(ch))
+		}
+		c.presence.Disconnected(s.User())
+		n.s.unwant(broker.UserTopic(s.User()))
+	}
 	if h := n.s.presenceHook; h != nil {
 		for _, ch := range channels {
 			if n.s.policy.rule(ch).PresenceEvents {
@@ -72,16 +90,27 @@ func (n node) Subscribe(ctx context.Context, s *session.Session, req *protocol.R
 	} else if perr := n.s.policy.canSubscribe(s.Identity(), req.Channel); perr != nil {
 		return perr
 	}
-	if size, ttl := rule.History(); size > 0 {
+	size, ttl := rule.History()
+	if size == 0 && req.Offset != nil {
+		return protocol.Errorf(protocol.CodeInvalidField, "channel %q keeps no history to recover from: subscribe without offset and epoch", req.Channel)
+	}
+	t := broker.ChannelTopic(req.Channel)
+	if perr := n.s.want(t); perr != nil {
+		return perr
+	}
+	if size > 0 {
 		if perr := n.s.subscribeHistory(ctx, s, req, size, ttl, reply); perr != nil {
+			n.s.unwant(t)
 			return perr
 		}
 	} else {
-		if req.Offset != nil {
-			return protocol.Errorf(protocol.CodeInvalidField, "channel %q keeps no history to recover from: subscribe without offset and epoch", req.Channel)
+		if !n.s.hub.Subscribe(s, req.Channel) {
+			n.s.unwant(t)
 		}
-		n.s.hub.Subscribe(s, req.Channel)
 		reply(nil)
+	}
+	if n.s.cluster != nil {
+		n.s.cluster.presence.Joined(req.Channel, s.User())
 	}
 	if rule.PresenceEvents {
 		n.s.presenceHook.joined(s.User(), req.Channel)
@@ -97,8 +126,15 @@ func (n node) Ack(ctx context.Context, s *session.Session, seq uint64) *protocol
 }
 
 func (n node) Unsubscribe(s *session.Session, channel string) {
-	if n.s.hub.Unsubscribe(s, channel) && n.s.policy.rule(channel).PresenceEvents {
+	if !n.s.hub.Unsubscribe(s, channel) {
+		return
+	}
+	if n.s.policy.rule(channel).PresenceEvents {
 		n.s.presenceHook.left(s.User(), channel)
+	}
+	if n.s.cluster != nil {
+		n.s.cluster.presence.Left(channel, s.User())
+		n.s.unwant(broker.ChannelTopic(channel))
 	}
 }
 
@@ -106,7 +142,11 @@ func (n node) Presence(_ context.Context, s *session.Session, channel string) (p
 	if perr := n.s.policy.canSubscribe(s.Identity(), channel); perr != nil {
 		return protocol.PresenceResult{}, perr
 	}
-	return protocol.NewPresenceResult(channel, backend{n.s}.ChannelPresence(channel)), nil
+	members, err := backend{n.s}.ChannelPresence(n.s.runCtx, channel)
+	if err != nil {
+		return protocol.PresenceResult{}, unavailable("presence could not be read")
+	}
+	return protocol.NewPresenceResult(channel, members), nil
 }
 
 func (n node) Route(ctx context.Context, s *session.Session, req *protocol.Request) (string, *protocol.Error) {
@@ -188,8 +228,25 @@ func (s *Server) stamp(m *protocol.Message, now time.Time) {
 var errNotStored = errors.New("message not stored")
 
 // deliverLocal delivers a message from the broker to this node's
-// connections: encoded once, then queued to each.
+// connections. In a cluster, a stored message goes through its lane first
+// (arrive), and an order of the server API is carried out (control).
 func (s *Server) deliverLocal(m *protocol.Message) {
+	if s.cluster != nil {
+		switch {
+		case m.Kind == protocol.KindControl:
+			s.control(m)
+			return
+		case m.Offset != 0 || m.Seq != 0:
+			s.arrive(m)
+			return
+		}
+	}
+	s.deliver(m)
+}
+
+// deliver delivers a message, in order, to this node's connections:
+// encoded once, then queued to each.
+func (s *Server) deliver(m *protocol.Message) {
 	f := m.Frame()
 	ex := s.except(m)
 	var n int

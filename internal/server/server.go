@@ -105,7 +105,10 @@ type Server struct {
 	escalator *escalator
 	chanLanes *lanes
 	userLanes *lanes
-	runCtx    context.Context
+	// cluster is the link to the other nodes of a cluster, nil for a
+	// server alone (no --redis).
+	cluster *clusterNode
+	runCtx  context.Context
 	// sweepEvery is sweepInterval, shorter in tests.
 	sweepEvery time.Duration
 	// wrapStore, when set before Start, wraps the store Start opens: tests
@@ -196,18 +199,29 @@ func (s *Server) routes() http.Handler {
 		mux.Handle("/debug/pprof/symbol", a.Guard(http.HandlerFunc(pprof.Symbol)))
 		mux.Handle("/debug/pprof/trace", a.Guard(http.HandlerFunc(pprof.Trace)))
 	}
+	// /healthz says the process works (a node that lost Redis keeps its
+	// clients and says so); /readyz whether it should get new clients
+	// and API calls: not while it starts, stops, or has lost Redis.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
+		if !s.linkUp() {
+			_, _ = w.Write([]byte(`{"status":"ok","redis":"down"}` + "\n"))
+			return
+		}
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		if !s.ready.Load() {
+		switch {
+		case !s.ready.Load():
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte(`{"status":"not_ready"}` + "\n"))
-			return
+		case !s.linkUp():
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"status":"not_ready","redis":"down"}` + "\n"))
+		default:
+			_, _ = w.Write([]byte(`{"status":"ready"}` + "\n"))
 		}
-		_, _ = w.Write([]byte(`{"status":"ready"}` + "\n"))
 	})
 	// Every error is JSON, outside /v1 as inside: a known path with
 	// another method is a 405 naming the method (the WebSocket endpoint's
@@ -239,16 +253,26 @@ func methodNotAllowed(allow string) http.Handler {
 // the concern of the command that runs the server), so one process may
 // run many servers, as tests do.
 func (s *Server) Start() error {
-	st, err := embedded.Open(filepath.Join(s.cfg.DataDir, "store"), embedded.Options{Logger: s.log})
-	if err != nil {
-		return explainStoreError(s.cfg.DataDir, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.runCtx = ctx
+	var st store.Store
+	if s.cfg.Redis != "" {
+		if err := s.startCluster(ctx); err != nil {
+			cancel()
+			return err
+		}
+		st = s.cluster.store
+	} else {
+		var err error
+		if st, err = embedded.Open(filepath.Join(s.cfg.DataDir, "store"), embedded.Options{Logger: s.log}); err != nil {
+			cancel()
+			return explainStoreError(s.cfg.DataDir, err)
+		}
 	}
 	s.store = st
 	if s.wrapStore != nil {
 		s.store = s.wrapStore(st)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.runCtx = ctx
 	s.receipts = newReceiptLog(s.store, s.log)
 	s.background.Go(func() { s.receipts.run(ctx) })
 	if s.receiptHook != nil {
@@ -259,11 +283,13 @@ func (s *Server) Start() error {
 	}
 	s.escalator.start(ctx, s.store, s.background.Go)
 	s.background.Go(func() { s.sweep(ctx) })
-	if err := s.broker.Start(ctx, s.deliverLocal); err != nil {
-		cancel()
-		s.background.Wait()
-		_ = s.store.Close()
-		return fmt.Errorf("start broker: %w", err)
+	if s.cluster == nil {
+		if err := s.broker.Start(ctx, s.deliverLocal); err != nil {
+			cancel()
+			s.background.Wait()
+			_ = s.store.Close()
+			return fmt.Errorf("start broker: %w", err)
+		}
 	}
 	s.cancelRun = cancel
 	s.runDone = make(chan error, 1)
@@ -274,6 +300,9 @@ func (s *Server) Start() error {
 		_ = s.broker.Close()
 		s.background.Wait()
 		_ = s.store.Close()
+		if s.cluster != nil {
+			_ = s.cluster.close()
+		}
 		return explainListenError(err)
 	}
 	attrs := []any{"http", s.HTTPAddr().String()}
@@ -294,7 +323,12 @@ func (s *Server) Start() error {
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}
-	s.log.Info(storing, "dir", dir, "history_namespaces", s.policy.historyNamespaces(), "inbox_ttl", s.cfg.InboxTTL)
+	if s.cluster != nil {
+		s.log.Info(storing+" in redis; cluster mode", "redis", redactURL(s.cfg.Redis), "prefix", s.cfg.RedisPrefix, "node", s.nodeID,
+			"pubsub", s.cluster.broker.PublishCommand(), "history_namespaces", s.policy.historyNamespaces(), "inbox_ttl", s.cfg.InboxTTL)
+	} else {
+		s.log.Info(storing, "dir", dir, "history_namespaces", s.policy.historyNamespaces(), "inbox_ttl", s.cfg.InboxTTL)
+	}
 	if s.cfg.Insecure {
 		s.log.Warn("INSECURE MODE: clients may choose their own user id without a token; never run this way in production")
 		if len(s.cfg.APIKeys) == 0 {
@@ -384,6 +418,12 @@ func (s *Server) shutdown(ctx context.Context) error {
 	s.background.Wait()
 	if cerr := s.store.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close store: %w", cerr))
+	}
+	if s.cluster != nil {
+		s.cluster.interest.wait()
+		if cerr := s.cluster.close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("leave the cluster: %w", cerr))
+		}
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err

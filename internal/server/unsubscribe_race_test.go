@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -145,7 +146,7 @@ func TestServerUnsubscribeRacesClientSubscribe(t *testing.T) {
 		})
 		wg.Go(func() {
 			<-start
-			backend{srv}.UnsubscribeUser("racer", ch)
+			backend{srv}.UnsubscribeUser(context.Background(), "racer", ch)
 		})
 		close(start)
 		wg.Wait()

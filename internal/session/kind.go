@@ -52,7 +52,7 @@ const ReasonClientClosed = "client_closed"
 var disconnectReasons = []protocol.Disconnect{
 	protocol.DisconnectShutdown, protocol.DisconnectSlowConsumer, protocol.DisconnectHeartbeatTimeout,
 	protocol.DisconnectHandshakeTimeout, protocol.DisconnectServerError, protocol.DisconnectConnectRate,
-	protocol.DisconnectReconnect, protocol.DisconnectProtocolViolation, protocol.DisconnectFrameTooLarge,
+	protocol.DisconnectReconnect, protocol.DisconnectMissed, protocol.DisconnectProtocolViolation, protocol.DisconnectFrameTooLarge,
 	protocol.DisconnectUnauthorized, protocol.DisconnectTooManyConns, protocol.DisconnectKicked,
 }
 

@@ -159,6 +159,15 @@ func majorVersion(info string) int {
 	return 0
 }
 
+// PublishCommand is the command this broker publishes with, SPUBLISH or
+// PUBLISH, for a store that publishes what it stores (valid after Start).
+func (b *Broker) PublishCommand() string {
+	if b.sharded {
+		return "SPUBLISH"
+	}
+	return "PUBLISH"
+}
+
 // name returns the pub/sub channel of t.
 func (b *Broker) name(t broker.Topic) (string, error) {
 	switch t.Kind {

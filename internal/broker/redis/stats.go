@@ -20,9 +20,9 @@ const (
 // rueidis does not expose the depth of its pipelines (the commands
 // written and not yet answered), so Stats has none.
 type Stats struct {
-	// Up: the last PING of every node was answered and every wanted
-	// subscription is in force. False before Start, after Close, and
-	// while a new subscription is being taken up.
+	// Up: the last PING of every node was answered and no subscription
+	// is lost (Lost). False before Start and after Close. A subscription
+	// being made for the first time does not count against it.
 	Up bool
 	// RTT is the round trip of the last answered PING; on a cluster, of
 	// the slowest node.
@@ -33,6 +33,9 @@ type Stats struct {
 	// Subscriptions are the topics in force, out of SubscriptionsWanted;
 	// both count the broadcast channel.
 	Subscriptions, SubscriptionsWanted int
+	// Lost counts the subscriptions that were in force and are not now:
+	// being taken up again after the link broke.
+	Lost int
 	// Published counts the messages Redis accepted, PublishErrors those
 	// it did not (or whose answer was lost).
 	Published, PublishErrors uint64
@@ -63,11 +66,13 @@ func (b *Broker) Stats() Stats {
 		s.mu.Lock()
 		if s.inForce {
 			st.Subscriptions++
+		} else if s.everUp {
+			st.Lost++
 		}
 		s.mu.Unlock()
 	}
 	b.mu.Unlock()
-	st.Up = running && b.stats.pingOK.Load() && st.Subscriptions == st.SubscriptionsWanted
+	st.Up = running && b.stats.pingOK.Load() && st.Lost == 0
 	return st
 }
 
