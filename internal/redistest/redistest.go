@@ -28,6 +28,9 @@ type Server struct {
 	// busPort, for a node of a Cluster, is the port of its cluster bus
 	// (0 for a lone server).
 	busPort int
+	// durable: the server keeps an append-only file, synced before each
+	// answer, so that its data survive Kill and Restart.
+	durable bool
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -41,6 +44,20 @@ func Start(t testing.TB) *Server {
 	t.Helper()
 	need(t, "redis-server")
 	s := &Server{dir: t.TempDir(), t: t}
+	if err := s.startFree(false); err != nil {
+		t.Fatalf("start redis-server: %v", err)
+	}
+	t.Cleanup(s.Kill)
+	return s
+}
+
+// StartDurable is Start with an append-only file synced before every
+// answer (appendfsync always): what the server acknowledged survives Kill
+// and Restart.
+func StartDurable(t testing.TB) *Server {
+	t.Helper()
+	need(t, "redis-server")
+	s := &Server{dir: t.TempDir(), t: t, durable: true}
 	if err := s.startFree(false); err != nil {
 		t.Fatalf("start redis-server: %v", err)
 	}
@@ -100,8 +117,12 @@ func freePort() (int, error) {
 func (s *Server) start() error {
 	_, port, _ := net.SplitHostPort(s.Addr)
 	out := &bytes.Buffer{}
-	args := []string{"--port", port, "--bind", "127.0.0.1", "--dir", s.dir,
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"}
+	aof := []string{"--appendonly", "no"}
+	if s.durable {
+		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
+	args := append([]string{"--port", port, "--bind", "127.0.0.1", "--dir", s.dir,
+		"--save", "", "--daemonize", "no", "--loglevel", "warning"}, aof...)
 	if s.busPort != 0 {
 		args = append(args, "--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(s.busPort))
 	}
