@@ -197,6 +197,7 @@ func (r *runner) recordDeliveries(expected, want int64) {
 func (r *runner) finish(ctx context.Context, start time.Time) {
 	res := &r.res
 	res.Seconds = time.Since(start).Seconds()
+	r.recordEndpoints()
 	res.Latency = summarize(r.sink.hist.Snapshot())
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):

@@ -68,12 +68,20 @@ type Options struct {
 	Scenario Scenario
 
 	// Server is the client endpoint: ws://host:port/path (or wss://) for
-	// WebSocket, tcp://host:port for raw TCP.
+	// WebSocket, tcp://host:port for raw TCP; or a comma-separated list of
+	// them, the nodes of a cluster, which the clients are spread over
+	// round-robin (client n on endpoint n mod the endpoints).
 	Server string
-	// API is the base URL of the HTTP server API, and APIKey its bearer
-	// key (empty: no Authorization header).
+	// API is the base URL of the HTTP server API, or a comma-separated
+	// list of them, which API calls go to round-robin; APIKey is its
+	// bearer key (empty: no Authorization header).
 	API    string
 	APIKey string
+	// PublishOn, when not 0, pins the publisher to one endpoint, counted
+	// from 1: a client publisher connects to that --server endpoint, API
+	// calls that publish or send go to that --api URL, and no client under
+	// test connects to that --server endpoint (unless it is the only one).
+	PublishOn int
 	// AllowRemote permits targets outside the loopback range.
 	AllowRemote bool
 
@@ -365,12 +373,12 @@ func (o Options) Validate() error {
 	check(protocol.ValidUser(o.UserPrefix+"0") && len(o.UserPrefix) <= protocol.MaxUserLen-10,
 		"user-prefix: %q does not make valid user ids", o.UserPrefix)
 	check(o.BaselineChannel == "" || protocol.ValidChannel(o.BaselineChannel), "baseline-channel: %q is not a valid channel name", o.BaselineChannel)
-	if _, err := parseTarget(o.Server); err != nil {
-		errs = append(errs, fmt.Errorf("server: %w", err))
+	if _, err := o.endpoints(); err != nil {
+		errs = append(errs, err)
 	}
-	if o.BaselineServer != "" {
-		if _, err := parseTarget(o.BaselineServer); err != nil {
-			errs = append(errs, fmt.Errorf("baseline-server: %w", err))
+	if o.BaselineServer != "" || o.BaselineAPI != "" {
+		if _, err := o.baseline().endpoints(); err != nil {
+			errs = append(errs, fmt.Errorf("baseline: %w", err))
 		}
 	}
 	if o.HookReceiver != "" {
@@ -401,6 +409,12 @@ func (o Options) peakConnections() int {
 		return o.Online + 1
 	}
 	return o.Clients + o.Stalled + o.Publishers
+}
+
+// publishes reports whether a scenario has a publisher (or sender) that
+// PublishOn can pin.
+func (s Scenario) publishes() bool {
+	return s == ScenarioFanout || s == ScenarioDirect || s == ScenarioChurn || s == ScenarioRecover || s == ScenarioInbox
 }
 
 // hasClients reports whether a scenario holds --clients connections.

@@ -43,6 +43,17 @@ func reportRows(r Result) [][2]string {
 		head += ", publisher: " + r.Publisher
 	}
 	add("scenario", "%s", head)
+	for i, e := range r.Endpoints {
+		label := ""
+		if i == 0 {
+			label = "endpoints"
+		}
+		line := fmt.Sprintf("%s: %s handshakes", e.Server, count(e.Handshakes))
+		if e.Publisher {
+			line += ", the publisher"
+		}
+		add(label, "%s", line)
+	}
 	add("duration", "%.2fs", r.Seconds)
 	for _, a := range r.Attacks {
 		verdict := "held"

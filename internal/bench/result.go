@@ -17,6 +17,10 @@ type Result struct {
 	Seconds   float64   `json:"seconds"` // the whole run
 	Settings  Settings  `json:"settings"`
 
+	// Endpoints counts the handshakes on each client endpoint, when
+	// Server lists several.
+	Endpoints []Endpoint `json:"endpoints,omitempty"`
+
 	// Connections counts completed handshakes (successful connect
 	// replies) of the Clients requested; the fan-out publisher is not
 	// among them.
@@ -79,6 +83,14 @@ type Result struct {
 	// OK is the verdict; Failures says why it is false.
 	OK       bool     `json:"ok"`
 	Failures []string `json:"failures,omitempty"`
+}
+
+// Endpoint is one of several client endpoints of a run.
+type Endpoint struct {
+	Server     string `json:"server"`
+	Handshakes int64  `json:"handshakes"` // of the clients under test
+	// Publisher is set on the endpoint a client publisher was pinned to.
+	Publisher bool `json:"publisher,omitempty"`
 }
 
 // Stalled is what became of the subscribers that never read (fanout

@@ -58,6 +58,14 @@ Scenarios:
           user.offline events arrived (start the server with
           --events-webhook at the receiver)
 
+A cluster (several nodes sharing a Redis): --server and --api take comma
+lists of the nodes' endpoints; client n connects to endpoint n mod the
+endpoints, and API calls go to the URLs in turn. --publish-on N pins the
+publisher to the N-th endpoint: a client publisher connects to the N-th of
+--server, which then holds no clients under test (unless it is the only
+one); publish and send calls go to the N-th of --api. The report counts
+the handshakes on each endpoint. abuse attacks the first of --api.
+
 A slow backend for the server's hooks (any scenario): --hook-receiver ADDR
 serves an events webhook backend on ADDR for the run, answering each post
 after --hook-delay; start the server with --events-webhook http://ADDR/
@@ -96,6 +104,8 @@ Memory per connection is meaningful on a freshly started server only.`,
   herald bench churn --cycles 20000 --concurrency 200
   herald bench direct --clients 5000 --messages 8 --api-concurrency 16 \
     --baseline-server ws://127.0.0.1:7700/ws --baseline-api http://127.0.0.1:7700
+  herald bench fanout --clients 3000 --publish-on 3 \
+    --server ws://127.0.0.1:7600/ws,ws://127.0.0.1:7700/ws,ws://127.0.0.1:7800/ws
   herald bench recover --clients 1 --messages 10000 --channel hist:bench
   herald bench inbox --clients 10000 --messages 10 --batch 1000
   herald bench offline --clients 10000 --hook-receiver 127.0.0.1:7700 --hook-delay 100ms`,
@@ -128,8 +138,9 @@ Memory per connection is meaningful on a freshly started server only.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Server, "server", o.Server, "client endpoint: ws://host:port/ws, wss://..., or tcp://host:port for raw TCP")
-	f.StringVar(&o.API, "api", o.API, "server API base URL (direct, fanout --via api, churn stats)")
+	f.StringVar(&o.Server, "server", o.Server, "client endpoint: ws://host:port/ws, wss://..., or tcp://host:port for raw TCP; a comma list spreads the clients round-robin")
+	f.StringVar(&o.API, "api", o.API, "server API base URL (direct, fanout --via api, churn stats); a comma list takes the calls round-robin")
+	f.IntVar(&o.PublishOn, "publish-on", o.PublishOn, "pin the publisher to the N-th --server endpoint (client publisher) or --api URL (API calls), from 1; no client connects to the N-th --server endpoint")
 	f.StringVar(&o.APIKey, "api-key", o.APIKey, "server API key, sent as Authorization: Bearer KEY")
 	f.BoolVar(&o.AllowRemote, "allow-remote", o.AllowRemote, "allow a server outside the loopback range")
 	f.IntVar(&o.Clients, "clients", o.Clients, "connections (subscribers, users) to open")
