@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -82,6 +83,7 @@ func TestEndpoints(t *testing.T) {
 		"publish-on api":    func(o *Options) { o.Server, o.Via, o.PublishOn = three, ViaAPI, 2 },
 		"publish-on idle":   func(o *Options) { o.Scenario, o.Server, o.PublishOn = ScenarioIdle, three, 1 },
 		"publish-on direct": func(o *Options) { o.Scenario, o.Server, o.PublishOn = ScenarioDirect, three, 3 },
+		"negative pid":      func(o *Options) { o.ServerPIDs = []int{os.Getpid(), -1} },
 		"baseline server":   func(o *Options) { o.BaselineServer = "ws://127.0.0.1:7700/ws,http://x" },
 	} {
 		o := DefaultOptions()

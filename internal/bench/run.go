@@ -99,7 +99,7 @@ type runner struct {
 	aux      *fleet      // the publisher
 	api      *apiClient  // round-robin over every --api URL
 	sendAPI  *apiClient  // the API calls that publish or send
-	proc     *procReader // nil without a server pid
+	proc     *procSet    // nil without a server pid
 	self     *procReader // this process
 	progress io.Writer
 	label    string        // names the side of a compared run in progress bars
@@ -172,12 +172,12 @@ func newRunner(ctx context.Context, o Options, progress io.Writer) (*runner, err
 	if eps.multi() {
 		r.op.byEndpoint = make([]atomic.Int64, len(eps.servers))
 	}
-	if o.ServerPID != 0 {
-		r.proc = newProcReader(o.ServerPID)
+	if len(o.ServerPIDs) > 0 {
+		r.proc = newProcSet(o.ServerPIDs)
 		if _, err := r.proc.sample(); err != nil {
 			return nil, err
 		}
-		r.res.Process = &ServerProcess{PID: o.ServerPID, ClockTicks: r.proc.hz}
+		r.res.Process = newServerProcess(o.ServerPIDs, r.proc.readers[0].hz)
 	}
 	r.res.Scenario = o.Scenario
 	r.res.Transport = eps.servers[0].transport()

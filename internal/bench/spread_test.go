@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +64,7 @@ func awaitConnections(ctx context.Context, want map[string]int) string {
 
 // The publisher pinned to an endpoint of its own: one server named twice
 // (so that every message still reaches every subscriber), the clients on
-// the first name, the publisher on the second.
+// the first name, the publisher on the second; two pids summed.
 func TestFanoutPublishOn(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, benchConfig(t))
@@ -75,6 +76,7 @@ func TestFanoutPublishOn(t *testing.T) {
 			o.Clients, o.Messages, o.PublishOn = 30, 10, 2
 			o.UserPrefix = "po" + transport
 			o.Channel = "bench:po" + transport
+			o.ServerPIDs = []int{os.Getpid(), os.Getpid()}
 			res := run(t, o)
 			mustPass(t, res)
 			if res.DeliveriesReceived != 300 {
@@ -84,11 +86,18 @@ func TestFanoutPublishOn(t *testing.T) {
 			if len(e) != 2 || e[0].Handshakes != 30 || e[0].Publisher || e[1].Handshakes != 0 || !e[1].Publisher {
 				t.Errorf("endpoints = %+v, want 30 clients on the first, the publisher alone on the second", e)
 			}
+			p := res.Process
+			if p == nil || p.PID != 0 || len(p.PIDs) != 2 || len(p.Processes) != 2 || p.Processes[0].PID != os.Getpid() {
+				t.Fatalf("server processes = %+v", p)
+			}
+			if p.RSSAfterBytes != p.Processes[0].RSSAfterBytes+p.Processes[1].RSSAfterBytes || p.CPUSecondsPerMillionDeliveries <= 0 {
+				t.Errorf("sum %+v is not the sum of %+v", p, p.Processes)
+			}
 			var text, js bytes.Buffer
 			if err := WriteText(&text, res); err != nil {
 				t.Fatal(err)
 			}
-			for _, want := range []string{"endpoints", "the publisher"} {
+			for _, want := range []string{"endpoints", "the publisher", "server pids", fmt.Sprintf("pid %d", os.Getpid())} {
 				if !strings.Contains(text.String(), want) {
 					t.Errorf("text report lacks %q:\n%s", want, text.String())
 				}
@@ -97,8 +106,8 @@ func TestFanoutPublishOn(t *testing.T) {
 				t.Fatal(err)
 			}
 			var back Result
-			if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back.Endpoints) != 2 {
-				t.Errorf("JSON round trip: %v, %+v", err, back.Endpoints)
+			if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back.Process.Processes) != 2 || len(back.Endpoints) != 2 {
+				t.Errorf("JSON round trip: %v, %+v", err, back.Process)
 			}
 		})
 	}
