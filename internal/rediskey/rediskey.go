@@ -23,3 +23,8 @@ func Broadcast(prefix string) string { return prefix + ":{b}:live" }
 
 // Live is the pub/sub channel of the base returned by Channel or User.
 func Live(base string) string { return base + ":live" }
+
+// Nodes returns the base of the names that describe the nodes of a
+// cluster (liveness, reported totals): prefix:{n}. They share one slot,
+// apart from every channel's and user's.
+func Nodes(prefix string) string { return prefix + ":{n}" }

@@ -1,10 +1,10 @@
-// Package redistest starts a private redis-server for a test: on a free
-// loopback port, with a temporary directory and no persistence, stopped in
-// the test's cleanup. Tests never use a Redis they did not start.
+// Package redistest starts a private redis-server for a test, or a Redis
+// Cluster of three (StartCluster): on free loopback ports, with temporary
+// directories and no persistence, stopped in the test's cleanup. Tests
+// never use a Redis they did not start.
 package redistest
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"net"
@@ -25,6 +25,9 @@ type Server struct {
 	Addr string
 	dir  string
 	t    testing.TB
+	// busPort, for a node of a Cluster, is the port of its cluster bus
+	// (0 for a lone server).
+	busPort int
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -36,31 +39,52 @@ type Server struct {
 // HERALD_CI is set, where it fails.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("HERALD_CI") != "" {
-			t.Fatalf("redis-server is not installed (the CI script installs it): %v", err)
-		}
-		t.Skipf("redis-server is not installed: %v", err)
-	}
+	need(t, "redis-server")
 	s := &Server{dir: t.TempDir(), t: t}
+	if err := s.startFree(false); err != nil {
+		t.Fatalf("start redis-server: %v", err)
+	}
+	t.Cleanup(s.Kill)
+	return s
+}
+
+// need skips t, or fails it under HERALD_CI, unless each program is on
+// PATH.
+func need(t testing.TB, programs ...string) {
+	t.Helper()
+	for _, p := range programs {
+		if _, err := exec.LookPath(p); err != nil {
+			if os.Getenv("HERALD_CI") != "" {
+				t.Fatalf("%s is not installed (the CI script installs it): %v", p, err)
+			}
+			t.Skipf("%s is not installed: %v", p, err)
+		}
+	}
+}
+
+// startFree starts s on a free port, as a node of a cluster if cluster is
+// set. A port found free may be taken before redis-server binds it: it
+// tries another.
+func (s *Server) startFree(cluster bool) error {
 	var err error
-	// A port found free may be taken before redis-server binds it: try
-	// another.
 	for range 5 {
 		var port int
 		if port, err = freePort(); err != nil {
 			continue
 		}
+		// The bus port would otherwise be port+10000, which may be
+		// taken or beyond 65535.
+		if cluster {
+			if s.busPort, err = freePort(); err != nil {
+				continue
+			}
+		}
 		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		if err = s.start(); err == nil {
-			break
+			return nil
 		}
 	}
-	if err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	t.Cleanup(s.Kill)
-	return s
+	return err
 }
 
 func freePort() (int, error) {
@@ -76,9 +100,12 @@ func freePort() (int, error) {
 func (s *Server) start() error {
 	_, port, _ := net.SplitHostPort(s.Addr)
 	out := &bytes.Buffer{}
-	cmd := exec.Command("redis-server",
-		"--port", port, "--bind", "127.0.0.1", "--dir", s.dir,
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning")
+	args := []string{"--port", port, "--bind", "127.0.0.1", "--dir", s.dir,
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"}
+	if s.busPort != 0 {
+		args = append(args, "--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(s.busPort))
+	}
+	cmd := exec.Command("redis-server", args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return err
@@ -108,25 +135,13 @@ func (s *Server) start() error {
 	}
 }
 
-// ping sends PING and reads one line of reply.
+// ping sends PING and checks the answer.
 func ping(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
+	pong, err := command(addr, "PING")
+	if err == nil && pong != "PONG" {
+		err = fmt.Errorf("PING answered %q", pong)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if line != "+PONG\r\n" {
-		return fmt.Errorf("PING answered %q", line)
-	}
-	return nil
+	return err
 }
 
 // Kill ends redis-server at once (SIGKILL), as a crash would.

@@ -91,6 +91,8 @@ type Broker struct {
 	subs   map[string]*subscription
 	ending map[string]chan struct{} // names being unsubscribed
 	wg     sync.WaitGroup
+
+	stats counters // stats.go
 }
 
 var _ broker.Broker = (*Broker)(nil)
@@ -137,6 +139,7 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	b.mu.Unlock()
 	context.AfterFunc(ctx, func() { b.Close() })
 	b.h.Store(&h)
+	b.startPinger()
 	if err := b.subscribe(ctx, broker.Topic{}, rediskey.Broadcast(b.opts.Prefix)); err != nil {
 		b.Close()
 		return fmt.Errorf("subscribe to broadcasts: %w", err)
@@ -182,7 +185,7 @@ func (b *Broker) Publish(ctx context.Context, m *protocol.Message) error {
 	} else if m.Kind != protocol.KindBroadcast {
 		return fmt.Errorf("redis broker: message %s of unknown kind %q", m.ID, m.Kind)
 	}
-	payload := rueidis.BinaryString(encode(make([]byte, 0, 64+len(m.ID)+len(m.Channel)+len(m.Data)), m))
+	payload := rueidis.BinaryString(Encode(m))
 	var cmd rueidis.Completed
 	if b.sharded {
 		cmd = b.client.B().Spublish().Channel(name).Message(payload).Build()
@@ -190,8 +193,10 @@ func (b *Broker) Publish(ctx context.Context, m *protocol.Message) error {
 		cmd = b.client.B().Publish().Channel(name).Message(payload).Build()
 	}
 	if err := b.client.Do(ctx, cmd).Error(); err != nil {
+		b.stats.publishErrors.Add(1)
 		return fmt.Errorf("publish %s to redis: %w", m.ID, err)
 	}
+	b.stats.published.Add(1)
 	return nil
 }
 
@@ -296,6 +301,15 @@ func (b *Broker) run(runCtx context.Context, s *subscription) {
 			b.inForce(s)
 		}
 	})
+	// rueidis takes a subscription lost with its connection up again by
+	// itself, within Receive: this hook is how the broker learns of the
+	// loss.
+	hookCtx = rueidis.WithOnReceiveReturnHook(hookCtx, func(err error, _ rueidis.CommandClient) error {
+		if runCtx.Err() == nil {
+			b.dropped(s, err)
+		}
+		return err
+	})
 	for {
 		var cmd rueidis.Completed
 		if b.sharded {
@@ -307,17 +321,8 @@ func (b *Broker) run(runCtx context.Context, s *subscription) {
 		if runCtx.Err() != nil {
 			return
 		}
-		if err == nil {
-			err = errDropped
-		}
+		b.dropped(s, err)
 		s.mu.Lock()
-		if s.inForce {
-			b.log.Warn("redis broker: subscription lost", "topic", s.name, "err", err)
-		}
-		s.inForce = false
-		if s.lost == nil {
-			s.lost = err
-		}
 		if s.wasReset {
 			backoff, s.wasReset = minBackoff, false
 		}
@@ -348,14 +353,33 @@ func (b *Broker) inForce(s *subscription) {
 		close(s.ready)
 		return
 	}
+	b.stats.reconnects.Add(1)
 	b.log.Info("redis broker: subscription back; messages may have been missed", "topic", s.name, "lost", lost)
 	if b.opts.OnGap != nil {
 		b.opts.OnGap(s.topic, lost)
 	}
 }
 
+// dropped records that s is no longer in force, because of err, and
+// logs the loss once.
+func (b *Broker) dropped(s *subscription, err error) {
+	if err == nil {
+		err = errDropped
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inForce {
+		b.log.Warn("redis broker: subscription lost", "topic", s.name, "err", err)
+	}
+	s.inForce = false
+	if s.lost == nil {
+		s.lost = err
+	}
+}
+
 // deliver decodes one publication and hands it to the handler.
 func (b *Broker) deliver(payload string) {
+	b.stats.received.Add(1)
 	h := b.h.Load()
 	if h == nil {
 		return

@@ -14,13 +14,14 @@ import (
 	"github.com/heraldpush/herald/internal/redistest"
 )
 
-// newClient connects to addr; the client is closed when t ends. Each node
-// has a client of its own, as each node of a cluster would.
-func newClient(t *testing.T, addr string) rueidis.Client {
+// newClient connects to a redis-server, or to the Redis Cluster of
+// addrs; the client is closed when t ends. Each node has a client of its
+// own, as each node of a cluster would.
+func newClient(t *testing.T, addrs ...string) rueidis.Client {
 	t.Helper()
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true})
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: addrs, DisableCache: true})
 	if err != nil {
-		t.Fatalf("connect to %s: %v", addr, err)
+		t.Fatalf("connect to %v: %v", addrs, err)
 	}
 	t.Cleanup(c.Close)
 	return c
@@ -42,21 +43,60 @@ func TestConformance(t *testing.T) {
 	}
 }
 
+// TestClusterConformance runs the contract over Redis Cluster: sharded
+// pub/sub, each topic on the shard of its slot.
+func TestClusterConformance(t *testing.T) {
+	c := redistest.StartCluster(t)
+	newNode := func(t *testing.T) broker.Broker {
+		return New(newClient(t, c.Addrs()...), Options{Prefix: "tc"})
+	}
+	t.Run("Delivery", func(t *testing.T) { brokertest.Run(t, 3, newNode) })
+	t.Run("Interest", func(t *testing.T) { brokertest.RunInterest(t, 2, true, newNode) })
+}
+
 func TestCodecRoundTrip(t *testing.T) {
 	m := &protocol.Message{ID: "m1", Kind: protocol.KindDirect, Channel: "c", To: "bob", From: "alice",
-		Offset: 1 << 40, Epoch: "e", Seq: 300, Time: -5, Data: []byte(`{"a":"é"}`)}
+		Offset: 1 << 40, Epoch: "e", Seq: 300, Time: -5, Data: []byte(`{"a":"é"}`), ExceptClient: "c1", ExceptUser: "carol"}
 	got, err := decode(encode(nil, m))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.ID != m.ID || got.Kind != m.Kind || got.Channel != m.Channel || got.To != m.To || got.From != m.From ||
-		got.Offset != m.Offset || got.Epoch != m.Epoch || got.Seq != m.Seq || got.Time != m.Time || string(got.Data) != string(m.Data) {
+		got.Offset != m.Offset || got.Epoch != m.Epoch || got.Seq != m.Seq || got.Time != m.Time || string(got.Data) != string(m.Data) ||
+		got.ExceptClient != m.ExceptClient || got.ExceptUser != m.ExceptUser {
 		t.Fatalf("decoded %+v from %+v", got, m)
 	}
 	enc := encode(nil, m)
 	for n := range len(enc) - len(m.Data) - 1 {
 		if _, err := decode(enc[:n]); err == nil {
 			t.Fatalf("a message cut at %d bytes decoded", n)
+		}
+	}
+}
+
+// TestPositionedDecode: the form a store script publishes, "MARK POS
+// EPOCH MESSAGE", gives a channel message its offset and epoch and a
+// direct one its sequence; anything malformed is refused.
+func TestPositionedDecode(t *testing.T) {
+	ch := Encode(&protocol.Message{ID: "m1", Kind: protocol.KindChannel, Channel: "news", Time: 7, Data: []byte(`1`)})
+	got, err := decode(append([]byte("\x0342 ep "), ch...))
+	if err != nil || got.Offset != 42 || got.Epoch != "ep" || got.Channel != "news" || string(got.Data) != "1" {
+		t.Fatalf("channel: %+v, %v", got, err)
+	}
+	dm := Encode(&protocol.Message{ID: "m2", Kind: protocol.KindDirect, To: "bob", Data: []byte(`2`)})
+	got, err = decode(append([]byte("\x037  "), dm...))
+	if err != nil || got.Seq != 7 || got.To != "bob" {
+		t.Fatalf("direct: %+v, %v", got, err)
+	}
+	positioned := Encode(&protocol.Message{ID: "m3", Kind: protocol.KindChannel, Channel: "c", Offset: 3})
+	broadcast := Encode(&protocol.Message{ID: "m4", Kind: protocol.KindBroadcast})
+	for _, bad := range [][]byte{
+		[]byte("\x03"), []byte("\x03 ep "), append([]byte("\x030 ep "), ch...), append([]byte("\x03x ep "), ch...),
+		append([]byte("\x0342 ep"), ch...), append([]byte("\x031 e "), positioned...), append([]byte("\x031 e "), broadcast...),
+		append([]byte("\x031 e \x03"), ch...),
+	} {
+		if m, err := decode(bad); err == nil {
+			t.Errorf("decoded %q as %+v", bad, m)
 		}
 	}
 }

@@ -39,18 +39,44 @@ func (s *Store) channelScript(ctx context.Context, script *rueidis.Lua, channel 
 
 // Append implements store.History.
 func (s *Store) Append(ctx context.Context, channel string, at time.Time, data []byte) (store.Position, error) {
-	return s.appendScript(ctx, "append to "+channel, appendScript, channel, encodeTime(at), rueidis.BinaryString(data))
+	return s.appendScript(ctx, "append to "+channel, appendScript, channel, encodeTime(at), rueidis.BinaryString(data), "", "")
 }
 
 // AppendBatch implements store.History.
 func (s *Store) AppendBatch(ctx context.Context, channel string, at time.Time, data [][]byte) (store.Position, error) {
+	return s.AppendLive(ctx, channel, at, data, nil)
+}
+
+// AppendLive is AppendBatch that also publishes live[i], positioned, as
+// it stores data[i], in the same script: the nodes receive a channel's
+// messages in offset order, whichever nodes stored them. Without
+// Options.Publish, or with no live payloads, it publishes nothing.
+func (s *Store) AppendLive(ctx context.Context, channel string, at time.Time, data, live [][]byte) (store.Position, error) {
 	if len(data) == 0 {
 		return store.Position{}, store.ErrEmptyBatch
 	}
-	args := make([]string, 0, 1+len(data))
-	args = append(args, encodeTime(at))
+	pub := s.publish
+	if live == nil {
+		pub = ""
+	} else if len(live) != len(data) {
+		return store.Position{}, fmt.Errorf("redis store: %d live payloads for %d records", len(live), len(data))
+	}
+	if len(data) == 1 {
+		var payload string
+		if pub != "" {
+			payload = rueidis.BinaryString(live[0])
+		}
+		return s.appendScript(ctx, "append to "+channel, appendScript, channel, encodeTime(at), rueidis.BinaryString(data[0]), pub, payload)
+	}
+	args := make([]string, 0, 3+2*len(data))
+	args = append(args, encodeTime(at), pub, strconv.Itoa(len(data)))
 	for _, d := range data {
 		args = append(args, rueidis.BinaryString(d))
+	}
+	if pub != "" {
+		for _, d := range live {
+			args = append(args, rueidis.BinaryString(d))
+		}
 	}
 	return s.appendScript(ctx, "append a batch to "+channel, appendBatchScript, channel, args...)
 }

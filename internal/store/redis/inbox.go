@@ -22,10 +22,22 @@ func (s *Store) idKey(id string) string { return s.prefix + ":{m:" + id + "}" }
 
 // Push implements store.Inbox.
 func (s *Store) Push(ctx context.Context, user, id string, at time.Time, data []byte) (uint64, error) {
+	return s.PushLive(ctx, user, id, at, data, nil)
+}
+
+// PushLive is Push that also publishes live, positioned, in the script
+// that stores data: the nodes receive a user's messages in sequence
+// order. Without Options.Publish, or with a nil live, it publishes
+// nothing.
+func (s *Store) PushLive(ctx context.Context, user, id string, at time.Time, data, live []byte) (uint64, error) {
 	if err := s.enterName(ctx, user, id); err != nil {
 		return 0, err
 	}
-	n, err := s.run(ctx, pushScript, s.userBase(user), encodeTime(at), rueidis.BinaryString(data), id).AsInt64()
+	pub, payload := s.publish, rueidis.BinaryString(live)
+	if live == nil {
+		pub, payload = "", ""
+	}
+	n, err := s.run(ctx, pushScript, s.userBase(user), encodeTime(at), rueidis.BinaryString(data), id, pub, payload).AsInt64()
 	if err != nil {
 		return 0, errorf("push to "+user, err)
 	}

@@ -91,13 +91,18 @@ type Options struct {
 	// Prefix starts every key ("": rediskey.DefaultPrefix). Stores with
 	// different prefixes share a Redis without seeing each other.
 	Prefix string
+	// Publish is the command AppendLive and PushLive publish with:
+	// "SPUBLISH" where the nodes' broker uses sharded pub/sub, "PUBLISH"
+	// where it does not, "" to publish nothing.
+	Publish string
 }
 
 // Store is the Redis store. Its methods are safe for concurrent use.
 type Store struct {
-	client rueidis.Client
-	prefix string
-	closed atomic.Bool
+	client  rueidis.Client
+	prefix  string
+	publish string
+	closed  atomic.Bool
 }
 
 var _ store.Store = (*Store)(nil)
@@ -107,7 +112,7 @@ func New(client rueidis.Client, opts Options) *Store {
 	if opts.Prefix == "" {
 		opts.Prefix = rediskey.DefaultPrefix
 	}
-	return &Store{client: client, prefix: opts.Prefix}
+	return &Store{client: client, prefix: opts.Prefix, publish: opts.Publish}
 }
 
 // Close implements store.Store: later calls give store.ErrClosed.

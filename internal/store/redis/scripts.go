@@ -16,6 +16,14 @@ local meta = KEYS[1]
 local function id(n) return string.format('%d-0', n) end
 local function num(v) return tonumber(v or '0') or 0 end
 local function offset(entry) return tonumber(string.match(entry[1], '^(%d+)')) end
+-- publish sends a stored message to the nodes, positioned (see
+-- PositionedMark in internal/broker/redis), by cmd (PUBLISH or SPUBLISH)
+-- on the slot's live channel; an empty cmd publishes nothing.
+local function publish(cmd, pos, epoch, payload)
+  if cmd ~= '' then
+    redis.call(cmd, p .. ':live', '\3' .. string.format('%d', pos) .. ' ' .. epoch .. ' ' .. payload)
+  end
+end
 -- walk calls f on the entries of the stream key, oldest first, until f
 -- returns false.
 local function walk(key, f)
@@ -40,19 +48,24 @@ local epoch = redis.call('HGET', meta, 'epoch')
 local top = num(redis.call('HGET', meta, 'top'))
 `
 
-// appendScript: ARGV at, data. Returns {offset, epoch}.
+// appendScript: ARGV at, data, publish command, live payload. Returns
+// {offset, epoch}.
 var appendScript = rueidis.NewLuaScript(channelPrelude + `
 top = redis.call('HINCRBY', meta, 'top', 1)
 redis.call('XADD', hist, id(top), 't', ARGV[3], 'd', ARGV[4])
+publish(ARGV[5], top, epoch, ARGV[6])
 return {top, epoch}
 `)
 
-// appendBatchScript: ARGV at, data... Returns {first offset, epoch}.
+// appendBatchScript: ARGV at, publish command, n, n data, then n live
+// payloads when the command is not empty. Returns {first offset, epoch}.
 var appendBatchScript = rueidis.NewLuaScript(channelPrelude + `
+local cmd, n = ARGV[4], tonumber(ARGV[5])
 local first = top + 1
-for i = 4, #ARGV do
+for i = 1, n do
   top = top + 1
-  redis.call('XADD', hist, id(top), 't', ARGV[3], 'd', ARGV[i])
+  redis.call('XADD', hist, id(top), 't', ARGV[3], 'd', ARGV[5 + i])
+  if cmd ~= '' then publish(cmd, top, epoch, ARGV[5 + n + i]) end
 end
 redis.call('HSET', meta, 'top', top)
 return {first, epoch}
@@ -155,13 +168,15 @@ local function advance(kind, name, d, seq, at)
 end
 `
 
-// pushScript: ARGV at, data, id. Returns the sequence.
+// pushScript: ARGV at, data, id, publish command, live payload. Returns
+// the sequence.
 var pushScript = rueidis.NewLuaScript(userPrelude + `
 local seq = redis.call('HINCRBY', meta, 'top', 1)
 redis.call('XADD', inbox, id(seq), 't', ARGV[2], 'd', ARGV[3])
 redis.call('XADD', rcpt, id(seq), 't', ARGV[2], 'i', ARGV[4])
 redis.call('HINCRBY', meta, 'count', 1)
 redis.call('HINCRBY', meta, 'bytes', #ARGV[3])
+publish(ARGV[5], seq, '', ARGV[6])
 return seq
 `)
 
