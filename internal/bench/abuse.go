@@ -51,7 +51,8 @@ const (
 )
 
 func (r *runner) runAbuse(ctx context.Context) {
-	host := strings.TrimPrefix(strings.TrimPrefix(r.o.API, "http://"), "https://")
+	api := r.eps.apis[0] // one listener: the first, with several
+	host := strings.TrimPrefix(strings.TrimPrefix(api, "http://"), "https://")
 	if i := strings.IndexByte(host, '/'); i >= 0 {
 		host = host[:i]
 	}
@@ -60,15 +61,15 @@ func (r *runner) runAbuse(ctx context.Context) {
 		run  func(ctx context.Context, sent *atomic.Int64) (string, bool)
 	}{
 		{"chunked upload without a key (1 GiB)", func(ctx context.Context, sent *atomic.Int64) (string, bool) {
-			return upload(ctx, r.o.API, "Transfer-Encoding: chunked\r\n", abuseBodyBytes, sent)
+			return upload(ctx, api, "Transfer-Encoding: chunked\r\n", abuseBodyBytes, sent)
 		}},
 		{fmt.Sprintf("%d uploads of a declared 64 MiB without a key", abuseLengthUploads), func(ctx context.Context, sent *atomic.Int64) (string, bool) {
 			return parallel(abuseLengthUploads, func() (string, bool) {
-				return upload(ctx, r.o.API, fmt.Sprintf("Content-Length: %d\r\n", abuseLengthBytes), abuseLengthBytes, sent)
+				return upload(ctx, api, fmt.Sprintf("Content-Length: %d\r\n", abuseLengthBytes), abuseLengthBytes, sent)
 			})
 		}},
 		{"header lines without end (256 MiB)", func(ctx context.Context, sent *atomic.Int64) (string, bool) {
-			return headerFlood(ctx, r.o.API, sent)
+			return headerFlood(ctx, api, sent)
 		}},
 		{fmt.Sprintf("%d WebSockets sending a frame length with the top bit set", abuseFrameConns), func(ctx context.Context, sent *atomic.Int64) (string, bool) {
 			return parallel(abuseFrameConns, func() (string, bool) { return topBitFrame(ctx, host, sent) })
@@ -77,10 +78,10 @@ func (r *runner) runAbuse(ctx context.Context) {
 			return pingFlood(ctx, host, sent)
 		}},
 		{fmt.Sprintf("%d idle HTTP connections from one address", abuseIdleConns), func(ctx context.Context, _ *atomic.Int64) (string, bool) {
-			return idleConnections(ctx, r.o.API)
+			return idleConnections(ctx, api)
 		}},
 		{fmt.Sprintf("%d requests with Connection: close", abuseCloseRequests), func(ctx context.Context, _ *atomic.Int64) (string, bool) {
-			return closeRequests(ctx, r.o.API, r.o.APIKey)
+			return closeRequests(ctx, api, r.o.APIKey)
 		}},
 	}
 	for _, a := range attacks {

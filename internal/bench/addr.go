@@ -162,6 +162,18 @@ func autoSources(host string, conns int) []netip.Addr {
 	return out
 }
 
+// autoSourcesAll is autoSources for a run whose connections go to several
+// hosts: none unless every host takes a spread.
+func autoSourcesAll(hosts []string, conns int) []netip.Addr {
+	var out []netip.Addr
+	for _, host := range hosts {
+		if out = autoSources(host, conns); out == nil {
+			return nil
+		}
+	}
+	return out
+}
+
 // checkSources refuses source addresses outside loopback when the target is
 // on loopback: such a bind would fail for every connection anyway.
 func checkSources(sources []netip.Addr, targetLoopback bool) error {

@@ -10,20 +10,23 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
-// apiClient calls the server's HTTP API.
+// apiClient calls the server's HTTP API: one server, or several nodes of a
+// cluster, which calls go to in turn.
 type apiClient struct {
-	base string // no trailing slash
-	key  string
-	hc   *http.Client
+	bases []string // no trailing slash
+	key   string
+	hc    *http.Client
+	next  *atomic.Uint64 // the call count, which picks the base
 }
 
 // apiCallTimeout bounds one API call.
 const apiCallTimeout = 30 * time.Second
 
-func newAPIClient(base, key string, conns int) *apiClient {
+func newAPIClient(bases []string, key string, conns int) *apiClient {
 	tr := &http.Transport{
 		MaxIdleConns:        conns,
 		MaxIdleConnsPerHost: conns,
@@ -31,11 +34,29 @@ func newAPIClient(base, key string, conns int) *apiClient {
 		IdleConnTimeout:     30 * time.Second,
 		DisableCompression:  true,
 	}
-	return &apiClient{
-		base: strings.TrimRight(base, "/"),
-		key:  key,
-		hc:   &http.Client{Transport: tr, Timeout: apiCallTimeout},
+	trimmed := make([]string, len(bases))
+	for i, b := range bases {
+		trimmed[i] = strings.TrimRight(b, "/")
 	}
+	return &apiClient{
+		bases: trimmed,
+		key:   key,
+		hc:    &http.Client{Transport: tr, Timeout: apiCallTimeout},
+		next:  new(atomic.Uint64),
+	}
+}
+
+// pinned returns a client for the i-th base only, sharing a's connections.
+func (a *apiClient) pinned(i int) *apiClient {
+	return &apiClient{bases: a.bases[i : i+1], key: a.key, hc: a.hc, next: new(atomic.Uint64)}
+}
+
+// base returns the base URL of the next call.
+func (a *apiClient) base() string {
+	if len(a.bases) == 1 {
+		return a.bases[0]
+	}
+	return a.bases[(a.next.Add(1)-1)%uint64(len(a.bases))]
 }
 
 // close releases idle connections.
@@ -58,14 +79,30 @@ func (e *APIError) Error() string {
 // Unwrap makes every APIError match ErrAPI.
 func (e *APIError) Unwrap() error { return ErrAPI }
 
-// do sends one request and decodes a 2xx JSON answer into out (when not
-// nil).
+// do sends one request to the next base and decodes a 2xx JSON answer
+// into out (when not nil).
 func (a *apiClient) do(ctx context.Context, method, path string, body []byte, out any) error {
+	return a.doAt(ctx, a.base(), method, path, body, out)
+}
+
+// doAll sends one request without a body to every base, and returns the
+// first error.
+func (a *apiClient) doAll(ctx context.Context, method, path string, out func(i int) any) error {
+	for i, base := range a.bases {
+		if err := a.doAt(ctx, base, method, path, nil, out(i)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// doAt is do against one base.
+func (a *apiClient) doAt(ctx context.Context, base, method, path string, body []byte, out any) error {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
@@ -194,30 +231,57 @@ type ServerStats struct {
 	Channels    int `json:"channels"`
 }
 
-// stats reads GET /v1/stats.
+// stats reads GET /v1/stats of every base and sums them: with several
+// nodes, their connections.
 func (a *apiClient) stats(ctx context.Context) (ServerStats, error) {
-	var s ServerStats
-	err := a.do(ctx, http.MethodGet, "/v1/stats", nil, &s)
-	return s, err
+	each := make([]ServerStats, len(a.bases))
+	err := a.doAll(ctx, http.MethodGet, "/v1/stats", func(i int) any { return &each[i] })
+	var sum ServerStats
+	for _, s := range each {
+		sum.Connections += s.Connections
+		sum.Users += s.Users
+		sum.Channels += s.Channels
+	}
+	return sum, err
 }
 
-// goroutines reads the server's goroutine count: the go_goroutines gauge
-// of its Prometheus metrics (/metrics), else the Go profiler's
-// /debug/pprof/goroutine?debug=1 when its operator enabled it; ok is false
-// when neither tells.
+// goroutines reads the server's goroutine count, summed over every base:
+// the go_goroutines gauge of its Prometheus metrics (/metrics), else the
+// Go profiler's /debug/pprof/goroutine?debug=1 when its operator enabled
+// it; ok is false when neither tells for every base.
 func (a *apiClient) goroutines(ctx context.Context) (n int, ok bool) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if n, ok := a.scanFirst(ctx, "/metrics", 4<<20, "go_goroutines "); ok {
-		return n, true
+	for _, base := range a.bases {
+		g, found := a.scanFirst(ctx, base, "/metrics", 4<<20, "go_goroutines ")
+		if !found {
+			g, found = a.scanFirst(ctx, base, "/debug/pprof/goroutine?debug=1", 4096, "goroutine profile: total ")
+		}
+		if !found {
+			return 0, false
+		}
+		n += g
 	}
-	return a.scanFirst(ctx, "/debug/pprof/goroutine?debug=1", 4096, "goroutine profile: total ")
+	return n, true
 }
 
-// scanFirst GETs path and returns the number after prefix on the first
-// line that starts with it.
-func (a *apiClient) scanFirst(ctx context.Context, path string, limit int64, prefix string) (int, bool) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+path, nil)
+// scanSum is scanFirst summed over every base; ok is false unless every
+// base tells.
+func (a *apiClient) scanSum(ctx context.Context, path string, limit int64, prefix string) (n int, ok bool) {
+	for _, base := range a.bases {
+		v, found := a.scanFirst(ctx, base, path, limit, prefix)
+		if !found {
+			return 0, false
+		}
+		n += v
+	}
+	return n, true
+}
+
+// scanFirst GETs path of base and returns the number after prefix on the
+// first line that starts with it.
+func (a *apiClient) scanFirst(ctx context.Context, base, path string, limit int64, prefix string) (int, bool) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
 	if err != nil {
 		return 0, false
 	}

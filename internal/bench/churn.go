@@ -67,8 +67,7 @@ func (r *runner) runChurn(ctx context.Context) {
 	after, okAfter := r.sampleProc()
 	r.fillGoroutines(ctx, false)
 	if p := r.res.Process; p != nil && okBefore && okAfter {
-		p.RSSBeforeBytes, p.RSSAfterBytes = before.RSSBytes, after.RSSBytes
-		p.ThreadsBefore, p.ThreadsAfter = before.Threads, after.Threads
+		p.recordMemory(before, after)
 	}
 }
 

@@ -13,9 +13,10 @@ import (
 // reads it: it records deliveries, answers server pings and hands replies
 // to onReply.
 type client struct {
-	n    int // the client's number: its user, source address and shard
-	conn wireConn
-	sink *sink
+	n        int // the client's number: its user, endpoint, source address and shard
+	endpoint int // the index of the endpoint it connected to, in the run's --server list
+	conn     wireConn
+	sink     *sink
 
 	// onReply receives the replies read after the handshake; nil counts
 	// failed ones as errors. It runs on the reading goroutine.
@@ -70,6 +71,9 @@ type opener struct {
 	creds   credentials
 	sink    *sink
 	timeout time.Duration // bound on dial plus handshake
+	// byEndpoint, when not nil, counts handshakes by endpoint (the index
+	// in the run's --server list).
+	byEndpoint []atomic.Int64
 }
 
 // aLongTimeAgo is a deadline in the past: setting it aborts pending I/O.
@@ -87,11 +91,11 @@ func (o *opener) openHello(ctx context.Context, n int, h hello, handshakes *atom
 	user, channel := h.user, h.channel
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	conn, err := o.dialer.dial(ctx, n)
+	conn, ep, err := o.dialer.dial(ctx, n)
 	if err != nil {
 		return nil, err
 	}
-	c := &client{n: n, conn: conn, sink: o.sink, done: make(chan struct{})}
+	c := &client{n: n, endpoint: ep, conn: conn, sink: o.sink, done: make(chan struct{})}
 	fail := func(err error) (*client, error) {
 		_ = conn.Close()
 		if ctx.Err() != nil {
@@ -123,6 +127,9 @@ func (o *opener) openHello(ctx context.Context, n int, h hello, handshakes *atom
 		return fail(fmt.Errorf("%w: %s: connect: %w", ErrHandshake, user, err))
 	}
 	handshakes.Add(1)
+	if o.byEndpoint != nil {
+		o.byEndpoint[ep].Add(1)
+	}
 	if channel != "" {
 		c.subscribedAt = time.Now()
 		if err := conn.WriteFrame(appendSubscribe(nil, channel, h.from)); err != nil {

@@ -41,18 +41,20 @@ const (
 	maxServerFrame = 4 << 20 // a frame longer than this is a broken stream
 )
 
-// dialer opens client connections to one target, spreading them over the
-// source addresses.
+// dialer opens client connections, spreading them round-robin over some of
+// the run's endpoints and over the source addresses.
 type dialer struct {
-	target  target
+	targets []target // every endpoint of the run
+	use     []int    // the indexes in targets this dialer spreads over
 	sources []netip.Addr
 	ws      websocket.Dialer
 	rcvBuf  int // SO_RCVBUF set before connecting; 0 leaves the kernel's
 }
 
-func newDialer(t target, sources []netip.Addr) *dialer {
+func newDialer(targets []target, use []int, sources []netip.Addr) *dialer {
 	return &dialer{
-		target:  t,
+		targets: targets,
+		use:     use,
 		sources: sources,
 		ws: websocket.Dialer{
 			ReadBufferSize:  readBufferSize,
@@ -88,27 +90,33 @@ func (d *dialer) netDialer(n int) *net.Dialer {
 	return nd
 }
 
+// endpoint returns the index in targets of the n-th connection's endpoint.
+func (d *dialer) endpoint(n int) int { return d.use[n%len(d.use)] }
+
 // dial opens the n-th connection: TCP, plus the WebSocket upgrade for ws.
-func (d *dialer) dial(ctx context.Context, n int) (wireConn, error) {
+// It returns the index in targets of the endpoint it connected to.
+func (d *dialer) dial(ctx context.Context, n int) (wireConn, int, error) {
+	ep := d.endpoint(n)
+	t := d.targets[ep]
 	nd := d.netDialer(n)
-	if d.target.scheme == "tcp" {
-		c, err := nd.DialContext(ctx, "tcp", d.target.addr)
+	if t.scheme == "tcp" {
+		c, err := nd.DialContext(ctx, "tcp", t.addr)
 		if err != nil {
-			return nil, fmt.Errorf("dial %s: %w", d.target.addr, err)
+			return nil, ep, fmt.Errorf("dial %s: %w", t.addr, err)
 		}
-		return newLineConn(c), nil
+		return newLineConn(c), ep, nil
 	}
 	wd := d.ws // a copy, to bind this connection's source address
 	wd.NetDialContext = nd.DialContext
-	c, resp, err := wd.DialContext(ctx, d.target.url, nil)
+	c, resp, err := wd.DialContext(ctx, t.url, nil)
 	if err != nil {
 		if errors.Is(err, websocket.ErrBadHandshake) && resp != nil {
 			err = refusedUpgrade(resp)
 		}
-		return nil, fmt.Errorf("dial %s: %w", d.target.url, err)
+		return nil, ep, fmt.Errorf("dial %s: %w", t.url, err)
 	}
 	c.SetReadLimit(maxServerFrame)
-	return &wsConn{c: c}, nil
+	return &wsConn{c: c}, ep, nil
 }
 
 // refusedUpgrade reads the server's answer to a refused WebSocket upgrade:

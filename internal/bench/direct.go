@@ -32,7 +32,7 @@ func (r *runner) prepareDirect(ctx context.Context) *load {
 	for i, c := range clients {
 		users[i] = o.user(c.n)
 	}
-	s := &directSender{api: r.api, users: users, batch: o.Batch, size: o.Size, errs: &r.sink.errs}
+	s := &directSender{api: r.sendAPI, users: users, batch: o.Batch, size: o.Size, errs: &r.sink.errs}
 	return &load{
 		send:       func(ctx context.Context, k int) { s.run(ctx, k, o.APIConcurrency, o.Rate) },
 		counts:     s.counts,

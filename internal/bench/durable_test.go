@@ -30,7 +30,7 @@ func TestRecover(t *testing.T) {
 			o.Clients, o.Messages, o.Via = 3, 200, tc.via
 			o.Channel = historyChannel + "-" + tc.transport
 			o.UserPrefix = "r" + tc.transport
-			o.ServerPID = os.Getpid()
+			o.ServerPIDs = []int{os.Getpid()}
 			res := run(t, o)
 			mustPass(t, res)
 			if res.DeliveriesExpected != 600 || res.DeliveriesReceived != 600 {
@@ -82,7 +82,7 @@ func TestInbox(t *testing.T) {
 	o := testOptions(ts, ScenarioInbox, "ws")
 	o.Clients, o.Messages, o.Batch, o.Settle = 30, 5, 8, 0
 	o.UserPrefix = "in"
-	o.ServerPID = os.Getpid()
+	o.ServerPIDs = []int{os.Getpid()}
 	res := run(t, o)
 	mustPass(t, res)
 	if res.DeliveriesExpected != 150 || res.DeliveriesReceived != 150 || res.Connections != 30 {
@@ -114,7 +114,7 @@ func TestInboxOffline(t *testing.T) {
 	ts := startServer(t, durableConfig(t))
 	o := testOptions(ts, ScenarioInbox, "tcp")
 	o.Clients, o.Messages, o.Batch, o.Online, o.Settle = 50, 3, 50, 0, 0
-	o.ServerPID = os.Getpid()
+	o.ServerPIDs = []int{os.Getpid()}
 	res := run(t, o)
 	mustPass(t, res)
 	if res.Connections != 0 || res.Sent != 150 || res.Memory == nil || res.Memory.Pending != 150 {
@@ -133,7 +133,7 @@ func TestDirectBaseline(t *testing.T) {
 	o := testOptions(ts, ScenarioDirect, "ws")
 	o.Clients, o.Messages = 20, 6
 	o.BaselineServer, o.BaselineAPI = base.wsURL, base.apiURL
-	o.ServerPID, o.BaselinePID = os.Getpid(), os.Getpid()
+	o.ServerPIDs, o.BaselinePIDs = []int{os.Getpid()}, []int{os.Getpid()}
 	res := run(t, o)
 	mustPass(t, res)
 	b := res.Baseline

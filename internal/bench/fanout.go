@@ -69,17 +69,18 @@ func (r *runner) newPublisher(ctx context.Context) (publisher, error) {
 	o := r.o
 	if o.Via == ViaAPI {
 		r.res.Publisher = ViaAPI
-		return &apiPublisher{api: r.api, channel: o.Channel, size: o.Size, concurrency: o.APIConcurrency, batch: o.PublishBatch, errs: &r.sink.errs}, nil
+		return &apiPublisher{api: r.sendAPI, channel: o.Channel, size: o.Size, concurrency: o.APIConcurrency, batch: o.PublishBatch, errs: &r.sink.errs}, nil
 	}
 	r.res.Publisher = ViaClient
 	var handshakes atomic.Int64 // the publishers are not among the clients counted
+	op := r.publisherOpener()
 	ps := make(publishers, o.Publishers)
 	for i := range ps {
 		user := publisherUser
 		if i > 0 {
 			user += "-" + strconv.Itoa(i+1)
 		}
-		p, err := newClientPublisher(ctx, r.op, r.aux, o.Clients+i, user, o.Channel, o.Size, o.Window, &handshakes)
+		p, err := newClientPublisher(ctx, op, r.aux, o.Clients+i, user, o.Channel, o.Size, o.Window, &handshakes)
 		if err != nil {
 			return nil, err
 		}

@@ -23,7 +23,7 @@ func (r *runner) runInbox(ctx context.Context) {
 	mem := &Memory{SettleSeconds: o.Settle.Seconds()}
 	mem.RSSEmptyBytes, mem.HeapEmptyBytes, mem.GC = r.settledMemory(ctx)
 
-	s := &directSender{api: r.api, users: users, batch: o.Batch, size: o.Size, errs: &r.sink.errs}
+	s := &directSender{api: r.sendAPI, users: users, batch: o.Batch, size: o.Size, errs: &r.sink.errs}
 	r.fill("storing", int64(o.Clients)*int64(o.Messages), func() { s.run(ctx, o.Messages, o.APIConcurrency, o.Rate) }, s.counts)
 	if r.proc != nil {
 		var gc bool
@@ -58,7 +58,7 @@ func (r *runner) settledMemory(ctx context.Context) (rss, heap int64, gc bool) {
 		return 0, 0, false
 	}
 	gcCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	gc = r.api.do(gcCtx, http.MethodGet, "/debug/pprof/heap?gc=1", nil, nil) == nil
+	gc = r.api.doAll(gcCtx, http.MethodGet, "/debug/pprof/heap?gc=1", func(int) any { return nil }) == nil
 	cancel()
 	t := time.NewTimer(r.o.Settle)
 	select {
@@ -69,7 +69,7 @@ func (r *runner) settledMemory(ctx context.Context) (rss, heap int64, gc bool) {
 	if s, ok := r.sampleProc(); ok {
 		rss = s.RSSBytes
 	}
-	if n, ok := r.api.scanFirst(ctx, "/metrics", 4<<20, "go_memstats_heap_inuse_bytes "); ok {
+	if n, ok := r.api.scanSum(ctx, "/metrics", 4<<20, "go_memstats_heap_inuse_bytes "); ok {
 		heap = int64(n)
 	}
 	return rss, heap, gc

@@ -42,9 +42,10 @@ func (r *runner) measureConnect(ctx context.Context, desc string, spec connectSp
 	phase := r.connect(ctx, desc, spec)
 	after, okAfter := r.sampleProc()
 	if p := r.res.Process; p != nil && okBefore && okAfter {
-		p.ConnectCPUSeconds = (after.CPU - before.CPU).Seconds()
-		p.RSSBeforeBytes, p.RSSAfterBytes = before.RSSBytes, after.RSSBytes
-		p.ThreadsBefore, p.ThreadsAfter = before.Threads, after.Threads
+		p.recordMemory(before, after)
+		p.record(before, after, func(q *ServerProcess, before, after procSample) {
+			q.ConnectCPUSeconds = (after.CPU - before.CPU).Seconds()
+		})
 		if phase.established > 0 {
 			p.RSSPerConnectionBytes = float64(after.RSSBytes-before.RSSBytes) / float64(phase.established)
 		}
@@ -75,8 +76,10 @@ func (r *runner) measuredPhase(fn func()) {
 	m := r.timed(fn)
 	r.res.MeasuredSeconds += m.seconds
 	r.res.LoadCPUSeconds += m.loadCPU
-	if p := r.res.Process; p != nil {
-		p.CPUSeconds += m.serverCPU
+	if p := r.res.Process; p != nil && m.serverRead {
+		p.record(m.serverBefore, m.serverAfter, func(q *ServerProcess, before, after procSample) {
+			q.CPUSeconds += (after.CPU - before.CPU).Seconds()
+		})
 	}
 }
 
@@ -85,6 +88,9 @@ type timing struct {
 	seconds   float64
 	serverCPU float64 // 0 without a server process
 	loadCPU   float64
+	// The server's processes around the phase, when serverRead.
+	serverBefore, serverAfter procSample
+	serverRead                bool
 }
 
 // timed runs fn and measures its duration, the server's CPU time over it
@@ -99,6 +105,7 @@ func (r *runner) timed(fn func()) timing {
 	after, okAfter := r.sampleProc()
 	if okBefore && okAfter {
 		m.serverCPU = (after.CPU - before.CPU).Seconds()
+		m.serverBefore, m.serverAfter, m.serverRead = before, after, true
 	}
 	if selfErr0 == nil && selfErr1 == nil {
 		m.loadCPU = (self1.CPU - self0.CPU).Seconds()
@@ -188,8 +195,8 @@ func (r *runner) recordDeliveries(expected, want int64) {
 	if res.DeliverySeconds > 0 {
 		res.DeliveriesPerSecond = float64(res.DeliveriesReceived) / res.DeliverySeconds
 	}
-	if p := res.Process; p != nil && res.DeliveriesReceived > 0 {
-		p.CPUSecondsPerMillionDeliveries = p.CPUSeconds / (float64(res.DeliveriesReceived) / 1e6)
+	if p := res.Process; p != nil {
+		p.recordDeliveries(res.DeliveriesReceived)
 	}
 }
 
@@ -197,6 +204,7 @@ func (r *runner) recordDeliveries(expected, want int64) {
 func (r *runner) finish(ctx context.Context, start time.Time) {
 	res := &r.res
 	res.Seconds = time.Since(start).Seconds()
+	r.recordEndpoints()
 	res.Latency = summarize(r.sink.hist.Snapshot())
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):

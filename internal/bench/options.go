@@ -68,12 +68,20 @@ type Options struct {
 	Scenario Scenario
 
 	// Server is the client endpoint: ws://host:port/path (or wss://) for
-	// WebSocket, tcp://host:port for raw TCP.
+	// WebSocket, tcp://host:port for raw TCP; or a comma-separated list of
+	// them, the nodes of a cluster, which the clients are spread over
+	// round-robin (client n on endpoint n mod the endpoints).
 	Server string
-	// API is the base URL of the HTTP server API, and APIKey its bearer
-	// key (empty: no Authorization header).
+	// API is the base URL of the HTTP server API, or a comma-separated
+	// list of them, which API calls go to round-robin; APIKey is its
+	// bearer key (empty: no Authorization header).
 	API    string
 	APIKey string
+	// PublishOn, when not 0, pins the publisher to one endpoint, counted
+	// from 1: a client publisher connects to that --server endpoint, API
+	// calls that publish or send go to that --api URL, and no client under
+	// test connects to that --server endpoint (unless it is the only one).
+	PublishOn int
 	// AllowRemote permits targets outside the loopback range.
 	AllowRemote bool
 
@@ -102,9 +110,10 @@ type Options struct {
 	// automatically (more addresses only when one could run out of ports).
 	SourceIPs string
 
-	// ServerPID, when not 0, is the server's process id on this machine:
-	// its CPU time and memory are read from /proc.
-	ServerPID int
+	// ServerPIDs, when not empty, are the server's process ids on this
+	// machine (several nodes, and the Redis they share, say): their CPU
+	// time and memory are read from /proc and summed.
+	ServerPIDs []int
 
 	// Hold is how long the idle scenario holds its connections.
 	Hold time.Duration
@@ -145,14 +154,14 @@ type Options struct {
 	// measured rounds; with a baseline, the rounds alternate between the
 	// target and the baseline. 0: one round, or four with a baseline.
 	Rounds int
-	// BaselineServer, BaselineAPI, BaselinePID and BaselineChannel name a
+	// BaselineServer, BaselineAPI, BaselinePIDs and BaselineChannel name a
 	// baseline that fanout and direct run the same load against, in
 	// alternating rounds, to compare in one run: another server (one
 	// started with --inbox-ttl 0, say), or, on the same server, another
 	// channel (one without history). Empty fields are the target's.
 	BaselineServer  string
 	BaselineAPI     string
-	BaselinePID     int
+	BaselinePIDs    []int
 	BaselineChannel string
 	// Online is how many of the inbox scenario's users come online after
 	// the fill; negative: all of them.
@@ -288,21 +297,21 @@ func (o Options) withDefaults() Options {
 
 // hasBaseline reports whether the options name a baseline.
 func (o Options) hasBaseline() bool {
-	return o.BaselineServer != "" || o.BaselineAPI != "" || o.BaselineChannel != "" || o.BaselinePID != 0
+	return o.BaselineServer != "" || o.BaselineAPI != "" || o.BaselineChannel != "" || len(o.BaselinePIDs) > 0
 }
 
 // baseline returns the options of the baseline side of a compared run.
 func (o Options) baseline() Options {
 	b := o
-	b.BaselineServer, b.BaselineAPI, b.BaselinePID, b.BaselineChannel = "", "", 0, ""
+	b.BaselineServer, b.BaselineAPI, b.BaselinePIDs, b.BaselineChannel = "", "", nil, ""
 	if o.BaselineServer != "" {
 		b.Server = o.BaselineServer
 	}
 	if o.BaselineAPI != "" {
 		b.API = o.BaselineAPI
 	}
-	if o.BaselinePID != 0 || b.API != o.API {
-		b.ServerPID = o.BaselinePID // another server: its own process, if named
+	if len(o.BaselinePIDs) > 0 || b.API != o.API {
+		b.ServerPIDs = o.BaselinePIDs // another server: its own processes, if named
 	}
 	if o.BaselineChannel != "" {
 		b.Channel = o.BaselineChannel
@@ -343,7 +352,7 @@ func (o Options) Validate() error {
 	check(!o.hasBaseline() || o.Scenario == ScenarioFanout || o.Scenario == ScenarioDirect, "baseline: only fanout and direct compare with a baseline")
 	check(!o.hasBaseline() || o.Stalled == 0, "baseline: a fanout with stalled subscribers has no baseline")
 	check(o.Stalled == 0 || o.Rounds <= 1, "stalled: a fanout with stalled subscribers runs in one round")
-	check(o.BaselinePID >= 0, "baseline-pid: must not be negative")
+	check(positive(o.BaselinePIDs), "baseline-pid: must be positive")
 	check(o.Settle >= 0, "settle: must not be negative")
 	check(o.Size >= 0 && o.Size <= 1<<20, "size: must be between 0 and 1048576, got %d", o.Size)
 	check(o.Rate >= 0, "rate: must not be negative")
@@ -360,17 +369,17 @@ func (o Options) Validate() error {
 	check(o.Stalled == 0 || o.Scenario == ScenarioFanout, "stalled: only the fanout scenario has stalled subscribers")
 	check(o.Drain > 0, "drain: must be positive")
 	check(o.Timeout > 0, "timeout: must be positive")
-	check(o.ServerPID >= 0, "server-pid: must not be negative")
+	check(positive(o.ServerPIDs), "server-pid: must be positive")
 	check(protocol.ValidChannel(o.Channel), "channel: %q is not a valid channel name", o.Channel)
 	check(protocol.ValidUser(o.UserPrefix+"0") && len(o.UserPrefix) <= protocol.MaxUserLen-10,
 		"user-prefix: %q does not make valid user ids", o.UserPrefix)
 	check(o.BaselineChannel == "" || protocol.ValidChannel(o.BaselineChannel), "baseline-channel: %q is not a valid channel name", o.BaselineChannel)
-	if _, err := parseTarget(o.Server); err != nil {
-		errs = append(errs, fmt.Errorf("server: %w", err))
+	if _, err := o.endpoints(); err != nil {
+		errs = append(errs, err)
 	}
-	if o.BaselineServer != "" {
-		if _, err := parseTarget(o.BaselineServer); err != nil {
-			errs = append(errs, fmt.Errorf("baseline-server: %w", err))
+	if o.BaselineServer != "" || o.BaselineAPI != "" {
+		if _, err := o.baseline().endpoints(); err != nil {
+			errs = append(errs, fmt.Errorf("baseline: %w", err))
 		}
 	}
 	if o.HookReceiver != "" {
@@ -401,6 +410,22 @@ func (o Options) peakConnections() int {
 		return o.Online + 1
 	}
 	return o.Clients + o.Stalled + o.Publishers
+}
+
+// positive reports whether every id is above 0.
+func positive(ids []int) bool {
+	for _, id := range ids {
+		if id <= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// publishes reports whether a scenario has a publisher (or sender) that
+// PublishOn can pin.
+func (s Scenario) publishes() bool {
+	return s == ScenarioFanout || s == ScenarioDirect || s == ScenarioChurn || s == ScenarioRecover || s == ScenarioInbox
 }
 
 // hasClients reports whether a scenario holds --clients connections.

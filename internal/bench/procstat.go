@@ -8,11 +8,48 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// procSample is one reading of a process's resource use from /proc.
+// procSample is one reading of a process's resource use from /proc, or
+// the sum of readings of several processes.
 type procSample struct {
 	CPU      time.Duration // user + system time
 	RSSBytes int64
 	Threads  int
+	// each is, for a sum of several processes, each one's reading, in
+	// the order of their pids.
+	each []procSample
+}
+
+// procSet reads one process or several, summing them.
+type procSet struct {
+	readers []*procReader
+}
+
+func newProcSet(pids []int) *procSet {
+	ps := &procSet{}
+	for _, pid := range pids {
+		ps.readers = append(ps.readers, newProcReader(pid))
+	}
+	return ps
+}
+
+// sample reads every process; the result is their sum, with each one's
+// reading in each when there are several. One failed read fails it.
+func (ps *procSet) sample() (procSample, error) {
+	if len(ps.readers) == 1 {
+		return ps.readers[0].sample()
+	}
+	var sum procSample
+	for _, p := range ps.readers {
+		s, err := p.sample()
+		if err != nil {
+			return procSample{}, err
+		}
+		sum.CPU += s.CPU
+		sum.RSSBytes += s.RSSBytes
+		sum.Threads += s.Threads
+		sum.each = append(sum.each, s)
+	}
+	return sum, nil
 }
 
 // procReader reads /proc for one process. The zero pid reads nothing.

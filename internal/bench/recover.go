@@ -90,8 +90,7 @@ func (r *runner) awaitComeback(ctx context.Context, desc string, want int64, spe
 	defer func() {
 		after, okAfter := r.sampleProc()
 		if p := r.res.Process; p != nil && okBefore && okAfter {
-			p.RSSBeforeBytes, p.RSSAfterBytes = before.RSSBytes, after.RSSBytes
-			p.ThreadsBefore, p.ThreadsAfter = before.Threads, after.Threads
+			p.recordMemory(before, after)
 		}
 	}()
 	var start time.Time

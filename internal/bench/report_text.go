@@ -43,6 +43,17 @@ func reportRows(r Result) [][2]string {
 		head += ", publisher: " + r.Publisher
 	}
 	add("scenario", "%s", head)
+	for i, e := range r.Endpoints {
+		label := ""
+		if i == 0 {
+			label = "endpoints"
+		}
+		line := fmt.Sprintf("%s: %s handshakes", e.Server, count(e.Handshakes))
+		if e.Publisher {
+			line += ", the publisher"
+		}
+		add(label, "%s", line)
+	}
 	add("duration", "%.2fs", r.Seconds)
 	for _, a := range r.Attacks {
 		verdict := "held"
@@ -126,13 +137,17 @@ func reportRows(r Result) [][2]string {
 		add("load cpu", "%.2fs over a %.2fs measured phase (this process)", r.LoadCPUSeconds, r.MeasuredSeconds)
 	}
 	if p := r.Process; p != nil && r.Scenario != ScenarioAbuse {
-		add("server pid", "%d", p.PID)
-		cpu := fmt.Sprintf("%.2fs measured, %.2fs connecting", p.CPUSeconds, p.ConnectCPUSeconds)
-		if p.CPUSecondsPerMillionDeliveries > 0 {
-			cpu += fmt.Sprintf(" (%.2f CPU-s per million deliveries)", p.CPUSecondsPerMillionDeliveries)
+		if len(p.PIDs) > 0 {
+			pids := make([]string, len(p.PIDs))
+			for i, pid := range p.PIDs {
+				pids[i] = fmt.Sprint(pid)
+			}
+			add("server pids", "%s (figures summed over them)", strings.Join(pids, ", "))
+		} else {
+			add("server pid", "%d", p.PID)
 		}
-		add("server cpu", "%s", cpu)
-		mem := fmt.Sprintf("%s -> %s", bytesIEC(float64(p.RSSBeforeBytes)), bytesIEC(float64(p.RSSAfterBytes)))
+		add("server cpu", "%s", processCPU(*p))
+		mem := processRSS(*p)
 		if p.RSSPerConnectionBytes != 0 {
 			mem += fmt.Sprintf(" (%s per connection)", bytesIEC(p.RSSPerConnectionBytes))
 		}
@@ -140,6 +155,9 @@ func reportRows(r Result) [][2]string {
 		add("server threads", "%d -> %d", p.ThreadsBefore, p.ThreadsAfter)
 		if p.GoroutinesBefore != nil && p.GoroutinesAfter != nil {
 			add("server goroutines", "%d -> %d", *p.GoroutinesBefore, *p.GoroutinesAfter)
+		}
+		for _, q := range p.Processes {
+			add(fmt.Sprintf("pid %d", q.PID), "cpu %s; rss %s; threads %d -> %d", processCPU(q), processRSS(q), q.ThreadsBefore, q.ThreadsAfter)
 		}
 	}
 	if b := r.Baseline; b != nil {
@@ -183,6 +201,21 @@ func reportRows(r Result) [][2]string {
 		add("result", "FAIL: %s", strings.Join(r.Failures, "; "))
 	}
 	return rows
+}
+
+// processCPU describes the CPU time of a server process (or of their sum).
+func processCPU(p ServerProcess) string {
+	cpu := fmt.Sprintf("%.2fs measured, %.2fs connecting", p.CPUSeconds, p.ConnectCPUSeconds)
+	if p.CPUSecondsPerMillionDeliveries > 0 {
+		cpu += fmt.Sprintf(" (%.2f CPU-s per million deliveries)", p.CPUSecondsPerMillionDeliveries)
+	}
+	return cpu
+}
+
+// processRSS describes the resident size of a server process before and
+// after.
+func processRSS(p ServerProcess) string {
+	return fmt.Sprintf("%s -> %s", bytesIEC(float64(p.RSSBeforeBytes)), bytesIEC(float64(p.RSSAfterBytes)))
 }
 
 // deliveryRows are the deliveries and throughput rows of a scenario that

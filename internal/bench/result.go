@@ -17,6 +17,10 @@ type Result struct {
 	Seconds   float64   `json:"seconds"` // the whole run
 	Settings  Settings  `json:"settings"`
 
+	// Endpoints counts the handshakes on each client endpoint, when
+	// Server lists several.
+	Endpoints []Endpoint `json:"endpoints,omitempty"`
+
 	// Connections counts completed handshakes (successful connect
 	// replies) of the Clients requested; the fan-out publisher is not
 	// among them.
@@ -79,6 +83,14 @@ type Result struct {
 	// OK is the verdict; Failures says why it is false.
 	OK       bool     `json:"ok"`
 	Failures []string `json:"failures,omitempty"`
+}
+
+// Endpoint is one of several client endpoints of a run.
+type Endpoint struct {
+	Server     string `json:"server"`
+	Handshakes int64  `json:"handshakes"` // of the clients under test
+	// Publisher is set on the endpoint a client publisher was pinned to.
+	Publisher bool `json:"publisher,omitempty"`
 }
 
 // Stalled is what became of the subscribers that never read (fanout
@@ -209,9 +221,13 @@ type Churn struct {
 	CyclesPerSecond float64 `json:"cycles_per_second"`
 }
 
-// ServerProcess is what /proc showed of the server process.
+// ServerProcess is what /proc showed of the server process, or of the
+// server's processes (several nodes, and the Redis they share, say):
+// then PIDs names them, the figures are their sums, and Processes gives
+// each one's.
 type ServerProcess struct {
-	PID        int   `json:"pid"`
+	PID        int   `json:"pid,omitempty"`
+	PIDs       []int `json:"pids,omitempty"`
 	ClockTicks int64 `json:"clock_ticks"` // per second, of /proc/PID/stat times
 
 	// CPUSeconds is user+system time during the measured phase: publishing
@@ -231,6 +247,55 @@ type ServerProcess struct {
 	// Goroutine counts, when the server exposes /debug/pprof.
 	GoroutinesBefore *int `json:"goroutines_before,omitempty"`
 	GoroutinesAfter  *int `json:"goroutines_after,omitempty"`
+
+	// Processes is each process's figures, when there are several.
+	Processes []ServerProcess `json:"processes,omitempty"`
+}
+
+// newServerProcess returns the figures of the processes pids, empty.
+func newServerProcess(pids []int, clockTicks int64) *ServerProcess {
+	if len(pids) == 1 {
+		return &ServerProcess{PID: pids[0], ClockTicks: clockTicks}
+	}
+	p := &ServerProcess{PIDs: pids, ClockTicks: clockTicks}
+	for _, pid := range pids {
+		p.Processes = append(p.Processes, ServerProcess{PID: pid, ClockTicks: clockTicks})
+	}
+	return p
+}
+
+// record calls fn with the summed figures and the summed samples, then,
+// when there are several processes, with each one's.
+func (p *ServerProcess) record(before, after procSample, fn func(q *ServerProcess, before, after procSample)) {
+	fn(p, before, after)
+	for i := range p.Processes {
+		if i < len(before.each) && i < len(after.each) {
+			fn(&p.Processes[i], before.each[i], after.each[i])
+		}
+	}
+}
+
+// recordMemory records resident size and threads before and after a
+// phase.
+func (p *ServerProcess) recordMemory(before, after procSample) {
+	p.record(before, after, func(q *ServerProcess, before, after procSample) {
+		q.RSSBeforeBytes, q.RSSAfterBytes = before.RSSBytes, after.RSSBytes
+		q.ThreadsBefore, q.ThreadsAfter = before.Threads, after.Threads
+	})
+}
+
+// recordDeliveries sets CPU time per million deliveries, summed and per
+// process.
+func (p *ServerProcess) recordDeliveries(deliveries int64) {
+	if deliveries <= 0 {
+		return
+	}
+	millions := float64(deliveries) / 1e6
+	p.CPUSecondsPerMillionDeliveries = p.CPUSeconds / millions
+	for i := range p.Processes {
+		q := &p.Processes[i]
+		q.CPUSecondsPerMillionDeliveries = q.CPUSeconds / millions
+	}
 }
 
 // fail records a reason the run is not OK.

@@ -82,7 +82,7 @@ func runCompared(ctx context.Context, o Options, hooks *hookReceiver, progress i
 		// One server: one pool of API connections, so that the run holds
 		// no more of them than --api-concurrency asks (the server bounds
 		// the connections per address).
-		rb.api = ra.api
+		rb.api, rb.sendAPI = ra.api, ra.sendAPI
 	}
 
 	start := time.Now()

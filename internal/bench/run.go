@@ -91,14 +91,15 @@ func (o Options) startHookReceiver(ctx context.Context) (*hookReceiver, error) {
 // runner holds the state of one run.
 type runner struct {
 	o        Options
-	target   target
+	eps      endpoints
 	sources  []netip.Addr
 	op       *opener
 	sink     *sink
-	fleet    *fleet // the clients under test
-	aux      *fleet // the publisher
-	api      *apiClient
-	proc     *procReader // nil without a server pid
+	fleet    *fleet      // the clients under test
+	aux      *fleet      // the publisher
+	api      *apiClient  // round-robin over every --api URL
+	sendAPI  *apiClient  // the API calls that publish or send
+	proc     *procSet    // nil without a server pid
 	self     *procReader // this process
 	progress io.Writer
 	label    string        // names the side of a compared run in progress bars
@@ -112,20 +113,13 @@ type runner struct {
 const fdMargin = 64
 
 func newRunner(ctx context.Context, o Options, progress io.Writer) (*runner, error) {
-	t, err := parseTarget(o.Server)
+	eps, err := o.endpoints()
 	if err != nil {
-		return nil, fmt.Errorf("%w: server: %w", ErrInvalidOptions, err)
-	}
-	apiHost, err := hostOf(o.API)
-	if err != nil {
-		return nil, fmt.Errorf("%w: api: %w", ErrInvalidOptions, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
 	if !o.AllowRemote {
-		if err := checkLoopback(ctx, t.host); err != nil {
-			return nil, fmt.Errorf("server: %w", err)
-		}
-		if err := checkLoopback(ctx, apiHost); err != nil {
-			return nil, fmt.Errorf("api: %w", err)
+		if err := eps.checkLoopback(ctx); err != nil {
+			return nil, err
 		}
 	}
 	sources, _ := parseSourceIPs(o.SourceIPs) // Validate checked it
@@ -137,9 +131,12 @@ func newRunner(ctx context.Context, o Options, progress io.Writer) (*runner, err
 		case ScenarioRecover:
 			lifetime = 2*o.Clients + 1 // every client connects twice
 		}
-		sources = autoSources(t.host, lifetime)
+		sources = autoSourcesAll(eps.hosts(), lifetime)
 	}
-	loopback := strings.EqualFold(t.host, "localhost") || isLoopbackLiteral(t.host)
+	loopback := false
+	for _, host := range eps.hosts() {
+		loopback = loopback || strings.EqualFold(host, "localhost") || isLoopbackLiteral(host)
+	}
 	if err := checkSources(sources, loopback); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
@@ -150,32 +147,40 @@ func newRunner(ctx context.Context, o Options, progress io.Writer) (*runner, err
 	// Messages sent to clients that were away arrive late by design: their
 	// age is no latency.
 	s.noLatency = o.Scenario == ScenarioRecover || o.Scenario == ScenarioInbox
+	api := newAPIClient(eps.apis, o.APIKey, o.APIConcurrency+2)
 	r := &runner{
 		o:        o,
-		target:   t,
+		eps:      eps,
 		sources:  sources,
 		sink:     s,
 		fleet:    &fleet{},
 		aux:      &fleet{},
-		api:      newAPIClient(o.API, o.APIKey, o.APIConcurrency+2),
+		api:      api,
+		sendAPI:  api,
 		progress: progress,
 		self:     newProcReader(os.Getpid()),
 		op: &opener{
-			dialer:  newDialer(t, sources),
+			dialer:  newDialer(eps.servers, eps.clients, sources),
 			creds:   newCredentials(o.HMACSecret),
 			sink:    s,
 			timeout: o.ConnectTimeout,
 		},
 	}
-	if o.ServerPID != 0 {
-		r.proc = newProcReader(o.ServerPID)
+	if eps.publishOn >= 0 && o.publishesViaAPI() {
+		r.sendAPI = api.pinned(eps.publishOn)
+	}
+	if eps.multi() {
+		r.op.byEndpoint = make([]atomic.Int64, len(eps.servers))
+	}
+	if len(o.ServerPIDs) > 0 {
+		r.proc = newProcSet(o.ServerPIDs)
 		if _, err := r.proc.sample(); err != nil {
 			return nil, err
 		}
-		r.res.Process = &ServerProcess{PID: o.ServerPID, ClockTicks: r.proc.hz}
+		r.res.Process = newServerProcess(o.ServerPIDs, r.proc.readers[0].hz)
 	}
 	r.res.Scenario = o.Scenario
-	r.res.Transport = t.transport()
+	r.res.Transport = eps.servers[0].transport()
 	r.res.Server = o.Server
 	if o.Scenario.hasClients() {
 		r.res.Clients = o.Clients
@@ -185,6 +190,32 @@ func newRunner(ctx context.Context, o Options, progress io.Writer) (*runner, err
 	}
 	r.res.Settings = r.settings()
 	return r, nil
+}
+
+// publisherOpener returns the opener of client publishers: on the
+// endpoint PublishOn names, else round-robin like the clients; their
+// handshakes are not the clients'.
+func (r *runner) publisherOpener() *opener {
+	op := *r.op
+	op.dialer = newDialer(r.eps.servers, r.eps.publisherTargets(), r.sources)
+	op.byEndpoint = nil
+	return &op
+}
+
+// recordEndpoints fills the handshakes per endpoint of a run with several.
+func (r *runner) recordEndpoints() {
+	if r.op.byEndpoint == nil {
+		return
+	}
+	r.res.Endpoints = make([]Endpoint, len(r.eps.servers))
+	for i, t := range r.eps.servers {
+		e := Endpoint{Server: t.url, Handshakes: r.op.byEndpoint[i].Load()}
+		if e.Server == "" {
+			e.Server = "tcp://" + t.addr
+		}
+		e.Publisher = i == r.eps.publishOn && r.res.Publisher == ViaClient
+		r.res.Endpoints[i] = e
+	}
 }
 
 // isLoopbackLiteral reports whether host is a loopback IP literal.

@@ -21,7 +21,7 @@ func TestIdle(t *testing.T) {
 		t.Run(transport, func(t *testing.T) {
 			o := testOptions(ts, ScenarioIdle, transport)
 			o.Clients = 120
-			o.ServerPID = os.Getpid() // the server runs in this process
+			o.ServerPIDs = []int{os.Getpid()} // the server runs in this process
 			res := run(t, o)
 			mustPass(t, res)
 			if res.Connections != 120 || res.ConnectErrors != 0 || res.Dropped != 0 {
@@ -152,7 +152,7 @@ func TestChurn(t *testing.T) {
 			o := testOptions(ts, ScenarioChurn, transport)
 			o.Cycles, o.Concurrency, o.Rate = 200, 8, 100
 			o.UserPrefix = "c" + transport
-			o.ServerPID = os.Getpid()
+			o.ServerPIDs = []int{os.Getpid()}
 			res := run(t, o)
 			c := res.Churn
 			if c == nil || c.Completed+c.Failed != 200 || c.CyclesPerSecond <= 0 {
@@ -366,7 +366,7 @@ func TestAbuse(t *testing.T) {
 	ts := startServer(t, cfg)
 	o := testOptions(ts, ScenarioAbuse, "ws")
 	o.APIKey = key
-	o.ServerPID = os.Getpid()
+	o.ServerPIDs = []int{os.Getpid()}
 	res := run(t, o)
 	mustPass(t, res)
 	if len(res.Attacks) != 7 {

@@ -27,6 +27,7 @@ func (r *runner) openStalled(ctx context.Context, n int) []*client {
 	d := *op.dialer
 	d.rcvBuf = stalledReceiveBuffer
 	op.dialer = &d
+	op.byEndpoint = nil // not among the clients counted
 	conns := make([]*client, n)
 	var handshakes atomic.Int64
 	bar := startProgress(r.progress, "stalling", int64(n), "conns", handshakes.Load)

@@ -58,6 +58,16 @@ Scenarios:
           user.offline events arrived (start the server with
           --events-webhook at the receiver)
 
+A cluster (several nodes sharing a Redis): --server and --api take comma
+lists of the nodes' endpoints; client n connects to endpoint n mod the
+endpoints, and API calls go to the URLs in turn. --publish-on N pins the
+publisher to the N-th endpoint: a client publisher connects to the N-th of
+--server, which then holds no clients under test (unless it is the only
+one); publish and send calls go to the N-th of --api. --server-pid takes
+a comma list too (the nodes, the redis-server): CPU time and memory are
+summed over them, and reported for each. The report counts the
+handshakes on each endpoint. abuse attacks the first of --api.
+
 A slow backend for the server's hooks (any scenario): --hook-receiver ADDR
 serves an events webhook backend on ADDR for the run, answering each post
 after --hook-delay; start the server with --events-webhook http://ADDR/
@@ -96,6 +106,8 @@ Memory per connection is meaningful on a freshly started server only.`,
   herald bench churn --cycles 20000 --concurrency 200
   herald bench direct --clients 5000 --messages 8 --api-concurrency 16 \
     --baseline-server ws://127.0.0.1:7700/ws --baseline-api http://127.0.0.1:7700
+  herald bench fanout --clients 3000 --server-pid $N1,$N2,$N3,$(pgrep -n redis-server) \
+    --server ws://127.0.0.1:7600/ws,ws://127.0.0.1:7700/ws,ws://127.0.0.1:7800/ws --publish-on 3
   herald bench recover --clients 1 --messages 10000 --channel hist:bench
   herald bench inbox --clients 10000 --messages 10 --batch 1000
   herald bench offline --clients 10000 --hook-receiver 127.0.0.1:7700 --hook-delay 100ms`,
@@ -128,8 +140,9 @@ Memory per connection is meaningful on a freshly started server only.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Server, "server", o.Server, "client endpoint: ws://host:port/ws, wss://..., or tcp://host:port for raw TCP")
-	f.StringVar(&o.API, "api", o.API, "server API base URL (direct, fanout --via api, churn stats)")
+	f.StringVar(&o.Server, "server", o.Server, "client endpoint: ws://host:port/ws, wss://..., or tcp://host:port for raw TCP; a comma list spreads the clients round-robin")
+	f.StringVar(&o.API, "api", o.API, "server API base URL (direct, fanout --via api, churn stats); a comma list takes the calls round-robin")
+	f.IntVar(&o.PublishOn, "publish-on", o.PublishOn, "pin the publisher to the N-th --server endpoint (client publisher) or --api URL (API calls), from 1; no client connects to the N-th --server endpoint")
 	f.StringVar(&o.APIKey, "api-key", o.APIKey, "server API key, sent as Authorization: Bearer KEY")
 	f.BoolVar(&o.AllowRemote, "allow-remote", o.AllowRemote, "allow a server outside the loopback range")
 	f.IntVar(&o.Clients, "clients", o.Clients, "connections (subscribers, users) to open")
@@ -141,7 +154,7 @@ Memory per connection is meaningful on a freshly started server only.`,
 	f.StringVar(&o.UserPrefix, "user-prefix", o.UserPrefix, "generated user ids are <prefix><n>")
 	f.StringVar(&o.Channel, "channel", o.Channel, "fan-out and churn channel")
 	f.StringVar(&o.SourceIPs, "source-ips", o.SourceIPs, "local addresses to spread connections over: 127.0.0.1-127.0.0.9 or a list (default: automatic)")
-	f.IntVar(&o.ServerPID, "server-pid", o.ServerPID, "server process id on this machine: report its CPU time and memory")
+	f.IntSliceVar(&o.ServerPIDs, "server-pid", o.ServerPIDs, "server process id on this machine, or a comma list (nodes, redis-server): report their CPU time and memory, summed and each")
 	f.DurationVar(&o.Hold, "hold", o.Hold, "idle: how long to hold the connections")
 	f.IntVar(&o.Messages, "messages", o.Messages, "fanout, recover: messages to publish; direct, inbox: messages to each user")
 	f.IntVar(&o.Size, "size", o.Size, "payload size in bytes")
@@ -157,7 +170,7 @@ Memory per connection is meaningful on a freshly started server only.`,
 	f.IntVar(&o.Rounds, "rounds", o.Rounds, "fanout, direct: measured rounds the messages are split into (0: 1, or 4 with a baseline)")
 	f.StringVar(&o.BaselineServer, "baseline-server", o.BaselineServer, "fanout, direct: the baseline's client endpoint (default: --server)")
 	f.StringVar(&o.BaselineAPI, "baseline-api", o.BaselineAPI, "fanout, direct: the baseline's server API base URL (default: --api)")
-	f.IntVar(&o.BaselinePID, "baseline-pid", o.BaselinePID, "fanout, direct: the baseline server's process id (default: --server-pid)")
+	f.IntSliceVar(&o.BaselinePIDs, "baseline-pid", o.BaselinePIDs, "fanout, direct: the baseline server's process ids (default: --server-pid)")
 	f.StringVar(&o.BaselineChannel, "baseline-channel", o.BaselineChannel, "fanout: the baseline's channel (default: --channel)")
 	f.IntVar(&o.Online, "online", o.Online, "inbox: users that come online after the fill (-1: all)")
 	f.DurationVar(&o.Settle, "settle", o.Settle, "inbox: wait this long for the server's memory to settle before reading it")
