@@ -17,6 +17,7 @@ import (
 	redisbroker "github.com/heraldpush/herald/internal/broker/redis"
 	"github.com/heraldpush/herald/internal/cluster"
 	"github.com/heraldpush/herald/internal/protocol"
+	"github.com/heraldpush/herald/internal/rediskey"
 	"github.com/heraldpush/herald/internal/session"
 	"github.com/heraldpush/herald/internal/store"
 	redisstore "github.com/heraldpush/herald/internal/store/redis"
@@ -82,6 +83,16 @@ func (s *Server) startCluster(ctx context.Context) error {
 		client.Close()
 		return fmt.Errorf("--redis %s: register this node: %w", redactURL(s.cfg.Redis), err)
 	}
+	// Client ids are unique across the cluster: each start of a node
+	// takes a number of its own, the high bits of its ids.
+	start, err := client.Do(ctx, client.B().Incr().Key(rediskey.Nodes(s.cfg.RedisPrefix)+":starts").Build()).AsInt64()
+	if err != nil {
+		c.presence.Close()
+		c.broker.Close()
+		client.Close()
+		return fmt.Errorf("--redis %s: register this node: %w", redactURL(s.cfg.Redis), err)
+	}
+	s.mgr.SetIDBase(uint64(start%(1<<23)+1) << 40)
 	c.interest = newInterest(c.broker)
 	s.cluster, s.broker = c, c.broker
 	return nil
@@ -192,6 +203,29 @@ func (s *Server) arrive(m *protocol.Message) {
 	}
 	s.log.Warn("channel messages missed from redis; reading them from the store", "channel", name, "from", from, "to", to)
 	s.startFill(name, l)
+}
+
+// registerClustered registers a connection without a device on a node of
+// a cluster: under its user's lane, which it loads first, so that the
+// lane delivers the user's stored messages from now on.
+func (s *Server) registerClustered(ctx context.Context, sess *session.Session, reply func(*protocol.InboxState)) *protocol.Error {
+	user := sess.User()
+	l := s.userLanes.acquire(user)
+	defer s.userLanes.release(user, l)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.loadLocked(func() (uint64, string, error) {
+		seq, err := s.store.Head(ctx, user)
+		return seq, "", err
+	}); err != nil {
+		s.log.Error("read inbox position", "user", user, "err", err)
+		return unavailable("the connection could not be registered")
+	}
+	if perr := s.register(sess); perr != nil {
+		return perr
+	}
+	reply(nil)
+	return nil
 }
 
 // deliverInOrder delivers a message its lane put in order.

@@ -27,10 +27,15 @@ func (n node) Register(s *session.Session, reply func(*protocol.InboxState)) *pr
 		return perr
 	}
 	var perr *protocol.Error
-	if s.Identity().Device != "" && n.s.cfg.InboxTTL > 0 {
+	switch {
+	case s.Identity().Device != "" && n.s.cfg.InboxTTL > 0:
 		perr = n.s.registerDevice(n.s.runCtx, s, reply)
-	} else if perr = n.s.register(s); perr == nil {
-		reply(nil)
+	case n.s.cluster != nil && n.s.cfg.InboxTTL > 0:
+		perr = n.s.registerClustered(n.s.runCtx, s, reply)
+	default:
+		if perr = n.s.register(s); perr == nil {
+			reply(nil)
+		}
 	}
 	if perr != nil {
 		n.s.unwant(t)

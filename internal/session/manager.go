@@ -133,6 +133,12 @@ func (m *Manager) remove(s *Session, reason string) {
 	sh.mu.Unlock()
 }
 
+// SetIDBase makes the client ids given from now on count up from base:
+// the nodes of a cluster each take a base of their own, so that a client
+// id names one connection across the cluster. Call it before the first
+// session opens.
+func (m *Manager) SetIDBase(base uint64) { m.nextID.Store(base) }
+
 // Lookup returns the open session whose ClientID is id, or nil.
 func (m *Manager) Lookup(id string) *Session {
 	n, err := strconv.ParseUint(id, 36, 64)
