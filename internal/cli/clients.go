@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/heraldpush/herald/client"
+	"github.com/heraldpush/herald/internal/bench"
 )
 
 // defaultServer is the WebSocket endpoint of a server on its default
@@ -69,22 +70,11 @@ func (f *connFlags) dial(ctx context.Context, opts ...client.Option) (*client.Cl
 		}
 		opts = append(opts, client.WithTLSConfig(&tls.Config{RootCAs: pool}))
 	}
-	urls := serverList(f.server)
+	urls := bench.SplitList(f.server)
 	if len(urls) == 0 {
 		return nil, errors.New("--server is empty")
 	}
 	return client.Dial(ctx, urls[0], append(opts, client.WithFallbacks(urls[1:]...))...)
-}
-
-// serverList splits a comma list of server URLs, dropping empty items.
-func serverList(s string) []string {
-	var urls []string
-	for _, u := range strings.Split(s, ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			urls = append(urls, u)
-		}
-	}
-	return urls
 }
 
 // subFlags are the flags of sub.
