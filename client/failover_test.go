@@ -1,10 +1,8 @@
 package client_test
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"github.com/heraldpush/herald/client"
 	"github.com/heraldpush/herald/internal/config"
 	"github.com/heraldpush/herald/internal/redistest"
+	"github.com/heraldpush/herald/internal/testserver"
 )
 
 // waitConnectedTo waits for a connection to url among the state changes
@@ -104,21 +103,6 @@ func TestDialTriesFallbacks(t *testing.T) {
 	}
 }
 
-// post calls a server API and returns the message id of a 200.
-func post(httpc *http.Client, url, body string) (string, bool) {
-	resp, err := httpc.Post(url, "application/json", strings.NewReader(body))
-	if err != nil {
-		return "", false
-	}
-	defer resp.Body.Close()
-	var out struct{ ID string }
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &out) != nil || out.ID == "" {
-		return "", false
-	}
-	return out.ID, true
-}
-
 // On the nodes of a cluster, a client moving from a stopping node to the
 // next resumes: every channel message and direct message published
 // meanwhile through the other node's API reaches it once, channel
@@ -143,29 +127,23 @@ func TestFallbackResumesInCluster(t *testing.T) {
 
 	var (
 		mu   sync.Mutex
-		sent = map[string]bool{} // id of every 200: channel message or not
+		sent = map[string]bool{} // the id of every call answered 200
 	)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	httpc := &http.Client{Timeout: 5 * time.Second}
 	for _, kind := range []string{"publish", "send"} {
 		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				body := fmt.Sprintf(`{"channel":"chat:x","data":%d}`, i)
+			testserver.PostUntil(stop, httpc, b.API()+"/v1/"+kind, func(i int) string {
 				if kind == "send" {
-					body = fmt.Sprintf(`{"to":"alice","data":%d}`, i)
+					return fmt.Sprintf(`{"to":"alice","data":%d}`, i)
 				}
-				if id, ok := post(httpc, b.API()+"/v1/"+kind, body); ok {
-					mu.Lock()
-					sent[id] = kind == "publish"
-					mu.Unlock()
-				}
-			}
+				return fmt.Sprintf(`{"channel":"chat:x","data":%d}`, i)
+			}, func(id string) {
+				mu.Lock()
+				defer mu.Unlock()
+				sent[id] = true
+			})
 		})
 	}
 	countSent := func() int {

@@ -7,13 +7,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/heraldpush/herald/client"
 	"github.com/heraldpush/herald/internal/redistest"
+	"github.com/heraldpush/herald/internal/testserver"
 )
 
 // nodeTimeout is the cluster's --node-timeout in TestClusterNodeKill: how
@@ -79,23 +79,6 @@ func (a *answered) count(kind string) int {
 	return len(a.ids[kind])
 }
 
-// checkWithin calls f every 10 ms until it returns nil, failing the test
-// with f's last error once d has passed.
-func checkWithin(t *testing.T, d time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %v", d, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // getJSON decodes the answer of a GET to the server API at addr.
 func getJSON(httpc *http.Client, addr, path string, v any) error {
 	resp, err := httpc.Get("http://" + addr + path)
@@ -143,7 +126,7 @@ func TestClusterNodeKill(t *testing.T) {
 			return nil
 		}
 	}
-	checkWithin(t, 10*time.Second, liveNodes(3))
+	testserver.CheckFor(t, 10*time.Second, 10*time.Millisecond, liveNodes(3))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
@@ -178,23 +161,9 @@ func TestClusterNodeKill(t *testing.T) {
 			kind, addr, body = "send", b.addr, `{"to":"alice","data":{"w":%d,"i":%d}}`
 		}
 		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := httpc.Post("http://"+addr+"/v1/"+kind, "application/json", strings.NewReader(fmt.Sprintf(body, w, i)))
-				if err != nil {
-					continue
-				}
-				var out struct{ ID string }
-				err = json.NewDecoder(resp.Body).Decode(&out)
-				resp.Body.Close()
-				if err == nil && resp.StatusCode == http.StatusOK && out.ID != "" {
-					calls.add(kind, out.ID)
-				}
-			}
+			testserver.PostUntil(stop, httpc, "http://"+addr+"/v1/"+kind,
+				func(i int) string { return fmt.Sprintf(body, w, i) },
+				func(id string) { calls.add(kind, id) })
 		})
 	}
 	stopWriters := sync.OnceFunc(func() { close(stop); wg.Wait() })
@@ -207,8 +176,8 @@ func TestClusterNodeKill(t *testing.T) {
 			return nil
 		}
 	}
-	checkWithin(t, 10*time.Second, enough(100))
-	checkWithin(t, 10*time.Second, func() error {
+	testserver.CheckFor(t, 10*time.Second, 10*time.Millisecond, enough(100))
+	testserver.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if n := len(phone.messages()); n < 50 {
 			return fmt.Errorf("the phone has %d messages", n)
 		}
@@ -217,14 +186,14 @@ func TestClusterNodeKill(t *testing.T) {
 
 	a.kill()
 	killed := time.Now()
-	checkWithin(t, 10*time.Second, func() error {
+	testserver.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if !phone.connectedTo(wsURL(b)) {
 			return fmt.Errorf("the phone is not on B: %v", alice.State())
 		}
 		return nil
 	})
 	p, s := calls.count("publish"), calls.count("send")
-	checkWithin(t, 10*time.Second, enough(max(p, s)+100))
+	testserver.CheckFor(t, 10*time.Second, 10*time.Millisecond, enough(max(p, s)+100))
 	stopWriters()
 
 	// Every message answered 200 reaches the application once; channel
@@ -238,7 +207,7 @@ func TestClusterNodeKill(t *testing.T) {
 		want[id] = client.KindDirect
 	}
 	calls.mu.Unlock()
-	checkWithin(t, 10*time.Second, func() error {
+	testserver.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		got := map[string]bool{}
 		for _, m := range phone.messages() {
 			got[m.ID] = true
@@ -278,7 +247,7 @@ func TestClusterNodeKill(t *testing.T) {
 	}
 
 	// A's connections drop out of presence within the node timeout.
-	checkWithin(t, time.Until(killed.Add(nodeTimeout+5*time.Second)), func() error {
+	testserver.CheckFor(t, time.Until(killed.Add(nodeTimeout+5*time.Second)), 10*time.Millisecond, func() error {
 		var alice, bob struct {
 			Online      bool
 			Connections int
@@ -294,7 +263,7 @@ func TestClusterNodeKill(t *testing.T) {
 		}
 		return nil
 	})
-	checkWithin(t, time.Until(killed.Add(nodeTimeout+5*time.Second)), liveNodes(2))
+	testserver.CheckFor(t, time.Until(killed.Add(nodeTimeout+5*time.Second)), 10*time.Millisecond, liveNodes(2))
 	t.Logf("%d publishes and %d sends answered 200; the phone got %d messages, up to offset %d; A's connections gone %s after the kill",
 		len(calls.ids["publish"]), len(calls.ids["send"]), len(msgs), offset, time.Since(killed).Round(time.Millisecond))
 }
