@@ -26,6 +26,7 @@ type sink struct {
 	mu     sync.Mutex
 	msgs   []client.Message
 	states []client.StateChange
+	subs   []client.Subscription
 }
 
 func (s *sink) options() []client.Option {
@@ -40,6 +41,11 @@ func (s *sink) options() []client.Option {
 			defer s.mu.Unlock()
 			s.states = append(s.states, sc)
 		}),
+		client.WithSubscribedHandler(func(sub client.Subscription) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.subs = append(s.subs, sub)
+		}),
 	}
 }
 
@@ -49,16 +55,24 @@ func (s *sink) messages() []client.Message {
 	return append([]client.Message(nil), s.msgs...)
 }
 
-// connectedTo reports whether the client has had a connection to url.
-func (s *sink) connectedTo(url string) bool {
+// connectedTo returns the client's first connection to url, if it has
+// had one.
+func (s *sink) connectedTo(url string) (client.ConnectInfo, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sc := range s.states {
 		if sc.State == client.StateConnected && sc.URL == url {
-			return true
+			return sc.Info, true
 		}
 	}
-	return false
+	return client.ConnectInfo{}, false
+}
+
+// subscriptions returns the subscribes the client was told of.
+func (s *sink) subscriptions() []client.Subscription {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]client.Subscription(nil), s.subs...)
 }
 
 // answered is the ids of the API calls answered 200, by kind.
@@ -187,11 +201,22 @@ func TestClusterNodeKill(t *testing.T) {
 	a.kill()
 	killed := time.Now()
 	testserver.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if !phone.connectedTo(wsURL(b)) {
+		if _, ok := phone.connectedTo(wsURL(b)); !ok {
 			return fmt.Errorf("the phone is not on B: %v", alice.State())
 		}
 		return nil
 	})
+	// Every resubscribe, on B, recovered from where the last left off.
+	onB, _ := phone.connectedTo(wsURL(b))
+	subs := phone.subscriptions()
+	if len(subs) < 2 {
+		t.Fatalf("subscribes %+v, want one on A and one on B", subs)
+	}
+	for _, sub := range subs[1:] {
+		if !sub.Resumed || !sub.Recovered {
+			t.Fatalf("subscribes %+v, want every one after the first resumed and recovered", subs)
+		}
+	}
 	p, s := calls.count("publish"), calls.count("send")
 	testserver.CheckFor(t, 10*time.Second, 10*time.Millisecond, enough(max(p, s)+100))
 	stopWriters()
@@ -264,6 +289,6 @@ func TestClusterNodeKill(t *testing.T) {
 		return nil
 	})
 	testserver.CheckFor(t, time.Until(killed.Add(nodeTimeout+5*time.Second)), 10*time.Millisecond, liveNodes(2))
-	t.Logf("%d publishes and %d sends answered 200; the phone got %d messages, up to offset %d; A's connections gone %s after the kill",
-		len(calls.ids["publish"]), len(calls.ids["send"]), len(msgs), offset, time.Since(killed).Round(time.Millisecond))
+	t.Logf("%d publishes and %d sends answered 200; the phone got %d messages, up to offset %d, and on B %d missed channel messages and %d pending in its inbox; A's connections gone %s after the kill",
+		len(calls.ids["publish"]), len(calls.ids["send"]), len(msgs), offset, subs[1].Missed, onB.Inbox.Pending, time.Since(killed).Round(time.Millisecond))
 }
