@@ -246,3 +246,22 @@ func (r *Registry) Nodes(ctx context.Context) ([]Node, error) {
 	slices.SortFunc(nodes, func(a, b Node) int { return cmp.Compare(a.ID, b.ID) })
 	return nodes, nil
 }
+
+// Elsewhere returns how many connections user has on the live nodes other
+// than this one: a node that sees a user's first connection, or its last
+// one go, asks it to tell whether the user's presence begins or ends
+// across the cluster.
+func (r *Registry) Elsewhere(ctx context.Context, user string) (int, error) {
+	recs, err := r.records(ctx)
+	if err != nil {
+		return 0, err
+	}
+	key, _ := r.entry("", user, "")
+	h, err := r.client.Do(ctx, r.client.B().Hgetall().Key(key).Build()).AsStrMap()
+	if err != nil {
+		return 0, errorf("read user", err)
+	}
+	delete(h, r.node)
+	n, _ := r.presence(ctx, key, h, recs)
+	return n, nil
+}

@@ -94,6 +94,9 @@ func (s *Server) startCluster(ctx context.Context) error {
 	}
 	s.mgr.SetIDBase(uint64(start%(1<<23)+1) << 40)
 	c.interest = newInterest(c.broker)
+	if h := s.presenceHook; h != nil {
+		h.elsewhere = c.presence.Elsewhere
+	}
 	s.cluster, s.broker = c, c.broker
 	return nil
 }

@@ -453,3 +453,41 @@ func TestClusterOnRedisCluster(t *testing.T) {
 		}
 	}
 }
+
+// On a cluster, user.online and user.offline follow the user across
+// nodes: a second connection on another node posts nothing, nor does the
+// first one's end while the second stays; the last one's does.
+func TestClusterPresenceEvents(t *testing.T) {
+	t.Parallel()
+	redis := redistest.Start(t)
+	backend := startEventsBackend(t, 0)
+	var nodes []*Server
+	for range 2 {
+		cfg := clusterConfig(t, redis)
+		cfg.EventsWebhook, cfg.EventsWebhookSecret, cfg.OfflineGrace = backend.url, webhookSecret, 100*time.Millisecond
+		nodes = append(nodes, startServerWith(t, cfg, retryFast(cfg)))
+	}
+	api := newAPI(t, nodes[0])
+	connections := func(want float64) {
+		t.Helper()
+		checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+			if u := api.ok("GET", "/v1/presence/users/alice", ""); u["connections"] != want {
+				return fmt.Errorf("alice: %v, want %v connections", u, want)
+			}
+			return nil
+		})
+	}
+	a := dialWS(t, nodes[0])
+	a.connect("alice")
+	backend.waitFor("alice", "user.online alice")
+	connections(1)
+	b := dialTCP(t, nodes[1])
+	b.connect("alice")
+	connections(2)
+	a.close()
+	connections(1)
+	// Past the grace, and past a check of the other node.
+	time.Sleep(400 * time.Millisecond)
+	b.close()
+	backend.waitFor("alice", "user.online alice", "user.offline alice")
+}

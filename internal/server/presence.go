@@ -55,6 +55,12 @@ type presenceHook struct {
 	seed  maphash.Seed
 	// closed is set at shutdown: departures are then posted at once.
 	closed atomic.Bool
+	// elsewhere, on a node of a cluster, counts a user's connections on
+	// the other nodes: user.online and user.offline are then posted only
+	// when the user's presence begins or ends across the cluster. Events
+	// pass through checks, in order, on their way to the poster.
+	elsewhere func(ctx context.Context, user string) (int, error)
+	checks    checkQueue
 
 	shards [64]presenceShard
 }
@@ -97,12 +103,105 @@ func newPresenceHook(cfg config.Config, log *slog.Logger) *presenceHook {
 	for i := range h.shards {
 		h.shards[i].users = make(map[string]*userPresence)
 	}
+	h.checks.wake = make(chan struct{}, 1)
+	h.checks.idle = sync.NewCond(&h.checks.mu)
 	return h
 }
 
 func (h *presenceHook) run(ctx context.Context) {
-	if h != nil {
-		h.p.Run(ctx)
+	if h == nil {
+		return
+	}
+	if h.elsewhere != nil {
+		go h.checks.run(ctx, h.check)
+	}
+	h.p.Run(ctx)
+}
+
+// add hands an event to the poster, through the checks on a node of a
+// cluster.
+func (h *presenceHook) add(ev hookEvent) {
+	if h.elsewhere != nil {
+		h.checks.add(ev)
+		return
+	}
+	h.p.Add(ev)
+}
+
+// clusterCheckTimeout bounds the look at the other nodes for one event.
+const clusterCheckTimeout = 2 * time.Second
+
+// check posts ev unless it is a user.online or user.offline the other
+// nodes of the cluster make untrue: the user has connections there. When
+// Redis cannot tell, the event is posted: a backend reconciles through
+// the presence API (docs/hooks.md).
+func (h *presenceHook) check(ctx context.Context, ev hookEvent) {
+	if ev.Type == eventOnline || ev.Type == eventOffline {
+		cctx, cancel := context.WithTimeout(ctx, clusterCheckTimeout)
+		n, err := h.elsewhere(cctx, ev.User)
+		cancel()
+		if err == nil && n > 0 {
+			return
+		}
+	}
+	h.p.Add(ev)
+}
+
+// checkQueue holds the events on their way through the checks, in order.
+type checkQueue struct {
+	mu      sync.Mutex
+	events  []hookEvent
+	wake    chan struct{}
+	idle    *sync.Cond
+	running bool
+}
+
+func (q *checkQueue) add(ev hookEvent) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.events = append(q.events, ev)
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run checks the events as they come until ctx ends, then passes on what
+// is left.
+func (q *checkQueue) run(ctx context.Context, check func(context.Context, hookEvent)) {
+	for {
+		q.mu.Lock()
+		evs := q.events
+		q.events = nil
+		q.running = len(evs) > 0
+		if !q.running {
+			q.idle.Broadcast()
+		}
+		q.mu.Unlock()
+		for _, ev := range evs {
+			check(ctx, ev)
+		}
+		if len(evs) > 0 {
+			continue
+		}
+		select {
+		case <-q.wake:
+		case <-ctx.Done():
+			q.mu.Lock()
+			q.running = false
+			q.idle.Broadcast()
+			q.mu.Unlock()
+			return
+		}
+	}
+}
+
+// drain waits until every event added so far went through its check.
+func (q *checkQueue) drain(ctx context.Context) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for (len(q.events) > 0 || q.running) && ctx.Err() == nil {
+		q.idle.Wait()
 	}
 }
 
@@ -113,7 +212,7 @@ func (h *presenceHook) shard(user string) *presenceShard {
 // emit queues an event; the user's shard lock is held, so that a user's
 // events are queued in the order of their seq.
 func (h *presenceHook) emit(typ, user, channel string) {
-	h.p.Add(hookEvent{Type: typ, User: user, Channel: channel, Seq: h.seq.next(), At: time.Now().UnixMilli()})
+	h.add(hookEvent{Type: typ, User: user, Channel: channel, Seq: h.seq.next(), At: time.Now().UnixMilli()})
 }
 
 // post queues an event of user that is not about presence, under the
@@ -124,7 +223,7 @@ func (h *presenceHook) post(user string, ev hookEvent) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	ev.User, ev.Seq, ev.At = user, h.seq.next(), time.Now().UnixMilli()
-	h.p.Add(ev)
+	h.add(ev)
 }
 
 // connected counts a connection of user: user.online when it is the
@@ -271,6 +370,18 @@ func (h *presenceHook) close() {
 			h.settle(sh, user, u)
 		}
 		sh.mu.Unlock()
+	}
+	if h.elsewhere != nil {
+		// The poster's last try takes only what passed its check.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*clusterCheckTimeout)
+		defer cancel()
+		stop := context.AfterFunc(ctx, func() {
+			h.checks.mu.Lock()
+			h.checks.idle.Broadcast()
+			h.checks.mu.Unlock()
+		})
+		defer stop()
+		h.checks.drain(ctx)
 	}
 }
 
