@@ -105,13 +105,19 @@ func (b backend) DispatchBatch(ctx context.Context, ms []*protocol.Message) []er
 	return errs
 }
 
-// notStored turns the error of a message the store refused into a 503.
+// notStored turns the error of a message the store refused, or one a
+// node of a cluster could not hand to Redis, into a 503.
 func notStored(err error) error {
-	if errors.Is(err, errNotStored) {
-		perr := storageError()
-		return &api.Error{Status: http.StatusServiceUnavailable, Code: string(perr.Code), Message: perr.Message}
+	var perr *protocol.Error
+	switch {
+	case errors.Is(err, errNotStored):
+		perr = storageError()
+	case errors.Is(err, errUnavailable):
+		perr = unavailable("the message was not sent")
+	default:
+		return err
 	}
-	return err
+	return &api.Error{Status: http.StatusServiceUnavailable, Code: string(perr.Code), Message: perr.Message}
 }
 
 func (b backend) DisconnectUser(ctx context.Context, user string, d protocol.Disconnect) (int, error) {

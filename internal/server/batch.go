@@ -41,7 +41,7 @@ func (s *Server) DispatchBatch(ctx context.Context, ms []*protocol.Message) []er
 			size, ttl := s.policy.rule(ch).History()
 			if size == 0 {
 				for _, i := range idx {
-					errs[i] = s.broker.Publish(ctx, ms[i])
+					errs[i] = s.publish(ctx, ms[i])
 				}
 				return nil
 			}

@@ -268,7 +268,11 @@ func (s *Server) fill(channel string, l *lane) {
 				return
 			}
 			s.log.Warn("read missed channel messages", "channel", channel, "err", err)
-			time.Sleep(backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.runCtx.Done():
+				return
+			}
 			backoff = min(2*backoff, 2*time.Second)
 			continue
 		}
@@ -304,7 +308,11 @@ func (s *Server) onGap(t broker.Topic, err error) {
 	case l == s.userLanes && l != nil:
 		s.reconnectDevices(t.Name)
 	default:
-		s.log.Warn("messages may have been lost while the link to redis was down", "topic", t.Name, "err", err)
+		name := t.Name
+		if name == "" {
+			name = "(broadcasts)"
+		}
+		s.log.Warn("messages may have been lost while the link to redis was down", "topic", name, "err", err)
 	}
 }
 
@@ -359,10 +367,15 @@ func (s *Server) control(m *protocol.Message) {
 // clusterMetrics exports the state of the link to Redis, read at scrape
 // time.
 func (s *Server) clusterMetrics(reg *prometheus.Registry, gauge func(string, string, func() float64), counter func(string, string, *atomic.Int64)) {
-	b := s.cluster.broker
+	stats := func() redisbroker.Stats {
+		if s.cluster == nil {
+			return redisbroker.Stats{}
+		}
+		return s.cluster.broker.Stats()
+	}
 	stat := func(name, help string, v func(redisbroker.Stats) float64, kind prometheus.ValueType) {
 		opts := prometheus.Opts{Namespace: "herald", Name: name, Help: help}
-		f := func() float64 { return v(b.Stats()) }
+		f := func() float64 { return v(stats()) }
 		if kind == prometheus.CounterValue {
 			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts(opts), f))
 		} else {
@@ -383,7 +396,12 @@ func (s *Server) clusterMetrics(reg *prometheus.Registry, gauge func(string, str
 	stat("redis_publish_errors_total", "Publications to Redis that failed: the caller got an error.", func(st redisbroker.Stats) float64 { return float64(st.PublishErrors) }, prometheus.CounterValue)
 	stat("redis_received_total", "Messages received from Redis.", func(st redisbroker.Stats) float64 { return float64(st.Received) }, prometheus.CounterValue)
 	counter("redis_gaps_total", "Times this node found it had missed messages from Redis (the link broke): channels with history catch up from the store, devices reconnect for their inbox.", &s.counters.gaps)
-	gauge("cluster_presence_queued", "Presence changes waiting to be written to Redis.", func() float64 { return float64(s.cluster.presence.Queued()) })
+	gauge("cluster_presence_queued", "Presence changes waiting to be written to Redis.", func() float64 {
+		if s.cluster == nil {
+			return 0
+		}
+		return float64(s.cluster.presence.Queued())
+	})
 }
 
 // linkUp reports whether the node works with Redis: every Redis node

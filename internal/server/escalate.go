@@ -228,9 +228,15 @@ func (e *escalator) escalate(ctx context.Context, user string) {
 			last = r.Offset
 		}
 		if last > pos {
-			if err := e.st.SetEscalated(ctx, user, last); err != nil {
+			moved, err := e.st.SetEscalated(ctx, user, pos, last)
+			if err != nil {
 				e.retry(ctx, user, "store the escalation position", err)
 				return
+			}
+			if !moved {
+				// Another node of the cluster escalated them first: look
+				// again from where it left the position.
+				continue
 			}
 			for _, ev := range events {
 				e.hook.post(user, ev)

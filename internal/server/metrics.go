@@ -82,7 +82,8 @@ func (s *Server) metricsHandler() http.Handler {
 		disconnects: prometheus.NewDesc("herald_disconnects_total", "Connections ended, by reason (client_closed: the client or the network ended it).", []string{"reason"}, nil),
 	})
 	reg.MustRegister(s.latency)
-	if c := s.cluster; c != nil {
+	if s.cfg.Redis != "" {
+		// Built before Start connects to Redis: read at scrape time.
 		s.clusterMetrics(reg, gauge, counter)
 	}
 	// webhook exports the counters of the webhook named name, whose

@@ -178,8 +178,11 @@ func (n node) Route(ctx context.Context, s *session.Session, req *protocol.Reque
 	}
 	if err := n.s.Dispatch(ctx, m); err != nil {
 		n.s.log.Error("publish failed", "err", err)
-		if errors.Is(err, errNotStored) {
+		switch {
+		case errors.Is(err, errNotStored):
 			return "", storageError()
+		case errors.Is(err, errUnavailable):
+			return "", unavailable("the message was not sent")
 		}
 		return "", protocol.Errorf(protocol.CodeInternal, "the message could not be published; retry")
 	}
@@ -204,13 +207,13 @@ func (s *Server) Dispatch(ctx context.Context, m *protocol.Message) error {
 	case m.Kind == protocol.KindChannel:
 		size, ttl := s.policy.rule(m.Channel).History()
 		if size == 0 {
-			return s.broker.Publish(ctx, m)
+			return s.publish(ctx, m)
 		}
 		err = s.publishStored(ctx, m.Channel, []*protocol.Message{m}, size, ttl)
 	case m.Kind == protocol.KindDirect && s.cfg.InboxTTL > 0:
 		err = s.sendStored(ctx, m)
 	default:
-		return s.broker.Publish(ctx, m)
+		return s.publish(ctx, m)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %w", errNotStored, err)
@@ -231,6 +234,19 @@ func (s *Server) stamp(m *protocol.Message, now time.Time) {
 
 // errNotStored marks a message the store refused.
 var errNotStored = errors.New("message not stored")
+
+// errUnavailable marks a message a node of a cluster could not hand to
+// Redis: nothing was sent.
+var errUnavailable = errors.New("redis unavailable")
+
+// publish hands a message that is not stored to the broker.
+func (s *Server) publish(ctx context.Context, m *protocol.Message) error {
+	err := s.broker.Publish(ctx, m)
+	if err != nil && s.cluster != nil {
+		return fmt.Errorf("%w: %w", errUnavailable, err)
+	}
+	return err
+}
 
 // deliverLocal delivers a message from the broker to this node's
 // connections. In a cluster, a stored message goes through its lane first

@@ -244,10 +244,12 @@ type Escalations interface {
 	// dropped meanwhile are not returned: the first may be above the
 	// position plus one.
 	Escalated(ctx context.Context, user string, limit int) (uint64, []Record, error)
-	// SetEscalated moves user's escalation position to seq. A seq at or
-	// below the position changes nothing; above the inbox's last sequence
-	// it gives ErrAckBeyondEnd. Unlike Delivered, it is synced.
-	SetEscalated(ctx context.Context, user string, seq uint64) error
+	// SetEscalated moves user's escalation position from from to seq,
+	// and reports whether it did: a position that is no longer from (the
+	// node of a cluster that moved it first posts those events), or a seq
+	// at or below from, changes nothing. A seq above the inbox's last
+	// sequence gives ErrAckBeyondEnd. Unlike Delivered, it is synced.
+	SetEscalated(ctx context.Context, user string, from, seq uint64) (bool, error)
 }
 
 // Idempotency remembers the first result of a request for a window, so that

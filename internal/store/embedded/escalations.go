@@ -44,23 +44,23 @@ func (s *Store) Escalated(ctx context.Context, user string, limit int) (uint64, 
 
 // SetEscalated implements store.Escalations. The user's lock is held
 // while the position is read and written, not while it syncs, as in Push.
-func (s *Store) SetEscalated(ctx context.Context, user string, seq uint64) error {
+func (s *Store) SetEscalated(ctx context.Context, user string, from, seq uint64) (bool, error) {
 	st, exit, err := s.user(ctx, user)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer exit()
 	pos, err := s.escalated(user)
 	switch {
 	case err != nil:
 		st.mu.Unlock()
-		return fmt.Errorf("escalation position of %s: %w", user, err)
+		return false, fmt.Errorf("escalation position of %s: %w", user, err)
 	case seq > st.durable:
 		st.mu.Unlock()
-		return fmt.Errorf("%w: %d is above %d", store.ErrAckBeyondEnd, seq, st.durable)
-	case seq <= pos:
+		return false, fmt.Errorf("%w: %d is above %d", store.ErrAckBeyondEnd, seq, st.durable)
+	case pos != from || seq <= pos:
 		st.mu.Unlock()
-		return nil
+		return false, nil
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
@@ -71,7 +71,7 @@ func (s *Store) SetEscalated(ctx context.Context, user string, seq uint64) error
 		err = b.SyncWait()
 	}
 	if err != nil {
-		return fmt.Errorf("set escalation position of %s: %w", user, err)
+		return false, fmt.Errorf("set escalation position of %s: %w", user, err)
 	}
-	return nil
+	return true, nil
 }

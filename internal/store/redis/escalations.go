@@ -35,17 +35,17 @@ func (s *Store) Escalated(ctx context.Context, user string, limit int) (uint64, 
 
 // SetEscalated implements store.Escalations; how durable the position is
 // depends on Redis's persistence settings, as for every write.
-func (s *Store) SetEscalated(ctx context.Context, user string, seq uint64) error {
+func (s *Store) SetEscalated(ctx context.Context, user string, from, seq uint64) (bool, error) {
 	if err := s.enterName(ctx, user); err != nil {
-		return err
+		return false, err
 	}
 	text := strconv.FormatUint(seq, 10)
-	msgs, err := s.run(ctx, setEscalatedScript, s.userBase(user), text).AsIntSlice()
+	msgs, err := s.run(ctx, setEscalatedScript, s.userBase(user), strconv.FormatUint(from, 10), text).AsIntSlice()
 	if err != nil || len(msgs) != 2 {
-		return errorf("set escalation position of "+user, fmt.Errorf("malformed answer: %v", err))
+		return false, errorf("set escalation position of "+user, fmt.Errorf("malformed answer: %v", err))
 	}
 	if msgs[0] == codeBeyond {
-		return fmt.Errorf("%w: %s is above %d", store.ErrAckBeyondEnd, text, msgs[1])
+		return false, fmt.Errorf("%w: %s is above %d", store.ErrAckBeyondEnd, text, msgs[1])
 	}
-	return nil
+	return msgs[1] == 1, nil
 }

@@ -367,9 +367,11 @@ return {pos, redis.call('XRANGE', inbox, id(pos + 1), '+', 'COUNT', tonumber(ARG
 
 // setEscalatedScript: ARGV seq. Returns {code, bound}.
 var setEscalatedScript = rueidis.NewLuaScript(prelude + `
-local seq = tonumber(ARGV[2])
+local from, seq = tonumber(ARGV[2]), tonumber(ARGV[3])
 local top = num(redis.call('HGET', meta, 'top'))
 if seq > top then return {2, top} end
-if seq > num(redis.call('HGET', meta, 'escalated')) then redis.call('HSET', meta, 'escalated', seq) end
-return {0, 0}
+local pos = num(redis.call('HGET', meta, 'escalated'))
+if pos ~= from or seq <= pos then return {0, 0} end
+redis.call('HSET', meta, 'escalated', seq)
+return {0, 1}
 `)

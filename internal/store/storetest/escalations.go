@@ -35,19 +35,23 @@ func testEscalations(t *testing.T, s store.Store) {
 	_, recs = escalated(t, s, "u", 1)
 	wantOffsets(t, "limit 1", recs, 1)
 
-	if err := s.SetEscalated(ctx, "u", 2); err != nil {
-		t.Fatal(err)
+	if moved, err := s.SetEscalated(ctx, "u", 0, 2); err != nil || !moved {
+		t.Fatalf("set from 0 to 2: %v, %v", moved, err)
 	}
 	pos, recs = escalated(t, s, "u", 10)
 	if pos != 2 {
 		t.Fatalf("position %d, want 2", pos)
 	}
 	wantOffsets(t, "after 2", recs, 3)
-	// Backwards changes nothing; beyond the inbox is refused.
-	if err := s.SetEscalated(ctx, "u", 1); err != nil {
-		t.Fatalf("set below: %v", err)
+	// Backwards, or from a position it no longer is at (another node
+	// moved it), changes nothing; beyond the inbox is refused.
+	if moved, err := s.SetEscalated(ctx, "u", 2, 1); err != nil || moved {
+		t.Fatalf("set below: %v, %v", moved, err)
 	}
-	if err := s.SetEscalated(ctx, "u", 4); !errors.Is(err, store.ErrAckBeyondEnd) {
+	if moved, err := s.SetEscalated(ctx, "u", 0, 3); err != nil || moved {
+		t.Fatalf("set from a stale position: %v, %v", moved, err)
+	}
+	if _, err := s.SetEscalated(ctx, "u", 2, 4); !errors.Is(err, store.ErrAckBeyondEnd) {
 		t.Fatalf("set beyond the inbox: %v", err)
 	}
 	if pos, _ = escalated(t, s, "u", 10); pos != 2 {
@@ -68,8 +72,8 @@ func testEscalations(t *testing.T, s store.Store) {
 		t.Fatalf("position %d after expire, want 2", pos)
 	}
 	wantOffsets(t, "after a drop", recs, 4)
-	if err := s.SetEscalated(ctx, "u", 4); err != nil {
-		t.Fatal(err)
+	if moved, err := s.SetEscalated(ctx, "u", 2, 4); err != nil || !moved {
+		t.Fatalf("set from 2 to 4: %v, %v", moved, err)
 	}
 	if pos, recs = escalated(t, s, "u", 10); pos != 4 || len(recs) != 0 {
 		t.Fatalf("all escalated: %d, %v", pos, recs)
@@ -77,7 +81,7 @@ func testEscalations(t *testing.T, s store.Store) {
 	if _, _, err := s.Escalated(ctx, "u", 0); !errors.Is(err, store.ErrInvalidLimit) {
 		t.Fatalf("limit 0: %v", err)
 	}
-	if err := s.SetEscalated(ctx, "", 1); !errors.Is(err, store.ErrInvalidName) {
+	if _, err := s.SetEscalated(ctx, "", 0, 1); !errors.Is(err, store.ErrInvalidName) {
 		t.Fatalf("empty user: %v", err)
 	}
 }
