@@ -12,10 +12,14 @@
 // The client is rueidis (github.com/redis/rueidis) rather than go-redis:
 // it pipelines concurrent commands on one connection by itself
 // (auto-pipelining), so that many goroutines publishing at once cost few
-// system calls and no pool of connections; its subscriptions share that
-// connection (RESP3) and are routed per hash slot on a cluster, and a
-// subscription hook says when each one is in force, which is what the
-// broker needs to know a subscription lost with the link is back.
+// system calls and no pool of connections. On a single Redis the
+// subscriptions share two dedicated pub/sub connections, each kept by one
+// goroutine that batches many channels per SUBSCRIBE (pubsub.go), so that
+// a topic costs no goroutine; on Redis Cluster, where a channel lives on
+// the shard of its slot, each topic is one Receive, routed per hash slot.
+// Either way Redis's confirmation of each channel says when it is in
+// force, which is what the broker needs to know a subscription lost with
+// the link is back.
 //
 // When the link to Redis breaks, every subscription is taken up again with
 // backoff and jitter; once one is back, Options.OnGap tells the node that
@@ -93,12 +97,17 @@ type Broker struct {
 	wg     sync.WaitGroup
 
 	stats counters // stats.go
+
+	// shards are the shared pub/sub connections (pubsub.go); nil on
+	// Redis Cluster, where each subscription runs on its own.
+	shards []*shard
 }
 
 var _ broker.Broker = (*Broker)(nil)
 
-// subscription is one topic this node receives, kept up by its own
-// goroutine (run).
+// subscription is one topic this node receives, kept up by a shard of
+// shared connections (pubsub.go) or, on Redis Cluster, by its own
+// goroutine (run; stop and done are then set).
 type subscription struct {
 	topic broker.Topic
 	name  string
@@ -136,6 +145,14 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	b.sharded = !b.opts.Classic && majorVersion(version) >= 7
 	b.mu.Lock()
 	b.runCtx, b.stop = context.WithCancel(context.WithoutCancel(ctx))
+	if b.client.Mode() != rueidis.ClientModeCluster {
+		b.shards = make([]*shard, pubsubConns)
+		for i := range b.shards {
+			b.shards[i] = newShard(b)
+			b.wg.Add(1)
+			go b.shards[i].run(b.runCtx)
+		}
+	}
 	b.mu.Unlock()
 	context.AfterFunc(ctx, func() { b.Close() })
 	b.h.Store(&h)
@@ -219,6 +236,9 @@ func (b *Broker) Subscribe(ctx context.Context, t broker.Topic) error {
 }
 
 func (b *Broker) subscribe(ctx context.Context, t broker.Topic, name string) error {
+	if b.shards != nil {
+		return b.subscribeShared(ctx, t, name)
+	}
 	for {
 		b.mu.Lock()
 		if b.runCtx == nil || b.runCtx.Err() != nil {
@@ -260,6 +280,9 @@ func (b *Broker) Unsubscribe(ctx context.Context, t broker.Topic) error {
 	name, err := b.name(t)
 	if err != nil {
 		return err
+	}
+	if b.shards != nil {
+		return b.unsubscribeShared(ctx, name)
 	}
 	b.mu.Lock()
 	s := b.subs[name]
@@ -346,12 +369,12 @@ func (b *Broker) run(runCtx context.Context, s *subscription) {
 	}
 }
 
-// inForce records that s is subscribed, and reports the gap if it was
-// lost before.
-func (b *Broker) inForce(s *subscription) {
+// markInForce records that s is subscribed. The first time, it lets
+// Subscribe return; after that, it reports a gap and why s was lost.
+func markInForce(s *subscription) (gap bool, lost error) {
 	s.mu.Lock()
 	first := !s.everUp
-	lost := s.lost
+	lost = s.lost
 	if lost == nil && !first {
 		// The client took the subscription up again by itself.
 		lost = errDropped
@@ -360,6 +383,32 @@ func (b *Broker) inForce(s *subscription) {
 	s.mu.Unlock()
 	if first {
 		close(s.ready)
+		return false, nil
+	}
+	return true, lost
+}
+
+// markLost records that s is no longer in force, because of err (the
+// first cause is kept until s is back), and reports whether it was.
+func markLost(s *subscription, err error) bool {
+	if err == nil {
+		err = errDropped
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	was := s.inForce
+	s.inForce = false
+	if s.lost == nil {
+		s.lost = err
+	}
+	return was
+}
+
+// inForce records that s is subscribed, and reports the gap if it was
+// lost before.
+func (b *Broker) inForce(s *subscription) {
+	gap, lost := markInForce(s)
+	if !gap {
 		return
 	}
 	b.stats.reconnects.Add(1)
@@ -372,17 +421,8 @@ func (b *Broker) inForce(s *subscription) {
 // dropped records that s is no longer in force, because of err, and
 // logs the loss once.
 func (b *Broker) dropped(s *subscription, err error) {
-	if err == nil {
-		err = errDropped
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.inForce {
+	if markLost(s, err) {
 		b.log.Warn("redis broker: subscription lost", "topic", s.name, "err", err)
-	}
-	s.inForce = false
-	if s.lost == nil {
-		s.lost = err
 	}
 }
 

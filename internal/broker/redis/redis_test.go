@@ -2,6 +2,8 @@ package redis
 
 import (
 	"context"
+	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -178,4 +180,105 @@ func TestReconnect(t *testing.T) {
 		mu.Lock()
 		return err == nil && got["after"]
 	})
+}
+
+// TestManyTopicsFewGoroutines: on a single Redis, 10,000 topics are held
+// by the broker's few shared connections, not by a goroutine each, and
+// unsubscribing them all leaves no goroutine behind; messages still reach
+// a topic among them.
+func TestManyTopicsFewGoroutines(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	got := map[string]bool{}
+	b := New(newClient(t, srv.Addr), Options{})
+	if err := b.Start(ctx, func(m *protocol.Message) {
+		mu.Lock()
+		got[m.ID] = true
+		mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	pub := startNode(ctx, t, srv.Addr)
+	before := runtime.NumGoroutine()
+
+	const n, workers = 10000, 50
+	topic := func(i int) broker.Topic {
+		if i%2 == 0 {
+			return broker.UserTopic(fmt.Sprint("u", i))
+		}
+		return broker.ChannelTopic(fmt.Sprint("c", i))
+	}
+	each := func(op func(context.Context, broker.Topic) error) {
+		t.Helper()
+		var wg sync.WaitGroup
+		errs := make(chan error, workers)
+		for w := range workers {
+			wg.Go(func() {
+				for i := w; i < n; i += workers {
+					if err := op(ctx, topic(i)); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+	}
+	each(b.Subscribe)
+	during := runtime.NumGoroutine()
+	t.Logf("goroutines: %d before, %d with %d topics", before, during, n)
+	if during > before+5 {
+		t.Fatalf("%d goroutines with %d topics subscribed, %d before", during, n, before)
+	}
+	if st := b.Stats(); st.Subscriptions != n+1 || st.SubscriptionsWanted != n+1 {
+		t.Fatalf("stats %+v, want %d subscriptions in force", st, n+1)
+	}
+	if err := publishTo(ctx, pub, "c4999", "m1"); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !got["m1"] {
+			return fmt.Errorf("message to one of %d topics not received", n)
+		}
+		return nil
+	})
+
+	each(b.Unsubscribe)
+	if st := b.Stats(); st.Subscriptions != 1 || st.SubscriptionsWanted != 1 {
+		t.Fatalf("stats %+v after unsubscribing all, want the broadcast subscription alone", st)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if after := runtime.NumGoroutine(); after > before {
+			return fmt.Errorf("%d goroutines after unsubscribing all, %d before", after, before)
+		}
+		return nil
+	})
+	if err := publishTo(ctx, pub, "c4999", "m2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(ctx, &protocol.Message{ID: "m3", Kind: protocol.KindBroadcast}); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !got["m3"] {
+			return fmt.Errorf("broadcast not received")
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if got["m2"] {
+		t.Fatal("a message of an unsubscribed topic arrived")
+	}
 }
