@@ -92,6 +92,11 @@ func (b *Broker) subscribeShared(ctx context.Context, t broker.Topic, name strin
 	b.mu.Unlock()
 	select {
 	case <-s.ready:
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.withdrawn {
+			return errWithdrawn
+		}
 		return nil
 	case <-stopped:
 		return ErrNotRunning
@@ -104,10 +109,17 @@ func (b *Broker) subscribeShared(ctx context.Context, t broker.Topic, name strin
 // so that nothing published afterwards arrives.
 func (b *Broker) unsubscribeShared(ctx context.Context, name string) error {
 	b.mu.Lock()
-	if b.subs[name] == nil || b.runCtx == nil {
+	s := b.subs[name]
+	if s == nil || b.runCtx == nil {
 		b.mu.Unlock()
 		return nil
 	}
+	s.mu.Lock()
+	if !s.everUp {
+		s.withdrawn = true
+		close(s.ready)
+	}
+	s.mu.Unlock()
 	delete(b.subs, name)
 	stopped := b.runCtx.Done()
 	gone := b.shardOf(name).unwant(name)

@@ -50,6 +50,9 @@ import (
 var (
 	// ErrNotRunning is returned before Start and after Close.
 	ErrNotRunning = errors.New("redis broker is not running")
+	// errWithdrawn: Unsubscribe came before the subscription was in
+	// force.
+	errWithdrawn = errors.New("redis broker: unsubscribed before the subscription was in force")
 	// errDropped: Redis ended a subscription the broker still wants (a
 	// slot moved to another shard, say).
 	errDropped = errors.New("subscription dropped by redis")
@@ -120,6 +123,9 @@ type subscription struct {
 	lost     error // why it was lost, until it is back
 	everUp   bool
 	wasReset bool // in force since the last backoff
+	// withdrawn: unsubscribed before it was first in force (ready is
+	// then closed for Subscribe to give up).
+	withdrawn bool
 }
 
 // New returns a broker over client; call Start before anything else. The
@@ -373,6 +379,10 @@ func (b *Broker) run(runCtx context.Context, s *subscription) {
 // Subscribe return; after that, it reports a gap and why s was lost.
 func markInForce(s *subscription) (gap bool, lost error) {
 	s.mu.Lock()
+	if s.withdrawn {
+		s.mu.Unlock()
+		return false, nil
+	}
 	first := !s.everUp
 	lost = s.lost
 	if lost == nil && !first {
