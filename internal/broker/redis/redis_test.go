@@ -398,3 +398,88 @@ func TestSubscribeChurn(t *testing.T) {
 		return nil
 	})
 }
+
+// TestClusterManyTopics: on Redis Cluster, topics spread over every node
+// are held by one connection and one goroutine per node; a node
+// restarted, its topics come back, each reported as a gap, and messages
+// flow again to topics on every node.
+func TestClusterManyTopics(t *testing.T) {
+	c := redistest.StartCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	got := map[string]bool{}
+	var gaps atomic.Int64
+	b := New(newClient(t, c.Addrs()...), Options{OnGap: func(broker.Topic, error) { gaps.Add(1) }})
+	if err := b.Start(ctx, func(m *protocol.Message) {
+		mu.Lock()
+		got[m.ID] = true
+		mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	pub := startNode(ctx, t, c.Addrs()...)
+	before := runtime.NumGoroutine()
+
+	const n = 3000
+	var wg sync.WaitGroup
+	for w := range 30 {
+		wg.Go(func() {
+			for i := w; i < n; i += 30 {
+				if err := b.Subscribe(ctx, broker.ChannelTopic(fmt.Sprint("c", i))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	during := runtime.NumGoroutine()
+	t.Logf("goroutines: %d before, %d with %d topics", before, during, n)
+	// A goroutine per node for its shard, and rueidis's two for each
+	// dedicated connection.
+	if during > before+3*len(c.Nodes)+5 {
+		t.Fatalf("%d goroutines with %d topics subscribed, %d before", during, n, before)
+	}
+	b.mu.Lock()
+	shards := len(b.shards)
+	b.mu.Unlock()
+	if shards != len(c.Nodes) {
+		t.Fatalf("%d shards, want one per node (%d)", shards, len(c.Nodes))
+	}
+
+	c.Nodes[1].Kill()
+	c.Nodes[1].Restart()
+	checkFor(t, 20*time.Second, func() error {
+		if st := b.Stats(); !st.Up || st.Subscriptions != n+1 || gaps.Load() == 0 || st.Reconnects != uint64(gaps.Load()) {
+			return fmt.Errorf("after a node restart: %+v and %d gaps, want up with %d subscriptions, some back after a gap", st, gaps.Load(), n+1)
+		}
+		return nil
+	})
+	t.Logf("%d of %d topics came back after a gap", gaps.Load(), n+1)
+	checkFor(t, 10*time.Second, func() error {
+		for i := range 30 {
+			id := fmt.Sprint("m", i)
+			mu.Lock()
+			ok := got[id]
+			mu.Unlock()
+			if ok {
+				continue
+			}
+			if err := publishTo(ctx, pub, fmt.Sprint("c", i), id); err != nil {
+				return err
+			}
+			mu.Lock()
+			ok = got[id]
+			mu.Unlock()
+			if !ok {
+				return fmt.Errorf("message to c%d not received", i)
+			}
+		}
+		return nil
+	})
+}
