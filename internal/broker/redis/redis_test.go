@@ -483,3 +483,78 @@ func TestClusterManyTopics(t *testing.T) {
 		return nil
 	})
 }
+
+// TestClusterSlotMoved: the slot of a subscribed topic is handed to
+// another node; Redis ends the subscription, the broker takes it up on
+// the new owner, reports the gap, and messages flow again.
+func TestClusterSlotMoved(t *testing.T) {
+	c := redistest.StartCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	got := map[string]bool{}
+	var gaps atomic.Int64
+	b := New(newClient(t, c.Addrs()...), Options{OnGap: func(broker.Topic, error) { gaps.Add(1) }})
+	if err := b.Start(ctx, func(m *protocol.Message) {
+		mu.Lock()
+		got[m.ID] = true
+		mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	pub := startNode(ctx, t, c.Addrs()...)
+	room := broker.ChannelTopic("room")
+	if err := b.Subscribe(ctx, room); err != nil {
+		t.Fatal(err)
+	}
+	name, _ := b.name(room)
+	slot := b.slotOf(name)
+	b.mu.Lock()
+	from := b.owner(slot)
+	b.mu.Unlock()
+
+	nodes := map[string]rueidis.Client{}
+	ids := map[string]string{}
+	for _, addr := range c.Addrs() {
+		nc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, ForceSingleClient: true, DisableCache: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		if ids[addr], err = nc.Do(ctx, nc.B().ClusterMyid().Build()).ToString(); err != nil {
+			t.Fatal(err)
+		}
+		nodes[addr] = nc
+	}
+	to := c.Addrs()[0]
+	if to == from {
+		to = c.Addrs()[1]
+	}
+	// The new owner first, then the others (an empty slot needs no
+	// migration of keys).
+	for _, addr := range append([]string{to}, c.Addrs()...) {
+		nc := nodes[addr]
+		if err := nc.Do(ctx, nc.B().ClusterSetslot().Slot(int64(slot)).Node().NodeId(ids[to]).Build()).Error(); err != nil {
+			t.Fatalf("setslot on %s: %v", addr, err)
+		}
+	}
+	checkFor(t, 10*time.Second, func() error {
+		b.mu.Lock()
+		at := b.subs[name].shard.addr
+		b.mu.Unlock()
+		if st := b.Stats(); !st.Up || st.Subscriptions != 2 || gaps.Load() != 1 || at != to {
+			return fmt.Errorf("after the slot moved from %s to %s: %+v, %d gaps, held on %s", from, to, st, gaps.Load(), at)
+		}
+		return nil
+	})
+	checkFor(t, 10*time.Second, func() error {
+		err := publishTo(ctx, pub, "room", "after")
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil || !got["after"] {
+			return fmt.Errorf("message after the move not received (publish: %v)", err)
+		}
+		return nil
+	})
+}
