@@ -15,7 +15,11 @@ import (
 // channels, until Close or until the server says not to come back. It is
 // safe for concurrent use; any number of operations may be in flight.
 type Client struct {
-	url  *url.URL
+	// urls are the servers to connect to: Dial's, then the fallbacks.
+	urls []*url.URL
+	// at is the index in urls of the last attempt; only Dial and then
+	// the supervisor use it.
+	at   int
 	opts options
 	ev   *events
 	ids  atomic.Uint64 // request ids, unique across the client's connections
@@ -45,16 +49,18 @@ type Client struct {
 //
 // Dial makes one attempt, bounded by ctx and the handshake timeout: if the
 // server cannot be reached or refuses the credentials it returns the error
-// (a refusal wraps the server's *Error and *Disconnect). Once connected,
-// the client reconnects by itself; ctx no longer matters.
+// (a refusal wraps the server's *Error and *Disconnect). With
+// WithFallbacks, a server that cannot be reached is followed by an attempt
+// on the next URL; a refusal is returned at once. Once connected, the
+// client reconnects by itself; ctx no longer matters.
 func Dial(ctx context.Context, rawURL string, opts ...Option) (*Client, error) {
-	u, err := parseURL(rawURL)
-	if err != nil {
-		return nil, err
-	}
 	o := defaultOptions()
 	for _, opt := range opts {
 		opt(&o)
+	}
+	urls, err := parseURLs(rawURL, o.fallbacks)
+	if err != nil {
+		return nil, err
 	}
 	o.maxBackoff = max(o.maxBackoff, o.minBackoff)
 	if o.device != "" && o.onMessage == nil {
@@ -63,7 +69,7 @@ func Dial(ctx context.Context, rawURL string, opts ...Option) (*Client, error) {
 	}
 
 	c := &Client{
-		url:     u,
+		urls:    urls,
 		opts:    o,
 		changed: make(chan struct{}),
 		subs:    make(map[string]*channelState),
@@ -74,10 +80,8 @@ func Dial(ctx context.Context, rawURL string, opts ...Option) (*Client, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.ev = newEvents(&c.opts, gateOf{c})
-	c.setState(StateChange{State: StateConnecting})
-	cn, err := c.connect(ctx)
+	cn, err := c.dialFirst(ctx)
 	if err != nil {
-		err = fmt.Errorf("dial %s: %w", u.Redacted(), err)
 		c.stop(err)
 		c.cancel()
 		c.wg.Wait()
@@ -92,6 +96,53 @@ func Dial(ctx context.Context, rawURL string, opts ...Option) (*Client, error) {
 		go c.runAcker()
 	}
 	return c, nil
+}
+
+// parseURLs checks Dial's URL and the fallbacks, skipping empty
+// fallbacks.
+func parseURLs(rawURL string, fallbacks []string) ([]*url.URL, error) {
+	u, err := parseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	urls := []*url.URL{u}
+	for _, raw := range fallbacks {
+		if raw == "" {
+			continue
+		}
+		u, err := parseURL(raw)
+		if err != nil {
+			return nil, fmt.Errorf("fallback: %w", err)
+		}
+		urls = append(urls, u)
+	}
+	return urls, nil
+}
+
+// dialFirst makes Dial's attempts: one on each URL in turn, until one
+// connects, ctx ends or a server refuses for good. With several URLs the
+// error joins each attempt's.
+func (c *Client) dialFirst(ctx context.Context) (*conn, error) {
+	var errs []error
+	for i, u := range c.urls {
+		if i > 0 {
+			c.setState(StateChange{State: StateDisconnected, Err: errs[i-1]})
+		}
+		c.at = i
+		c.setState(StateChange{State: StateConnecting, URL: u.Redacted()})
+		cn, err := c.connect(ctx, u)
+		if err == nil {
+			return cn, nil
+		}
+		errs = append(errs, fmt.Errorf("dial %s: %w", u.Redacted(), err))
+		if ctx.Err() != nil || terminal(err) {
+			break
+		}
+	}
+	if len(errs) == 1 {
+		return nil, errs[0]
+	}
+	return nil, errors.Join(errs...)
 }
 
 // Close stops the client: it discards messages not yet handed to the
@@ -183,8 +234,11 @@ func (c *Client) reconnect(cause error) *conn {
 			c.stop(nil)
 			return nil
 		}
-		c.setState(StateChange{State: StateConnecting})
-		cn, err := c.connect(c.ctx)
+		// The next server in the ring: the one in use may be gone.
+		c.at = (c.at + 1) % len(c.urls)
+		u := c.urls[c.at]
+		c.setState(StateChange{State: StateConnecting, URL: u.Redacted()})
+		cn, err := c.connect(c.ctx, u)
 		switch {
 		case err == nil:
 			c.setCurrent(cn)
@@ -203,7 +257,7 @@ func (c *Client) reconnect(cause error) *conn {
 // connect dials, authenticates and restores the subscriptions: one
 // attempt, bounded by ctx and the handshake timeout (the resubscribing by
 // the client's life only).
-func (c *Client) connect(ctx context.Context) (_ *conn, err error) {
+func (c *Client) connect(ctx context.Context, u *url.URL) (_ *conn, err error) {
 	hctx, cancel := context.WithTimeout(ctx, c.opts.handshakeTimeout)
 	defer cancel()
 	defer context.AfterFunc(c.ctx, cancel)()
@@ -214,7 +268,7 @@ func (c *Client) connect(ctx context.Context) (_ *conn, err error) {
 			return nil, fmt.Errorf("get token: %w", err)
 		}
 	}
-	w, err := dialWire(hctx, c.url, &c.opts)
+	w, err := dialWire(hctx, u, &c.opts)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
@@ -284,7 +338,7 @@ func (c *Client) setCurrent(cn *conn) {
 	c.cur = cn
 	c.state = StateConnected
 	c.notifyLocked()
-	c.ev.state(StateChange{State: StateConnected, Info: cn.info})
+	c.ev.state(StateChange{State: StateConnected, Info: cn.info, URL: c.urls[c.at].Redacted()})
 }
 
 func (c *Client) clearCurrent(cn *conn) {

@@ -9,6 +9,17 @@
 // server closes the connection with a code that forbids reconnecting
 // (3500-3999); then Done is closed and Err returns the *Disconnect.
 //
+// Against the nodes of a cluster (herald serve --redis), give Dial the
+// other nodes too, with WithFallbacks: Dial connects to the first it can
+// reach, and a client that loses its connection tries the next URL, round
+// the list, with the same backoff. It resumes on the new node where it
+// left off on the old one (its channels' positions, its device's inbox,
+// the ids it dedupes by), since the nodes share their history and inboxes:
+//
+//	c, err := client.Dial(ctx, "wss://push-1.example.com/ws",
+//		client.WithFallbacks("wss://push-2.example.com/ws", "wss://push-3.example.com/ws"),
+//		client.WithDevice("laptop"))
+//
 // Operations (Subscribe, Unsubscribe, Publish, Send, Broadcast, Ping) may
 // run concurrently; each waits for its own reply. A refusal by the server
 // is an *Error whose Code is stable:

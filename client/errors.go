@@ -71,6 +71,7 @@ const (
 	CodeAckBackwards         Code = "ack_backwards"          // ack below the device's acknowledged position
 	CodeAckBeyondEnd         Code = "ack_beyond_end"         // ack above the newest message of the inbox
 	CodeHookUnavailable      Code = "hook_unavailable"       // the server's backend did not answer its connect or subscribe hook; retry later
+	CodeUnavailable          Code = "unavailable"            // a node of a cluster lost its link to Redis, so nothing was done; retry later, or on another node
 
 	// Codes of a refused WebSocket upgrade (an HTTP error before any frame).
 	CodeForbiddenOrigin    Code = "forbidden_origin"     // the Origin header is not allowed (HTTP 403)
@@ -91,7 +92,9 @@ func (e *Error) Error() string { return fmt.Sprintf("server error %s: %s", e.Cod
 
 // retryable reports whether the same operation may succeed if sent again
 // later on the same connection.
-func (e *Error) retryable() bool { return e.Code == CodeRateLimited || e.Code == CodeInternal }
+func (e *Error) retryable() bool {
+	return e.Code == CodeRateLimited || e.Code == CodeInternal || e.Code == CodeUnavailable
+}
 
 // Disconnect is the reason the server gave for closing a connection, from
 // its disconnect frame (or, on WebSocket, its close frame). Codes 3000-3499
@@ -121,6 +124,7 @@ const (
 	DisconnectServerError        = 3004 // the server failed
 	DisconnectConnectRateLimited = 3006 // too many new connections from this address; wait longer
 	DisconnectReconnect          = 3007 // the server asks the client to reconnect
+	DisconnectMissed             = 3008 // the server lost messages for this connection (a node of a cluster lost its link to Redis); reconnecting resumes
 	DisconnectProtocolViolation  = 3500 // too many failed operations in a row
 	DisconnectFrameTooLarge      = 3501 // a frame or line over the size limit
 	DisconnectUnauthorized       = 3502 // connect failed: bad, missing or malformed credentials or connect frame

@@ -39,6 +39,7 @@ type options struct {
 	device           string
 	manualAck        bool
 	dedupeWindow     int
+	fallbacks        []string
 }
 
 func defaultOptions() options {
@@ -199,4 +200,19 @@ func WithDedupeWindow(n int) Option {
 			o.dedupeWindow = n
 		}
 	}
+}
+
+// WithFallbacks gives more URLs of servers that serve the same users and
+// channels (other nodes of a cluster), to turn to when the one in use
+// cannot be reached. Dial tries the URL it is given, then each fallback in
+// turn, one attempt each, until one connects. Once connected, a client that
+// loses its connection makes its next attempt on the URL after the one it
+// was using, and so on in a ring, waiting between attempts with the usual
+// backoff and jitter. What it resumes from goes along from one server to
+// the next: its channels and their positions, its device and the ids of
+// the direct messages it has handled. StateChange.URL says which server
+// each attempt and each connection is on. Every URL is checked by Dial as
+// its own is; empty strings are skipped.
+func WithFallbacks(urls ...string) Option {
+	return func(o *options) { o.fallbacks = append(o.fallbacks, urls...) }
 }

@@ -44,6 +44,10 @@ type StateChange struct {
 	Delay time.Duration
 	// Info describes the new connection (Connected).
 	Info ConnectInfo
+	// URL is the server of the attempt (Connecting) or of the new
+	// connection (Connected), with any password in it masked: one of the
+	// URLs given to Dial (see WithFallbacks).
+	URL string
 }
 
 // ConnectInfo is the server's answer to a successful connect.

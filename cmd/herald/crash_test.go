@@ -61,15 +61,16 @@ type kill9 struct {
 	exited chan struct{} // closed once the process is gone
 }
 
-// startHerald runs herald serve on dir's data directory and waits until
-// it listens.
-func startHerald(t *testing.T, dir, configFile string) *kill9 {
+// startHerald runs herald serve on dir's data directory, with more
+// flags, and waits until it listens.
+func startHerald(t *testing.T, dir, configFile string, flags ...string) *kill9 {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "serve", "--insecure", "--config", configFile,
+	args := []string{"serve", "--insecure", "--config", configFile,
 		"--data-dir", filepath.Join(dir, "data"), "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0",
 		"--connects-per-ip", "0", "--http-connections-per-ip", "0",
 		"--inbox-max-messages", "100000", "--inbox-max-bytes", "1000000000",
-		"--max-recovery-bytes", "100000000")
+		"--max-recovery-bytes", "100000000"}
+	cmd := exec.Command(os.Args[0], append(args, flags...)...)
 	cmd.Env = append(os.Environ(), "HERALD_TEST_MAIN=1")
 	stderr, err := os.CreateTemp(dir, "stderr-*")
 	if err != nil {

@@ -7,9 +7,9 @@ import (
 	"strings"
 )
 
-// splitList splits a comma-separated option into its items, trimmed, with
+// SplitList splits a comma-separated option into its items, trimmed, with
 // empty items dropped.
-func splitList(s string) []string {
+func SplitList(s string) []string {
 	var out []string
 	for _, item := range strings.Split(s, ",") {
 		if item = strings.TrimSpace(item); item != "" {
@@ -37,7 +37,7 @@ type endpoints struct {
 func (o Options) endpoints() (endpoints, error) {
 	var e endpoints
 	var errs []error
-	servers := splitList(o.Server)
+	servers := SplitList(o.Server)
 	if len(servers) == 0 {
 		errs = append(errs, errors.New("server: no endpoint"))
 	}
@@ -53,7 +53,7 @@ func (o Options) endpoints() (endpoints, error) {
 		}
 		e.servers = append(e.servers, t)
 	}
-	e.apis = splitList(o.API)
+	e.apis = SplitList(o.API)
 	if len(e.apis) == 0 {
 		errs = append(errs, errors.New("api: no base URL"))
 	}

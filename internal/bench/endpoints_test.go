@@ -21,8 +21,8 @@ func TestSplitList(t *testing.T) {
 		" ws://a:1/ws , ws://b:2/ws": {"ws://a:1/ws", "ws://b:2/ws"},
 		"a,,b,":                      {"a", "b"},
 	} {
-		if got := splitList(in); !slices.Equal(got, want) {
-			t.Errorf("splitList(%q) = %q, want %q", in, got, want)
+		if got := SplitList(in); !slices.Equal(got, want) {
+			t.Errorf("SplitList(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/heraldpush/herald/client"
+	"github.com/heraldpush/herald/internal/bench"
 )
 
 // defaultServer is the WebSocket endpoint of a server on its default
@@ -46,7 +47,7 @@ type connFlags struct {
 }
 
 func (f *connFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.server, "server", defaultServer, "server URL: ws://HOST:PORT/ws, wss://HOST:PORT/ws, tcp://HOST:PORT or tcps://HOST:PORT")
+	fs.StringVar(&f.server, "server", defaultServer, "server URL: ws://HOST:PORT/ws, wss://HOST:PORT/ws, tcp://HOST:PORT or tcps://HOST:PORT; a comma list names nodes of one cluster, tried in turn when one cannot be reached")
 	fs.StringVar(&f.user, "user", "", "user id to connect as (accepted without a token only by a server in --insecure mode)")
 	fs.StringVar(&f.token, "token", "", "connection token (see herald token)")
 	fs.StringVar(&f.caFile, "ca", "", "PEM file of the certificate authorities to trust for wss:// and tcps:// (default: the system's)")
@@ -69,7 +70,11 @@ func (f *connFlags) dial(ctx context.Context, opts ...client.Option) (*client.Cl
 		}
 		opts = append(opts, client.WithTLSConfig(&tls.Config{RootCAs: pool}))
 	}
-	return client.Dial(ctx, f.server, opts...)
+	urls := bench.SplitList(f.server)
+	if len(urls) == 0 {
+		return nil, errors.New("--server is empty")
+	}
+	return client.Dial(ctx, urls[0], append(opts, client.WithFallbacks(urls[1:]...))...)
 }
 
 // subFlags are the flags of sub.
@@ -96,6 +101,10 @@ Runs until interrupted, or until --count messages have been printed. It
 reconnects and subscribes again by itself if the connection is lost, and
 resumes each channel with history from the last message it printed, so
 that nothing published meanwhile is missed while the server keeps it.
+--server may list several nodes of a cluster, separated by commas: sub
+connects to the first it can reach, and after losing a connection it
+tries the next one in the list (from the last back to the first), with
+the same positions and device.
 
 --device ID names this device: the server keeps the user's direct
 messages until the device acknowledges them, and sends what it has not
@@ -188,7 +197,7 @@ func runSub(ctx context.Context, stdout, stderr io.Writer, f *subFlags) error {
 		client.WithStateHandler(func(sc client.StateChange) {
 			switch sc.State {
 			case client.StateConnected:
-				status("connected to %s as %s%s", f.conn.server, sc.Info.User, describeInbox(sc.Info))
+				status("connected to %s as %s%s", sc.URL, sc.Info.User, describeInbox(sc.Info))
 			case client.StateDisconnected:
 				status("connection lost (%v); reconnecting in %s", sc.Err, sc.Delay.Round(time.Millisecond))
 			}

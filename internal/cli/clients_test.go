@@ -283,3 +283,40 @@ func TestPubRefusesBrokenJSON(t *testing.T) {
 		t.Fatalf("--raw sent %s", m.Data)
 	}
 }
+
+// sub with a comma list of servers moves to the next when its server
+// stops, and pub reaches the first server of its list that answers.
+func TestSubFailsOver(t *testing.T) {
+	t.Parallel()
+	cfg := testserver.Config(t)
+	a, b := testserver.Start(t, cfg), startHerald(t)
+	urlA, urlB := serverURLs(a.Server)["websocket"], serverURLs(b)["tcp"]
+	sub := start("sub", "--server", urlA+", "+urlB, "--user", "alice", "--channel", "room", "--count", "2")
+	waitSubscribed(t, a.Server, sub, "room")
+	if code, _, errOut := herald(t, "pub", "--server", urlA, "--user", "bob", "--channel", "room", "one"); code != 0 {
+		t.Fatalf("pub: %d %s", code, errOut)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if !strings.Contains(sub.stdout.String(), `"one"`) {
+			return fmt.Errorf("sub printed %q", sub.stdout.String())
+		}
+		return nil
+	})
+	a.Stop(t)
+	waitSubscribed(t, b, sub, "room")
+	if code, _, errOut := herald(t, "pub", "--server", urlA+","+urlB, "--user", "bob", "--channel", "room", "two"); code != 0 {
+		t.Fatalf("pub to %s,%s: %d %s", urlA, urlB, code, errOut)
+	}
+	if code := sub.wait(t); code != 0 {
+		t.Fatalf("sub exit %d: %s", code, sub.stderr.String())
+	}
+	msgs := parseLines(t, sub.stdout.String())
+	if len(msgs) != 2 || string(msgs[0].Data) != `"one"` || string(msgs[1].Data) != `"two"` {
+		t.Errorf("sub printed %q", sub.stdout.String())
+	}
+	for _, want := range []string{"connected to " + urlA + " as alice", "connected to " + urlB + " as alice"} {
+		if !strings.Contains(sub.stderr.String(), want) {
+			t.Errorf("stderr %q lacks %q", sub.stderr.String(), want)
+		}
+	}
+}
