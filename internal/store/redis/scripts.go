@@ -170,7 +170,8 @@ end
 
 // pushScript: ARGV at, data, id, publish command, live payload. Returns
 // the sequence.
-var pushScript = rueidis.NewLuaScript(userPrelude + `
+var pushScript = rueidis.NewLuaScript(prelude + `
+local inbox, rcpt = p .. ':inbox', p .. ':rcpt'
 local seq = redis.call('HINCRBY', meta, 'top', 1)
 redis.call('XADD', inbox, id(seq), 't', ARGV[2], 'd', ARGV[3])
 redis.call('XADD', rcpt, id(seq), 't', ARGV[2], 'i', ARGV[4])
