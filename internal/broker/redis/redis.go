@@ -12,9 +12,11 @@
 // The client is rueidis (github.com/redis/rueidis) rather than go-redis:
 // it pipelines concurrent commands on one connection by itself
 // (auto-pipelining), so that many goroutines publishing at once cost few
-// system calls and no pool of connections; its subscriptions share that
-// connection (RESP3) and are routed per hash slot on a cluster, and a
-// subscription hook says when each one is in force, which is what the
+// system calls and no pool of connections. The subscriptions share a few
+// dedicated pub/sub connections (two on a single Redis, one per node on
+// Redis Cluster), each kept by one goroutine that batches many channels
+// per SUBSCRIBE (pubsub.go), so that a topic costs no goroutine. Redis's
+// confirmation of each channel says when it is in force, which is what the
 // broker needs to know a subscription lost with the link is back.
 //
 // When the link to Redis breaks, every subscription is taken up again with
@@ -28,7 +30,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +47,9 @@ import (
 var (
 	// ErrNotRunning is returned before Start and after Close.
 	ErrNotRunning = errors.New("redis broker is not running")
+	// errWithdrawn: Unsubscribe came before the subscription was in
+	// force.
+	errWithdrawn = errors.New("redis broker: unsubscribed before the subscription was in force")
 	// errDropped: Redis ended a subscription the broker still wants (a
 	// slot moved to another shard, say).
 	errDropped = errors.New("subscription dropped by redis")
@@ -84,12 +88,15 @@ type Broker struct {
 	h       atomic.Pointer[broker.Handler]
 	sharded bool
 
-	// mu guards the maps and runCtx; it is never held during I/O.
+	cluster bool // Redis Cluster: a shard per node (pubsub.go)
+
+	// mu guards what follows; it is never held during I/O.
 	mu     sync.Mutex
 	runCtx context.Context
 	stop   context.CancelFunc
 	subs   map[string]*subscription
-	ending map[string]chan struct{} // names being unsubscribed
+	shards []*shard    // the pub/sub connections (pubsub.go)
+	slots  []slotRange // on Redis Cluster, who owns which slots
 	wg     sync.WaitGroup
 
 	stats counters // stats.go
@@ -97,20 +104,21 @@ type Broker struct {
 
 var _ broker.Broker = (*Broker)(nil)
 
-// subscription is one topic this node receives, kept up by its own
-// goroutine (run).
+// subscription is one topic this node receives, kept up by a shard of
+// shared connections (pubsub.go).
 type subscription struct {
 	topic broker.Topic
 	name  string
-	stop  context.CancelFunc
-	done  chan struct{}
+	shard *shard        // the one that holds it (Broker.mu)
 	ready chan struct{} // closed once first in force
 
-	mu       sync.Mutex
-	inForce  bool
-	lost     error // why it was lost, until it is back
-	everUp   bool
-	wasReset bool // in force since the last backoff
+	mu      sync.Mutex
+	inForce bool
+	lost    error // why it was lost, until it is back
+	everUp  bool
+	// withdrawn: unsubscribed before it was first in force (ready is
+	// then closed for Subscribe to give up).
+	withdrawn bool
 }
 
 // New returns a broker over client; call Start before anything else. The
@@ -123,7 +131,7 @@ func New(client rueidis.Client, opts Options) *Broker {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Broker{client: client, opts: opts, log: log, subs: map[string]*subscription{}, ending: map[string]chan struct{}{}}
+	return &Broker{client: client, opts: opts, log: log, subs: map[string]*subscription{}}
 }
 
 // Start checks the link, subscribes to broadcasts and installs h. The
@@ -134,8 +142,20 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 		return fmt.Errorf("connect to redis: %w", err)
 	}
 	b.sharded = !b.opts.Classic && majorVersion(version) >= 7
+	b.cluster = b.client.Mode() == rueidis.ClientModeCluster
+	if b.cluster {
+		b.refreshSlots(ctx)
+	}
 	b.mu.Lock()
 	b.runCtx, b.stop = context.WithCancel(context.WithoutCancel(ctx))
+	if !b.cluster {
+		for range pubsubConns {
+			sh := newShard(b, "")
+			b.shards = append(b.shards, sh)
+			b.wg.Add(1)
+			go sh.run(b.runCtx)
+		}
+	}
 	b.mu.Unlock()
 	context.AfterFunc(ctx, func() { b.Close() })
 	b.h.Store(&h)
@@ -218,172 +238,52 @@ func (b *Broker) Subscribe(ctx context.Context, t broker.Topic) error {
 	return b.subscribe(ctx, t, name)
 }
 
-func (b *Broker) subscribe(ctx context.Context, t broker.Topic, name string) error {
-	for {
-		b.mu.Lock()
-		if b.runCtx == nil || b.runCtx.Err() != nil {
-			b.mu.Unlock()
-			return ErrNotRunning
-		}
-		ending := b.ending[name]
-		s := b.subs[name]
-		if ending == nil && s == nil {
-			runCtx, stop := context.WithCancel(b.runCtx)
-			s = &subscription{topic: t, name: name, stop: stop, done: make(chan struct{}), ready: make(chan struct{})}
-			b.subs[name] = s
-			b.wg.Add(1)
-			go b.run(runCtx, s)
-		}
-		b.mu.Unlock()
-		if ending != nil {
-			// Unsubscribing: wait until it is over, then subscribe anew.
-			select {
-			case <-ending:
-				continue
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		select {
-		case <-s.ready:
-			return nil
-		case <-s.done:
-			return ErrNotRunning
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
 // Unsubscribe implements broker.Broker.
 func (b *Broker) Unsubscribe(ctx context.Context, t broker.Topic) error {
 	name, err := b.name(t)
 	if err != nil {
 		return err
 	}
-	b.mu.Lock()
-	s := b.subs[name]
-	if s == nil {
-		b.mu.Unlock()
-		return nil
-	}
-	delete(b.subs, name)
-	ended := make(chan struct{})
-	b.ending[name] = ended
-	b.mu.Unlock()
-	defer func() {
-		b.mu.Lock()
-		delete(b.ending, name)
-		b.mu.Unlock()
-		close(ended)
-	}()
-
-	s.stop()
-	select {
-	case <-s.done:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	// The subscription's goroutine is gone; the server still holds the
-	// subscription on the connection until told otherwise.
-	var cmd rueidis.Completed
-	if b.sharded {
-		cmd = b.client.B().Sunsubscribe().Channel(name).Build()
-	} else {
-		cmd = b.client.B().Unsubscribe().Channel(name).Build()
-	}
-	if err := b.client.Do(ctx, cmd).Error(); err != nil && !rueidis.IsRedisNil(err) {
-		// A broken link dropped the subscription anyway.
-		b.log.Debug("redis broker: unsubscribe", "topic", name, "err", err)
-	}
-	return nil
+	return b.unsubscribe(ctx, name)
 }
 
-// run keeps s in force until runCtx ends: each time the subscription is
-// lost, it waits a backoff and subscribes again.
-func (b *Broker) run(runCtx context.Context, s *subscription) {
-	defer b.wg.Done()
-	defer close(s.done)
-	backoff := minBackoff
-	hookCtx := rueidis.WithOnSubscriptionHook(runCtx, func(ps rueidis.PubSubSubscription) {
-		if ps.Kind == "subscribe" || ps.Kind == "ssubscribe" {
-			b.inForce(s)
-		}
-	})
-	// rueidis takes a subscription lost with its connection up again by
-	// itself, within Receive: this hook is how the broker learns of the
-	// loss.
-	hookCtx = rueidis.WithOnReceiveReturnHook(hookCtx, func(err error, _ rueidis.CommandClient) error {
-		if runCtx.Err() == nil {
-			b.dropped(s, err)
-		}
-		return err
-	})
-	for {
-		var cmd rueidis.Completed
-		if b.sharded {
-			cmd = b.client.B().Ssubscribe().Channel(s.name).Build()
-		} else {
-			cmd = b.client.B().Subscribe().Channel(s.name).Build()
-		}
-		err := b.client.Receive(hookCtx, cmd, func(msg rueidis.PubSubMessage) { b.deliver(msg.Message) })
-		if runCtx.Err() != nil {
-			return
-		}
-		b.dropped(s, err)
-		s.mu.Lock()
-		if s.wasReset {
-			backoff, s.wasReset = minBackoff, false
-		}
-		s.mu.Unlock()
-		wait := backoff/2 + rand.N(backoff/2+1)
-		backoff = min(2*backoff, maxBackoff)
-		select {
-		case <-time.After(wait):
-		case <-runCtx.Done():
-			return
-		}
-	}
-}
-
-// inForce records that s is subscribed, and reports the gap if it was
-// lost before.
-func (b *Broker) inForce(s *subscription) {
+// markInForce records that s is subscribed. The first time, it lets
+// Subscribe return; after that, it reports a gap and why s was lost.
+func markInForce(s *subscription) (gap bool, lost error) {
 	s.mu.Lock()
+	if s.withdrawn {
+		s.mu.Unlock()
+		return false, nil
+	}
 	first := !s.everUp
-	lost := s.lost
+	lost = s.lost
 	if lost == nil && !first {
-		// The client took the subscription up again by itself.
+		// Back with no loss recorded: report the gap all the same.
 		lost = errDropped
 	}
-	s.inForce, s.everUp, s.lost, s.wasReset = true, true, nil, true
+	s.inForce, s.everUp, s.lost = true, true, nil
 	s.mu.Unlock()
 	if first {
 		close(s.ready)
-		return
+		return false, nil
 	}
-	b.stats.reconnects.Add(1)
-	b.log.Info("redis broker: subscription back; messages may have been missed", "topic", s.name, "lost", lost)
-	if b.opts.OnGap != nil {
-		b.opts.OnGap(s.topic, lost)
-	}
+	return true, lost
 }
 
-// dropped records that s is no longer in force, because of err, and
-// logs the loss once.
-func (b *Broker) dropped(s *subscription, err error) {
+// markLost records that s is no longer in force, because of err (the
+// first cause is kept until s is back), and reports whether it was.
+func markLost(s *subscription, err error) bool {
 	if err == nil {
 		err = errDropped
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.inForce {
-		b.log.Warn("redis broker: subscription lost", "topic", s.name, "err", err)
-	}
+	was := s.inForce
 	s.inForce = false
 	if s.lost == nil {
 		s.lost = err
 	}
+	return was
 }
 
 // deliver decodes one publication and hands it to the handler.
