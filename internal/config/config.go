@@ -361,9 +361,9 @@ func RegisterFlags(fs *pflag.FlagSet) {
 	fs.Duration("hook-timeout", d.HookTimeout, "how long the server waits for the connect or subscribe hook's answer before the client gets hook_unavailable")
 	fs.Int("hook-concurrency", d.HookConcurrency, "connect and subscribe hook calls in flight at once; past it clients get hook_unavailable at once")
 	fs.StringSlice("hook-headers", d.HookHeaders, "HTTP headers of the client's WebSocket or SSE request passed to the connect hook, such as Cookie,Authorization (default: none)")
-	fs.String("redis", d.Redis, "cluster mode: the URL of the Redis shared by every node (redis://[user:password@]host:port/db, rediss:// for TLS, ?addr=host:port&addr=... for more Redis Cluster nodes); history, inboxes and presence are kept there instead of --data-dir")
-	fs.String("redis-prefix", d.RedisPrefix, "starts every key and pub/sub channel in Redis: clusters with different prefixes share a Redis without seeing each other")
-	fs.Duration("node-timeout", d.NodeTimeout, "cluster mode: how long a node may go silent (killed, cut off) before its connections drop out of presence and stats")
+	fs.String("redis", d.Redis, "cluster mode: URL of the Redis every node shares: redis://[user:password@]host:port[/db], rediss:// for TLS; for Redis Cluster, more seed nodes as ?addr=host:port&addr=host:port. History, inboxes, receipts, idempotency keys and presence are kept there; --data-dir then holds only the token secret")
+	fs.String("redis-prefix", d.RedisPrefix, "cluster mode: starts every Redis key and pub/sub channel name; every node of one cluster uses the same prefix, and clusters with different prefixes share a Redis without seeing each other (no braces)")
+	fs.Duration("node-timeout", d.NodeTimeout, "cluster mode: how long a node may go silent (killed, cut off) before its connections drop out of presence and stats; each node reports every third of it; use the same value on every node")
 	fs.Duration("escalate-after", d.EscalateAfter, "how long a direct message may stay unacknowledged by every device of its recipient before message.unacknowledged is posted to the events webhook, for a mobile push (0: never)")
 }
 

@@ -63,9 +63,17 @@ func (s *Server) startCluster(ctx context.Context) error {
 		return fmt.Errorf("--redis: %w", err)
 	}
 	opt.DisableCache = true
+	// A command fails as soon as the link does: rueidis would otherwise
+	// retry a read until its context ends, and an API call waiting on
+	// it would hang rather than answer 503.
+	opt.DisableRetry = true
 	client, err := rueidis.NewClient(opt)
 	if err != nil {
-		return fmt.Errorf("--redis %s: cannot reach Redis: %w; start Redis, or point --redis (or %s) at it", redactURL(s.cfg.Redis), err, "HERALD_REDIS")
+		advice := "start Redis, or point --redis (or HERALD_REDIS) at it"
+		if len(opt.InitAddress) > 1 {
+			advice = "addr= names more nodes of a Redis Cluster: leave it out for a single Redis"
+		}
+		return fmt.Errorf("--redis %s: cannot reach Redis: %w; %s", redactURL(s.cfg.Redis), err, advice)
 	}
 	// The node's id is new at each start, so that the entries a killed
 	// node left in Redis are never taken for the restarted one's.
@@ -123,7 +131,7 @@ func unavailable(what string) *protocol.Error {
 // until the matching unwant. A channel with history, or a user's inbox,
 // also keeps its lane while wanted: its position is the last message this
 // node received of it. Nothing to do on a server alone.
-func (s *Server) want(t broker.Topic) *protocol.Error {
+func (s *Server) want(t broker.Topic, what string) *protocol.Error {
 	if s.cluster == nil {
 		return nil
 	}
@@ -137,7 +145,7 @@ func (s *Server) want(t broker.Topic) *protocol.Error {
 			l.releaseName(t.Name)
 		}
 		s.log.Warn("subscribe in redis", "topic", t.Name, "err", err)
-		return unavailable("the subscription could not be made")
+		return unavailable(what)
 	}
 	return nil
 }

@@ -23,7 +23,7 @@ var _ session.Node = node{}
 
 func (n node) Register(s *session.Session, reply func(*protocol.InboxState)) *protocol.Error {
 	t := broker.UserTopic(s.User())
-	if perr := n.s.want(t); perr != nil {
+	if perr := n.s.want(t, "the connection could not be registered"); perr != nil {
 		return perr
 	}
 	var perr *protocol.Error
@@ -100,7 +100,7 @@ func (n node) Subscribe(ctx context.Context, s *session.Session, req *protocol.R
 		return protocol.Errorf(protocol.CodeInvalidField, "channel %q keeps no history to recover from: subscribe without offset and epoch", req.Channel)
 	}
 	t := broker.ChannelTopic(req.Channel)
-	if perr := n.s.want(t); perr != nil {
+	if perr := n.s.want(t, "the subscription could not be made"); perr != nil {
 		return perr
 	}
 	if size > 0 {
