@@ -307,6 +307,12 @@ func TestClusterRedisRestart(t *testing.T) {
 		}
 		return nil
 	})
+	// Reads of the cluster's state fail at once, with a clear error.
+	for _, path := range []string{"/v1/stats", "/v1/presence/users/alice", "/v1/presence/channels/chat:live"} {
+		if status, out := newAPI(t, nodes[0]).do("GET", path, ""); status != 503 || errCode(out) != "unavailable" {
+			t.Errorf("%s while redis is down: %d %v", path, status, out)
+		}
+	}
 	before := count()
 	time.Sleep(300 * time.Millisecond)
 	if n := count(); n != before {
