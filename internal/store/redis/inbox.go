@@ -37,14 +37,19 @@ func (s *Store) PushLive(ctx context.Context, user, id string, at time.Time, dat
 	if live == nil {
 		pub, payload = "", ""
 	}
-	n, err := s.run(ctx, pushScript, s.userBase(user), encodeTime(at), rueidis.BinaryString(data), id, pub, payload).AsInt64()
+	answer, err := s.run(ctx, pushScript, s.userBase(user), encodeTime(at), rueidis.BinaryString(data), id, pub, payload).AsIntSlice()
+	if err == nil && len(answer) != 2 {
+		err = fmt.Errorf("malformed answer %v", answer)
+	}
 	if err != nil {
 		return 0, errorf("push to "+user, err)
 	}
-	seq := uint64(n)
-	cmds := rueidis.Commands{
-		s.client.B().Set().Key(s.idKey(id)).Value(user + "\x00" + strconv.FormatUint(seq, 10)).Build(),
-		s.client.B().Zadd().Key(s.userIndex()).ScoreMember().ScoreMember(0, user).Build(),
+	seq := uint64(answer[0])
+	cmds := rueidis.Commands{s.client.B().Set().Key(s.idKey(id)).Value(user + "\x00" + strconv.FormatUint(seq, 10)).Build()}
+	if answer[1] == 1 {
+		// The inbox was empty: the user may have been pruned from the
+		// index (an inbox that holds messages keeps its user listed).
+		cmds = append(cmds, s.client.B().Zadd().Key(s.userIndex()).ScoreMember().ScoreMember(0, user).Build())
 	}
 	for _, r := range s.client.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil {

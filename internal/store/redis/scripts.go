@@ -169,16 +169,17 @@ end
 `
 
 // pushScript: ARGV at, data, id, publish command, live payload. Returns
-// the sequence.
+// {the sequence, the messages now kept}: 1 means the inbox was empty, and
+// its user may have left the index of users.
 var pushScript = rueidis.NewLuaScript(prelude + `
 local inbox, rcpt = p .. ':inbox', p .. ':rcpt'
 local seq = redis.call('HINCRBY', meta, 'top', 1)
 redis.call('XADD', inbox, id(seq), 't', ARGV[2], 'd', ARGV[3])
 redis.call('XADD', rcpt, id(seq), 't', ARGV[2], 'i', ARGV[4])
-redis.call('HINCRBY', meta, 'count', 1)
+local count = redis.call('HINCRBY', meta, 'count', 1)
 redis.call('HINCRBY', meta, 'bytes', #ARGV[3])
 publish(ARGV[5], seq, '', ARGV[6])
-return seq
+return {seq, count}
 `)
 
 // Codes the device scripts return first.
