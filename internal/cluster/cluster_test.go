@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/heraldpush/herald/internal/poll"
 	"github.com/heraldpush/herald/internal/rediskey"
 	"github.com/heraldpush/herald/internal/redistest"
 )
@@ -89,17 +90,7 @@ func (r *Registry) resume() {
 // checkFor polls fn until it returns nil, or fails t after total.
 func checkFor(t *testing.T, total time.Duration, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not so after %v: %v", total, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Until(t, total, 10*time.Millisecond, fn)
 }
 
 func ctxFor(t *testing.T) context.Context {

@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/heraldpush/herald/internal/config"
+	"github.com/heraldpush/herald/internal/poll"
 )
 
 // testDataDir is the data directory of the test servers: insecure servers
@@ -82,17 +83,7 @@ func startServerWith(t *testing.T, cfg config.Config, prepare func(*Server)) *Se
 // checkFor polls fn until it returns nil or total elapses.
 func checkFor(t *testing.T, total, step time.Duration, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %s: %v", total, err)
-		}
-		time.Sleep(step)
-	}
+	poll.Until(t, total, step, fn)
 }
 
 // frame is a decoded server frame.

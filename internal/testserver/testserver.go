@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/heraldpush/herald/internal/config"
+	"github.com/heraldpush/herald/internal/poll"
 	"github.com/heraldpush/herald/internal/server"
 )
 
@@ -91,15 +92,5 @@ func (s *Server) API() string { return "http://" + s.Config.HTTP }
 // f's last error once total has passed.
 func CheckFor(t testing.TB, total, step time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %s: %v", total, err)
-		}
-		time.Sleep(step)
-	}
+	poll.Until(t, total, step, f)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/heraldpush/herald/internal/broker"
+	"github.com/heraldpush/herald/internal/poll"
 	"github.com/heraldpush/herald/internal/protocol"
 	"github.com/heraldpush/herald/internal/redistest"
 )
@@ -15,17 +16,7 @@ import (
 // its last error if that takes longer than total.
 func checkFor(t *testing.T, total time.Duration, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %v", total, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Until(t, total, 10*time.Millisecond, cond)
 }
 
 // startNode starts a broker on the redis-server (or cluster) of addrs.
