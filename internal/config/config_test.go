@@ -456,3 +456,33 @@ func TestHookSettings(t *testing.T) {
 		t.Errorf("a namespace asking for a hook that is not set: got %v", err)
 	}
 }
+
+// --redis comes from a flag, the environment or the file like every
+// setting, in any of the URL forms Redis clients take; a URL that is not
+// one, a prefix with braces and a node timeout too short to report in are
+// refused, each naming its setting.
+func TestRedisSettings(t *testing.T) {
+	for _, u := range []string{"redis://127.0.0.1:6379", "rediss://:secret@redis.example:6380/2", "redis://user:pw@h1:7000?addr=h2:7001&addr=h3:7002"} {
+		c, err := load(t, nil, []string{"HERALD_REDIS=" + u})
+		if err != nil || c.Redis != u {
+			t.Fatalf("HERALD_REDIS=%s: %q, %v", u, c.Redis, err)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "herald.yaml")
+	if err := os.WriteFile(file, []byte("redis: redis://10.0.0.5:6379/1\nredis-prefix: app1\nnode-timeout: 10s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := load(t, []string{"--config", file}, nil)
+	if err != nil || c.Redis != "redis://10.0.0.5:6379/1" || c.RedisPrefix != "app1" || c.NodeTimeout != 10*time.Second {
+		t.Fatalf("from the file: %+v, %v", c, err)
+	}
+	for args, want := range map[string]string{
+		"--redis=http://127.0.0.1:6379": "redis:",
+		"--redis-prefix={app}":          "redis-prefix:",
+		"--node-timeout=1s":             "node-timeout:",
+	} {
+		if _, err := load(t, []string{args}, nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error naming %s", args, err, want)
+		}
+	}
+}
