@@ -26,6 +26,9 @@ type Overview struct {
 	Memory        Memory           `json:"memory"`
 	Nodes         []Node           `json:"nodes"`
 	Hooks         Hooks            `json:"hooks"`
+	// Redis is the link to Redis of a node of a cluster; absent for a
+	// server alone.
+	Redis *Redis `json:"redis,omitempty"`
 }
 
 // Hooks is the health of the calls to the backend, one entry per hook.
@@ -69,6 +72,19 @@ type Memory struct {
 type Node struct {
 	ID   string `json:"id"`
 	Self bool   `json:"self"`
+	// In a cluster: the node's connections as it last reported them,
+	// and when (Unix milliseconds).
+	Connections int   `json:"connections,omitempty"`
+	Heartbeat   int64 `json:"heartbeat,omitempty"`
+}
+
+// Redis is a cluster node's link to Redis.
+type Redis struct {
+	Up            bool    `json:"up"`
+	RTTMillis     float64 `json:"rtt_ms"`
+	Subscriptions int     `json:"subscriptions"`
+	Lost          int     `json:"lost"`
+	Reconnects    uint64  `json:"reconnects"`
 }
 
 // ChannelCount is a channel and the connections subscribed to it.

@@ -447,6 +447,15 @@ func TestClusterOnRedisCluster(t *testing.T) {
 	}
 	subs[1].expectSilence(200 * time.Millisecond)
 
+	// The dashboard's overview lists every node and the link.
+	ov := newAPI(t, nodes[1]).ok("GET", "/v1/overview", "")
+	if ns, _ := ov["nodes"].([]any); len(ns) != 3 {
+		t.Errorf("overview nodes: %v", ov["nodes"])
+	}
+	if r, _ := ov["redis"].(map[string]any); r["up"] != true {
+		t.Errorf("overview redis: %v", ov["redis"])
+	}
+
 	resp, err := http.Get("http://" + nodes[0].HTTPAddr().String() + "/metrics")
 	if err != nil {
 		t.Fatal(err)

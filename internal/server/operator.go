@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"runtime/metrics"
 	"time"
@@ -60,9 +61,39 @@ func (o operator) Overview() api.Overview {
 		Disconnects:   m.Disconnects.Snapshot(),
 		Goroutines:    int(u64(3)),
 		Memory:        api.Memory{Heap: u64(0), Total: u64(1), Limit: int64(u64(2))},
-		Nodes:         []api.Node{{ID: o.nodeID, Self: true}},
+		Nodes:         o.nodes(),
 		Hooks:         o.hooksHealth(),
+		Redis:         o.redisLink(),
 	}
+}
+
+// nodes lists this node, or in a cluster every live node, as Redis
+// holds them (this one alone when Redis cannot tell).
+func (o operator) nodes() []api.Node {
+	self := []api.Node{{ID: o.nodeID, Self: true}}
+	if o.cluster == nil {
+		return self
+	}
+	ctx, cancel := context.WithTimeout(o.runCtx, time.Second)
+	defer cancel()
+	live, err := o.cluster.presence.Nodes(ctx)
+	if err != nil {
+		return self
+	}
+	nodes := make([]api.Node, len(live))
+	for i, n := range live {
+		nodes[i] = api.Node{ID: n.ID, Self: n.ID == o.nodeID, Connections: n.Stats.Connections, Heartbeat: n.Heartbeat.UnixMilli()}
+	}
+	return nodes
+}
+
+// redisLink is the state of a cluster node's link to Redis.
+func (o operator) redisLink() *api.Redis {
+	if o.cluster == nil {
+		return nil
+	}
+	st := o.cluster.broker.Stats()
+	return &api.Redis{Up: st.Up, RTTMillis: float64(st.RTT.Microseconds()) / 1000, Subscriptions: st.Subscriptions, Lost: st.Lost, Reconnects: st.Reconnects}
 }
 
 // hooksHealth reads the counters the metrics export, hook by hook.
