@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -505,4 +506,23 @@ func TestClusterPresenceEvents(t *testing.T) {
 	time.Sleep(400 * time.Millisecond)
 	b.close()
 	backend.waitFor("alice", "user.online alice", "user.offline alice")
+}
+
+// One node of a cluster sweeps the shared store per interval: the first
+// to claim it; the claim lapses before the next interval.
+func TestClusterSweepTurn(t *testing.T) {
+	t.Parallel()
+	redis := redistest.Start(t)
+	nodes := startNodes(t, redis, 2)
+	ctx := context.Background()
+	const hold = 100 * time.Millisecond
+	if !nodes[0].sweepTurn(ctx, hold) || nodes[1].sweepTurn(ctx, hold) || nodes[0].sweepTurn(ctx, hold) {
+		t.Fatal("both nodes, or neither, or one twice, claimed the sweep of one interval")
+	}
+	checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if !nodes[1].sweepTurn(ctx, hold) {
+			return fmt.Errorf("the claim did not lapse")
+		}
+		return nil
+	})
 }

@@ -4,6 +4,10 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/heraldpush/herald/internal/rediskey"
 )
 
 // sweepInterval is how often every channel's history and every inbox is
@@ -25,9 +29,34 @@ func (s *Server) sweep(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.sweepOnce(ctx)
+			// The claim is held for most of the interval: the next one,
+			// by any node, comes with the next tick.
+			if s.sweepTurn(ctx, s.sweepEvery*9/10) {
+				s.sweepOnce(ctx)
+			}
 		}
 	}
+}
+
+// sweepTurn says whether this node sweeps now: always alone; in a
+// cluster, the node that first claims the sweep in Redis, for hold, so
+// that the nodes do not all go through the same store at once. A node
+// that cannot reach Redis does not sweep.
+func (s *Server) sweepTurn(ctx context.Context, hold time.Duration) bool {
+	if s.cluster == nil {
+		return true
+	}
+	c := s.cluster.client
+	key := rediskey.Nodes(s.cfg.RedisPrefix) + ":sweep"
+	err := c.Do(ctx, c.B().Set().Key(key).Value(s.nodeID).Nx().Px(hold).Build()).Error()
+	switch {
+	case err == nil:
+		return true
+	case rueidis.IsRedisNil(err):
+		return false
+	}
+	s.logSweepError(ctx, "claim the sweep", err)
+	return false
 }
 
 // sweepOnce goes once through every channel and every user the store
