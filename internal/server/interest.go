@@ -78,24 +78,27 @@ func (in *interest) acquire(ctx context.Context, t broker.Topic) error {
 	select {
 	case <-ti.ready:
 	case <-ctx.Done():
-		in.release(t)
+		in.releaseOf(t, ti)
 		return ctx.Err()
 	}
-	if ti.err != nil {
-		return ti.err
-	}
-	return nil
+	return ti.err
 }
 
 // release ends one interest in t; the last one unsubscribes the broker,
 // in the background.
-func (in *interest) release(t broker.Topic) {
+func (in *interest) release(t broker.Topic) { in.releaseOf(t, nil) }
+
+// releaseOf is release of the interest counted in ti (nil: whichever
+// is current): one counted in an entry since replaced (its subscribe
+// failed) is gone with it.
+func (in *interest) releaseOf(t broker.Topic, ti *topicInterest) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	ti := in.m[t]
-	if ti == nil {
+	cur := in.m[t]
+	if cur == nil || ti != nil && cur != ti {
 		return
 	}
+	ti = cur
 	if ti.refs--; ti.refs > 0 {
 		return
 	}
