@@ -109,7 +109,7 @@ func (s *Server) startCluster(ctx context.Context) error {
 	return nil
 }
 
-// closeCluster lets go of Redis once the node has stopped: its presence
+// close lets go of Redis once the node has stopped: its presence
 // first, so that the other nodes stop counting its connections at once.
 func (c *clusterNode) close() error {
 	err := c.presence.Close()
