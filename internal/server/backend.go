@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -74,7 +75,7 @@ func (b backend) Stats(ctx context.Context) (api.Stats, error) {
 
 // lostRedis logs a failed call to Redis and answers it with a 503.
 func (b backend) lostRedis(what string, err error) error {
-	b.log.Warn(what, "err", err)
+	b.failures.log(b.log, slog.LevelWarn, what, "err", err)
 	perr := unavailable("the cluster's state could not be read")
 	return &api.Error{Status: http.StatusServiceUnavailable, Code: string(perr.Code), Message: perr.Message}
 }
@@ -84,7 +85,7 @@ func (b backend) lostRedis(what string, err error) error {
 func (b backend) Dispatch(ctx context.Context, m *protocol.Message) error {
 	err := b.Server.Dispatch(ctx, m)
 	if errors.Is(err, errNotStored) {
-		b.log.Error("message not stored", "kind", m.Kind, "err", err)
+		b.failures.log(b.log, slog.LevelError, "message not stored", "kind", m.Kind, "err", err)
 	}
 	return notStored(err)
 }
@@ -96,7 +97,7 @@ func (b backend) DispatchBatch(ctx context.Context, ms []*protocol.Message) []er
 	for i, err := range errs {
 		if errors.Is(err, errNotStored) {
 			if failed == 0 {
-				b.log.Error("batch messages not stored", "kind", ms[i].Kind, "err", err)
+				b.failures.log(b.log, slog.LevelError, "batch messages not stored", "kind", ms[i].Kind, "err", err)
 			}
 			failed++
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -54,6 +56,20 @@ func redactURL(raw string) string {
 	return u.Redacted()
 }
 
+// redisAdvice says what to change when Redis at opt would not do.
+func redisAdvice(opt rueidis.ClientOption, err error) string {
+	var op *net.OpError
+	switch {
+	case len(opt.InitAddress) > 1 && strings.Contains(err.Error(), "cluster support disabled"):
+		return "addr= names more nodes of a Redis Cluster: leave it out for a single Redis"
+	case opt.TLSConfig != nil && errors.Is(err, context.DeadlineExceeded):
+		return "rediss:// needs a Redis that speaks TLS; use redis:// for one that does not"
+	case errors.As(err, &op) && op.Op == "dial":
+		return "start Redis, or point --redis (or HERALD_REDIS) at it"
+	}
+	return "check the host, port, database number and password of --redis (or HERALD_REDIS)"
+}
+
 // startCluster connects to Redis and starts the broker, which hands what
 // this node receives to deliverLocal, and opens the store over the same
 // link. ctx is the server's run context.
@@ -69,11 +85,7 @@ func (s *Server) startCluster(ctx context.Context) error {
 	opt.DisableRetry = true
 	client, err := rueidis.NewClient(opt)
 	if err != nil {
-		advice := "start Redis, or point --redis (or HERALD_REDIS) at it"
-		if len(opt.InitAddress) > 1 {
-			advice = "addr= names more nodes of a Redis Cluster: leave it out for a single Redis"
-		}
-		return fmt.Errorf("--redis %s: cannot reach Redis: %w; %s", redactURL(s.cfg.Redis), err, advice)
+		return fmt.Errorf("--redis %s (%s): cannot use Redis: %w; %s", redactURL(s.cfg.Redis), strings.Join(opt.InitAddress, ", "), err, redisAdvice(opt, err))
 	}
 	// The node's id is new at each start, so that the entries a killed
 	// node left in Redis are never taken for the restarted one's.
@@ -144,7 +156,7 @@ func (s *Server) want(t broker.Topic, what string) *protocol.Error {
 		if l := s.laneOf(t); l != nil {
 			l.releaseName(t.Name)
 		}
-		s.log.Warn("subscribe in redis", "topic", t.Name, "err", err)
+		s.failures.log(s.log, slog.LevelWarn, "subscribe in redis", "topic", t.Name, "err", err)
 		return unavailable(what)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/rs/xid"
@@ -177,7 +178,7 @@ func (n node) Route(ctx context.Context, s *session.Session, req *protocol.Reque
 		m.Kind = protocol.KindBroadcast
 	}
 	if err := n.s.Dispatch(ctx, m); err != nil {
-		n.s.log.Error("publish failed", "err", err)
+		n.s.failures.log(n.s.log, slog.LevelError, "publish failed", "err", err)
 		switch {
 		case errors.Is(err, errNotStored):
 			return "", storageError()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -108,7 +110,10 @@ type Server struct {
 	// cluster is the link to the other nodes of a cluster, nil for a
 	// server alone (no --redis).
 	cluster *clusterNode
-	runCtx  context.Context
+	// failures quiets the log lines of failures that repeat with every
+	// request while the store or Redis is unreachable.
+	failures quietLog
+	runCtx   context.Context
 	// sweepEvery is sweepInterval, shorter in tests.
 	sweepEvery time.Duration
 	// wrapStore, when set before Start, wraps the store Start opens: tests
@@ -324,7 +329,7 @@ func (s *Server) Start() error {
 		dir = abs
 	}
 	if s.cluster != nil {
-		s.log.Info(storing+" in redis; cluster mode", "redis", redactURL(s.cfg.Redis), "prefix", s.cfg.RedisPrefix, "node", s.nodeID,
+		s.log.Info(storing+" in redis; cluster mode", "redis", redactURL(s.cfg.Redis), "addresses", slices.Sorted(maps.Keys(s.cluster.client.Nodes())), "prefix", s.cfg.RedisPrefix, "node", s.nodeID,
 			"pubsub", s.cluster.broker.PublishCommand(), "history_namespaces", s.policy.historyNamespaces(), "inbox_ttl", s.cfg.InboxTTL)
 	} else {
 		s.log.Info(storing, "dir", dir, "history_namespaces", s.policy.historyNamespaces(), "inbox_ttl", s.cfg.InboxTTL)
