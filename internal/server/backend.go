@@ -87,7 +87,7 @@ func (b backend) Dispatch(ctx context.Context, m *protocol.Message) error {
 	if errors.Is(err, errNotStored) {
 		b.failures.log(b.log, slog.LevelError, "message not stored", "kind", m.Kind, "err", err)
 	}
-	return notStored(err)
+	return b.notStored(err)
 }
 
 // DispatchBatch answers each message the store refused as Dispatch does.
@@ -101,18 +101,18 @@ func (b backend) DispatchBatch(ctx context.Context, ms []*protocol.Message) []er
 			}
 			failed++
 		}
-		errs[i] = notStored(err)
+		errs[i] = b.notStored(err)
 	}
 	return errs
 }
 
 // notStored turns the error of a message the store refused, or one a
 // node of a cluster could not hand to Redis, into a 503.
-func notStored(err error) error {
+func (b backend) notStored(err error) error {
 	var perr *protocol.Error
 	switch {
 	case errors.Is(err, errNotStored):
-		perr = storageError()
+		perr = b.storageError()
 	case errors.Is(err, errUnavailable):
 		perr = unavailable("the message was not sent")
 	default:

@@ -33,8 +33,12 @@ func restore(r store.Record) (*protocol.Message, error) {
 	return m, nil
 }
 
-// storageError is the client's error for a write the store refused.
-func storageError() *protocol.Error {
+// storageError is the client's error for a write the store refused: on
+// a node of a cluster, the store is Redis.
+func (s *Server) storageError() *protocol.Error {
+	if s.cluster != nil {
+		return protocol.Errorf(protocol.CodeStorageFailed, "the message could not be stored in Redis, so it was not sent; retry later")
+	}
 	return protocol.Errorf(protocol.CodeStorageFailed, "the message could not be stored, so it was not sent; retry later")
 }
 

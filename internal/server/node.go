@@ -181,7 +181,7 @@ func (n node) Route(ctx context.Context, s *session.Session, req *protocol.Reque
 		n.s.failures.log(n.s.log, slog.LevelError, "publish failed", "err", err)
 		switch {
 		case errors.Is(err, errNotStored):
-			return "", storageError()
+			return "", n.s.storageError()
 		case errors.Is(err, errUnavailable):
 			return "", unavailable("the message was not sent")
 		}
