@@ -122,6 +122,9 @@ type Config struct {
 	// RedisPrefix starts every key and pub/sub channel name in Redis, so
 	// that several clusters can share one Redis.
 	RedisPrefix string `koanf:"redis-prefix"`
+	// RedisTLSCA is a PEM file of the certificate authorities a rediss://
+	// Redis's certificate is checked against, in place of the system's.
+	RedisTLSCA string `koanf:"redis-tls-ca"`
 	// NodeTimeout is how long a node of a cluster may go silent before
 	// its connections drop out of presence and stats.
 	NodeTimeout time.Duration `koanf:"node-timeout"`
@@ -362,6 +365,7 @@ func RegisterFlags(fs *pflag.FlagSet) {
 	fs.Int("hook-concurrency", d.HookConcurrency, "connect and subscribe hook calls in flight at once; past it clients get hook_unavailable at once")
 	fs.StringSlice("hook-headers", d.HookHeaders, "HTTP headers of the client's WebSocket or SSE request passed to the connect hook, such as Cookie,Authorization (default: none)")
 	fs.String("redis", d.Redis, "cluster mode: URL of the Redis every node shares: redis://[user:password@]host:port[/db], rediss:// for TLS; for Redis Cluster, more seed nodes as ?addr=host:port&addr=host:port. History, inboxes, receipts, idempotency keys and presence are kept there; --data-dir then holds only the token secret")
+	fs.String("redis-tls-ca", d.RedisTLSCA, "cluster mode: PEM file of the certificate authorities that sign the certificate of a rediss:// Redis (default: the system's)")
 	fs.String("redis-prefix", d.RedisPrefix, "cluster mode: starts every Redis key and pub/sub channel name; every node of one cluster uses the same prefix, and clusters with different prefixes share a Redis without seeing each other (no braces)")
 	fs.Duration("node-timeout", d.NodeTimeout, "cluster mode: how long a node may go silent (killed, cut off) before its connections drop out of presence and stats; each node reports every third of it; use the same value on every node")
 	fs.Duration("escalate-after", d.EscalateAfter, "how long a direct message may stay unacknowledged by every device of its recipient before message.unacknowledged is posted to the events webhook, for a mobile push (0: never)")
@@ -679,9 +683,11 @@ func (c Config) Validate() error {
 	webhook("events-webhook", c.EventsWebhook, c.EventsWebhookSecret)
 	check(c.OfflineGrace >= 0 && c.OfflineGrace <= MaxOfflineGrace, "offline-grace", "offline-grace: must be between 0 and %s, got %s", MaxOfflineGrace, c.OfflineGrace)
 	if c.Redis != "" {
-		_, err := rueidis.ParseURL(c.Redis)
+		opt, err := rueidis.ParseURL(c.Redis)
 		check(err == nil, "redis", "redis: want redis://[user:password@]host:port[/db] or rediss://...: %v", err)
+		check(err != nil || c.RedisTLSCA == "" || opt.TLSConfig != nil, "redis-tls-ca,redis", "redis-tls-ca: needs a rediss:// URL in redis, which connects with TLS")
 	}
+	check(c.RedisTLSCA == "" || c.Redis != "", "redis-tls-ca,redis", "redis-tls-ca: needs redis (cluster mode)")
 	check(c.RedisPrefix != "" && !strings.ContainsAny(c.RedisPrefix, "{}"), "redis-prefix", "redis-prefix: must be set, without braces (they would change the hash slots of the keys)")
 	check(c.NodeTimeout >= 3*time.Second, "node-timeout", "node-timeout: must be at least 3s (a node reports every third of it), got %s", c.NodeTimeout)
 	check(c.EscalateAfter >= 0, "escalate-after", "escalate-after: must not be negative")

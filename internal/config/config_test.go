@@ -480,6 +480,7 @@ func TestRedisSettings(t *testing.T) {
 		"--redis=http://127.0.0.1:6379": "redis:",
 		"--redis-prefix={app}":          "redis-prefix:",
 		"--node-timeout=1s":             "node-timeout:",
+		"--redis-tls-ca=/ca.pem":        "redis-tls-ca:",
 	} {
 		if _, err := load(t, []string{args}, nil); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want an error naming %s", args, err, want)

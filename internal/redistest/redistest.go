@@ -31,6 +31,10 @@ type Server struct {
 	// durable: the server keeps an append-only file, synced before each
 	// answer, so that its data survive Kill and Restart.
 	durable bool
+	// TLSAddr, for a server started by StartTLS, is host:port of its TLS
+	// listener; Addr stays plain, for the test's own checks.
+	TLSAddr         string
+	tlsCert, tlsKey string
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -58,6 +62,25 @@ func StartDurable(t testing.TB) *Server {
 	t.Helper()
 	need(t, "redis-server")
 	s := &Server{dir: t.TempDir(), t: t, durable: true}
+	if err := s.startFree(false); err != nil {
+		t.Fatalf("start redis-server: %v", err)
+	}
+	t.Cleanup(s.Kill)
+	return s
+}
+
+// StartTLS is Start with a second listener, TLSAddr, that speaks TLS with
+// the certificate and key in certFile and keyFile; clients need no
+// certificate of their own.
+func StartTLS(t testing.TB, certFile, keyFile string) *Server {
+	t.Helper()
+	need(t, "redis-server")
+	s := &Server{dir: t.TempDir(), t: t, tlsCert: certFile, tlsKey: keyFile}
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.TLSAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	if err := s.startFree(false); err != nil {
 		t.Fatalf("start redis-server: %v", err)
 	}
@@ -125,6 +148,11 @@ func (s *Server) start() error {
 		"--save", "", "--daemonize", "no", "--loglevel", "warning"}, aof...)
 	if s.busPort != 0 {
 		args = append(args, "--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(s.busPort))
+	}
+	if s.TLSAddr != "" {
+		_, tlsPort, _ := net.SplitHostPort(s.TLSAddr)
+		args = append(args, "--tls-port", tlsPort, "--tls-cert-file", s.tlsCert, "--tls-key-file", s.tlsKey,
+			"--tls-ca-cert-file", s.tlsCert, "--tls-auth-clients", "no")
 	}
 	cmd := exec.Command("redis-server", args...)
 	cmd.Stdout, cmd.Stderr = out, out

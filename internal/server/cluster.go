@@ -2,11 +2,13 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -77,6 +79,17 @@ func (s *Server) startCluster(ctx context.Context) error {
 	opt, err := rueidis.ParseURL(s.cfg.Redis)
 	if err != nil {
 		return fmt.Errorf("--redis: %w", err)
+	}
+	if s.cfg.RedisTLSCA != "" {
+		pem, err := os.ReadFile(s.cfg.RedisTLSCA)
+		if err != nil {
+			return fmt.Errorf("--redis-tls-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--redis-tls-ca %s: no PEM certificate in it", s.cfg.RedisTLSCA)
+		}
+		opt.TLSConfig.RootCAs = pool
 	}
 	opt.DisableCache = true
 	// A command fails as soon as the link does: rueidis would otherwise

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/heraldpush/herald/internal/config"
 	"github.com/heraldpush/herald/internal/protocol"
 	"github.com/heraldpush/herald/internal/redistest"
+	"github.com/heraldpush/herald/internal/testcert"
 )
 
 // clusterConfig is historyConfig for a node of a cluster on redis, under
@@ -550,5 +552,39 @@ func TestClusterFillsLostPublication(t *testing.T) {
 	c.expectSilence(100 * time.Millisecond)
 	if n := nodes[0].counters.gaps.Load(); n != 1 {
 		t.Fatalf("%d gaps counted, want 1", n)
+	}
+}
+
+// Nodes reach a Redis that speaks TLS (rediss://), checking its
+// certificate against --redis-tls-ca, and work as over plain TCP; one
+// without the CA refuses the certificate at start.
+func TestClusterOverTLS(t *testing.T) {
+	t.Parallel()
+	certFile, keyFile, _ := testcert.SelfSigned(t)
+	redis := redistest.StartTLS(t, certFile, keyFile)
+	var nodes []*Server
+	for range 2 {
+		cfg := clusterConfig(t, redis)
+		cfg.Redis, cfg.RedisTLSCA = "rediss://"+redis.TLSAddr, certFile
+		nodes = append(nodes, startServer(t, cfg))
+	}
+	c := dialTCP(t, nodes[0])
+	c.connect("tls-user")
+	newAPI(t, nodes[1]).ok("POST", "/v1/send", `{"to":"tls-user","data":"over tls"}`)
+	if m := c.expect("message"); string(m.Data) != `"over tls"` || m.Seq != 1 {
+		t.Fatalf("direct message over a TLS Redis: %s", m.raw)
+	}
+
+	cfg := clusterConfig(t, redis)
+	cfg.Redis = "rediss://" + redis.TLSAddr
+	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err == nil || !strings.Contains(err.Error(), "certificate") {
+		if err == nil {
+			_ = srv.Shutdown(context.Background())
+		}
+		t.Fatalf("a node without the CA started, or failed for another reason: %v", err)
 	}
 }
