@@ -142,7 +142,12 @@ function showOverview(o) {
   text("memory-total", `heap; ${bytes(o.memory.total)} mapped`);
   text("goroutines", String(o.goroutines));
   text("uptime", duration(o.uptime_seconds));
-  text("nodes", o.nodes.length === 1 ? `1 node: ${o.nodes[0].id}` : `${o.nodes.length} nodes`);
+  let nodes = o.nodes.length === 1 ? `1 node: ${o.nodes[0].id}` : `${o.nodes.length} nodes`;
+  if (o.redis) {
+    // A node of a cluster: its link to Redis.
+    nodes += o.redis.up ? ` · Redis up, ${o.redis.rtt_ms.toFixed(1)} ms` : ` · Redis DOWN (${o.redis.lost} subscriptions lost)`;
+  }
+  text("nodes", nodes);
   text("node", o.nodes.find((n) => n.self)?.id || "");
   text("updated", "updated " + new Date(o.time).toLocaleTimeString());
   if (last) {
