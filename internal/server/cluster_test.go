@@ -505,8 +505,21 @@ func TestClusterPresenceEvents(t *testing.T) {
 	connections(2)
 	a.close()
 	connections(1)
-	// Past the grace, and past a check of the other node.
-	time.Sleep(400 * time.Millisecond)
+	// The first node's grace passes and its user.offline goes through
+	// the check of the other node, while b is still connected there.
+	h := nodes[0].presenceHook
+	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		sh := h.shard("alice")
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		if sh.users["alice"] != nil {
+			return fmt.Errorf("alice's departure is not due yet on the first node")
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	h.checks.drain(ctx)
+	cancel()
 	b.close()
 	backend.waitFor("alice", "user.online alice", "user.offline alice")
 }

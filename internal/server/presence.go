@@ -196,8 +196,15 @@ func (q *checkQueue) run(ctx context.Context, check func(context.Context, hookEv
 	}
 }
 
-// drain waits until every event added so far went through its check.
+// drain waits until every event added so far went through its check, or
+// ctx ends.
 func (q *checkQueue) drain(ctx context.Context) {
+	stop := context.AfterFunc(ctx, func() {
+		q.mu.Lock()
+		q.idle.Broadcast()
+		q.mu.Unlock()
+	})
+	defer stop()
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for (len(q.events) > 0 || q.running) && ctx.Err() == nil {
@@ -375,12 +382,6 @@ func (h *presenceHook) close() {
 		// The poster's last try takes only what passed its check.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*clusterCheckTimeout)
 		defer cancel()
-		stop := context.AfterFunc(ctx, func() {
-			h.checks.mu.Lock()
-			h.checks.idle.Broadcast()
-			h.checks.mu.Unlock()
-		})
-		defer stop()
 		h.checks.drain(ctx)
 	}
 }
