@@ -21,13 +21,16 @@ import (
 //  2. The key is claimed in the store with the request's hash and those
 //     ids (Backend.Remember); exactly one request claims a key.
 //  3. The request acts with those ids. When it succeeds, a second key
-//     marks the claim done; when nothing was stored, the claim is
-//     forgotten, so that a retry acts anew.
+//     marks the claim done. When it fails, the claim stays: the store
+//     may have taken some of the messages (a batch partly stored), or
+//     all of them with only its answer lost (a node of a cluster whose
+//     link to Redis broke during the call).
 //  4. A request that finds the key claimed and done answers the claim's
 //     ids (a replay). One that finds it claimed but not done is finishing
-//     an earlier attempt that stopped part way (the server was killed, a
-//     batch was partly stored): it acts again with the claim's ids,
-//     skipping the direct messages the store holds already.
+//     an earlier attempt that failed or stopped part way (the server was
+//     killed): it acts again with the claim's ids, skipping the direct
+//     messages the store holds already, so that none is stored twice
+//     under two ids.
 //
 // Requests with one key on this server run one at a time: a second waits
 // for the first to finish, then replays its result.
@@ -193,15 +196,9 @@ func (a *API) once(ctx context.Context, key string, hash []byte, ids []string, p
 		mine, ids = held, c.IDs
 	}
 	if err := p.act(ctx, ids, !fresh); err != nil {
-		var pe *partialError
-		if fresh && !errors.As(err, &pe) {
-			// Nothing was stored: a retry acts anew. A batch partly
-			// stored keeps its claim, so that a retry stores the rest
-			// with the same ids.
-			if ferr := a.b.Forget(context.WithoutCancel(ctx), claimPrefix+key); ferr != nil {
-				a.log.Error("forget idempotency key", "err", ferr)
-			}
-		}
+		// The claim stays: a retry sends with the same ids what the
+		// store does not hold, whether this attempt stored nothing,
+		// part of the messages, or all of them with the answer lost.
 		return nil, err
 	}
 	if err := a.markDone(context.WithoutCancel(ctx), key, hash, mine); err != nil {

@@ -228,8 +228,9 @@ func TestIdempotentInProgress(t *testing.T) {
 	}
 }
 
-// A push the store refused forgets its key: the retry acts.
-func TestIdempotentFailureForgets(t *testing.T) {
+// A push the store refused keeps its key's claim: the retry sends the
+// message, once, with the id the first call chose.
+func TestIdempotentFailureRetries(t *testing.T) {
 	t.Parallel()
 	b := newMemBackend()
 	b.fail["bob"] = true
@@ -240,9 +241,15 @@ func TestIdempotentFailureForgets(t *testing.T) {
 	b.mu.Lock()
 	b.fail["bob"] = false
 	b.mu.Unlock()
+	b.mu.Lock()
+	claimed := string(b.keys[claimPrefix+"k"][1])
+	b.mu.Unlock()
 	got := do("POST", "/v1/send", "k", `{"to":"bob","data":1}`)
 	if got.status != 200 || got.header.Get(ReplayedHeader) != "" || len(b.sentIDs()) != 1 {
 		t.Fatalf("retry: %d %v, sent %v", got.status, got.body, b.sentIDs())
+	}
+	if id, _ := got.body["id"].(string); id == "" || !strings.Contains(claimed, id) {
+		t.Fatalf("the retry sent %v, not the id the failed call claimed (%s)", got.body["id"], claimed)
 	}
 }
 

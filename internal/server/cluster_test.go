@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -340,10 +341,12 @@ func TestClusterRedisRestart(t *testing.T) {
 		t.Error("no call failed while redis was down")
 	}
 
-	// Every channel message answered 200, once, in offset order.
+	// Every channel message answered 200, once, in offset order. A call
+	// whose answer the broken link lost may have been stored and sent
+	// all the same (its caller got a 503): such a message may come too.
 	seen := map[string]bool{}
 	var last uint64
-	for len(seen) < len(published) {
+	for missing := len(published); missing > 0; {
 		f := reader.expect("message")
 		if f.Offset != last+1 {
 			t.Fatalf("offset %d after %d: %s", f.Offset, last, f.raw)
@@ -355,10 +358,8 @@ func TestClusterRedisRestart(t *testing.T) {
 			t.Fatalf("message %s twice", id)
 		}
 		seen[id] = true
-	}
-	for _, id := range published {
-		if !seen[id] {
-			t.Fatalf("message %s answered 200 never arrived", id)
+		if slices.Contains(published, id) {
+			missing--
 		}
 	}
 
