@@ -150,22 +150,28 @@ func (a *API) send(r *http.Request) (any, error) {
 // partialError naming them.
 func (a *API) sendAll(ctx context.Context, users []string, data json.RawMessage, ex except, ids []string, resume bool) error {
 	errs := make([]error, len(users))
-	var g errgroup.Group
-	g.SetLimit(sendConcurrency)
-	for i, u := range users {
-		g.Go(func() error {
-			if resume {
-				stored, err := a.b.Stored(ctx, ids[i])
-				if err != nil || stored {
-					errs[i] = err
-					return nil
-				}
+	send := func(i int) {
+		if resume {
+			stored, err := a.b.Stored(ctx, ids[i])
+			if err != nil || stored {
+				errs[i] = err
+				return
 			}
-			errs[i] = a.b.Dispatch(ctx, ex.apply(&protocol.Message{ID: ids[i], Kind: protocol.KindDirect, To: u, Data: data}))
-			return nil
-		})
+		}
+		errs[i] = a.b.Dispatch(ctx, ex.apply(&protocol.Message{ID: ids[i], Kind: protocol.KindDirect, To: users[i], Data: data}))
 	}
-	_ = g.Wait()
+	if len(users) == 1 {
+		// One message: on the request's goroutine, whose stack has
+		// grown already, rather than on a new one.
+		send(0)
+	} else {
+		var g errgroup.Group
+		g.SetLimit(sendConcurrency)
+		for i := range users {
+			g.Go(func() error { send(i); return nil })
+		}
+		_ = g.Wait()
+	}
 	return partial(errs, ids, users, "names their users: retry those (with the same "+IdempotencyKeyHeader+", the retry sends only them)")
 }
 
