@@ -74,6 +74,8 @@ func (s *Store) deviceOp(ctx context.Context, what, user, device string, op func
 	if err != nil {
 		return fmt.Errorf("%s %s/%s: %w", what, user, device, err)
 	}
+	// Whatever op changes, Expire reads the devices again.
+	st.devicesKnown = false
 	b := s.db.NewBatch()
 	defer b.Close()
 	sync, err := op(st, &d, b)

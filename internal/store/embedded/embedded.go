@@ -297,6 +297,21 @@ type seqState struct {
 	rcptFloorAt time.Time // when the receipt at rcptFloor was accepted
 	rcptKeepAt  time.Time // the same, found by the Expire in progress
 	pruned      uint64
+
+	// Inboxes only: what the last Expire read, so that the next one reads
+	// nothing when nothing can go. devices (valid while devicesKnown,
+	// which every device write clears): whether any device is known, the
+	// lowest position among them and the earliest time one was last seen.
+	// head (valid while headKnown, which a push into an inbox known to be
+	// empty clears): the oldest record kept and when it was accepted, or
+	// 0 when none is.
+	devicesKnown bool
+	anyDevice    bool
+	minAcked     uint64
+	minSeen      time.Time
+	headKnown    bool
+	headSeq      uint64
+	headAt       time.Time
 }
 
 type stateShard struct {

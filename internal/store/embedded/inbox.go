@@ -72,6 +72,9 @@ func (s *Store) Push(ctx context.Context, user, id string, at time.Time, data []
 		st.count++
 		st.bytes += int64(len(data))
 	}
+	if st.headKnown && st.headSeq == 0 {
+		st.headKnown = false
+	}
 	st.mu.Unlock()
 	return seq, nil
 }
@@ -166,6 +169,7 @@ func (s *Store) Expire(ctx context.Context, user string, lim store.InboxLimits) 
 	// device has acknowledged or that the next Expire drops again; the
 	// next synced write makes it durable anyway.
 	if err := b.Commit(pebble.NoSync); err != nil {
+		st.devicesKnown, st.headKnown = false, false
 		return 0, fmt.Errorf("expire inbox of %s: %w", user, err)
 	}
 	st.base = base
@@ -179,34 +183,29 @@ func (s *Store) Expire(ctx context.Context, user string, lim store.InboxLimits) 
 func (s *Store) expireInbox(b *pebble.Batch, st *seqState, user string, lim store.InboxLimits) (int, uint64, error) {
 	// Everything every known device acknowledged can go, once devices
 	// inactive for too long are forgotten.
-	var acked uint64
-	known := false
-	devices := seqPrefix(prefixDevice, user)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: devices, UpperBound: upperBound(devices)})
-	if err != nil {
-		return 0, st.base, err
-	}
-	for ok := it.First(); ok; ok = it.Next() {
-		if d, ok := decodeDevice(it.Value()); ok {
-			if !lim.Before.IsZero() && d.seen.Before(lim.Before) {
-				b.Delete(it.Key(), nil)
-				continue
-			}
-			if !known || d.acked < acked {
-				acked = d.acked
-			}
-			known = true
+	if !st.devicesKnown || (st.anyDevice && !lim.Before.IsZero() && st.minSeen.Before(lim.Before)) {
+		if err := s.readDevices(b, st, user, lim.Before); err != nil {
+			return 0, st.base, err
 		}
 	}
-	if err := it.Close(); err != nil {
-		return 0, st.base, err
-	}
+	known, acked := st.anyDevice, st.minAcked
 
 	if err := s.sizeInbox(st, user); err != nil {
 		return 0, st.base, err
 	}
+	// The oldest record decides whether any goes: the walk below stops
+	// at the first that stays.
+	if st.headKnown {
+		h := st.headSeq
+		if h == 0 || !((known && h <= acked) ||
+			(!lim.Before.IsZero() && st.headAt.Before(lim.Before)) ||
+			(lim.MaxCount > 0 && st.count > lim.MaxCount) ||
+			(lim.MaxBytes > 0 && st.bytes > lim.MaxBytes)) {
+			return 0, st.base, nil
+		}
+	}
 	prefix := seqPrefix(prefixInbox, user)
-	it, err = s.db.NewIter(&pebble.IterOptions{
+	it, err := s.db.NewIter(&pebble.IterOptions{
 		LowerBound: prefix,
 		UpperBound: binary.BigEndian.AppendUint64(slices.Clip(prefix), st.durable+1),
 	})
@@ -215,7 +214,8 @@ func (s *Store) expireInbox(b *pebble.Batch, st *seqState, user string, lim stor
 	}
 	// Walk from the oldest record while it must go: only what is dropped
 	// is read.
-	var first, last uint64
+	var first, last, head uint64
+	var headAt time.Time
 	count, bytes := st.count, st.bytes
 	for ok := it.First(); ok; ok = it.Next() {
 		r, good := decodeRecord(it.Key(), it.Value())
@@ -228,6 +228,7 @@ func (s *Store) expireInbox(b *pebble.Batch, st *seqState, user string, lim stor
 			(lim.MaxCount > 0 && count > lim.MaxCount) ||
 			(lim.MaxBytes > 0 && bytes > lim.MaxBytes)
 		if !drop {
+			head, headAt = r.Offset, r.Time
 			break
 		}
 		if first == 0 {
@@ -240,6 +241,7 @@ func (s *Store) expireInbox(b *pebble.Batch, st *seqState, user string, lim stor
 	if err := it.Close(); err != nil {
 		return 0, st.base, err
 	}
+	st.headKnown, st.headSeq, st.headAt = true, head, headAt
 	if first == 0 {
 		return 0, st.base, nil
 	}
@@ -250,6 +252,40 @@ func (s *Store) expireInbox(b *pebble.Batch, st *seqState, user string, lim stor
 	base := max(st.base, last)
 	b.Set(nameKey(prefixInboxMeta, user), binary.BigEndian.AppendUint64(nil, base), nil)
 	return int(last - first + 1), base, nil
+}
+
+// readDevices adds to b the removal of user's devices last seen before
+// before (unless it is zero) and notes what the others say in st; st.mu
+// held.
+func (s *Store) readDevices(b *pebble.Batch, st *seqState, user string, before time.Time) error {
+	var acked uint64
+	var seen time.Time
+	known := false
+	devices := seqPrefix(prefixDevice, user)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: devices, UpperBound: upperBound(devices)})
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		if d, ok := decodeDevice(it.Value()); ok {
+			if !before.IsZero() && d.seen.Before(before) {
+				b.Delete(it.Key(), nil)
+				continue
+			}
+			if !known || d.acked < acked {
+				acked = d.acked
+			}
+			if !known || d.seen.Before(seen) {
+				seen = d.seen
+			}
+			known = true
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	st.devicesKnown, st.anyDevice, st.minAcked, st.minSeen = true, known, acked, seen
+	return nil
 }
 
 // sizeInbox counts user's kept records and their bytes once, for Expire;

@@ -32,6 +32,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ExpireByAge", testExpireByAge},
 		{"ExpireBytes", testExpireBytes},
 		{"ForgetDevices", testForgetDevices},
+		{"ExpireAgain", testExpireAgain},
 		{"Receipts", testReceipts},
 		{"ReceiptsOutliveMessages", testReceiptsOutliveMessages},
 		{"ReceiptsOnlyWhatWasHad", testReceiptsOnlyWhatWasHad},
@@ -583,6 +584,58 @@ func testConcurrentPushes(t *testing.T, s store.Store) {
 
 // testForgetDevices: a device inactive since before lim.Before no longer
 // keeps messages; an active one does.
+// testExpireAgain expires one inbox again and again, with a change before
+// each call: each must see what changed since the one before, whatever an
+// implementation remembers between them.
+func testExpireAgain(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	expire := func(what string, lim store.InboxLimits, want int) {
+		t.Helper()
+		if n, err := s.Expire(ctx, "u", lim); err != nil || n != want {
+			t.Fatalf("%s: dropped %d, %v; want %d", what, n, err, want)
+		}
+	}
+	ack := func(device string, seq uint64) {
+		t.Helper()
+		if err := s.Ack(ctx, "u", device, seq); err != nil {
+			t.Fatalf("ack %s %d: %v", device, seq, err)
+		}
+	}
+	two := store.InboxLimits{MaxCount: 2}
+	none := store.InboxLimits{}
+	expire("empty", two, 0)
+	pushN(t, s, "u", 3, minutes) // 1-3 at minutes 0-2
+	expire("three over a cap of two", two, 1)
+	expire("nothing new", two, 0)
+	pushN(t, s, "u", 1, func(int) time.Time { return minutes(3) }) // 4
+	expire("one more over the cap", two, 1)
+	expire("no device known", none, 0)
+	ack("phone", 3)
+	expire("acknowledged by the only device", none, 1)
+	expire("nothing new", none, 0)
+	ack("phone", 4)
+	expire("all acknowledged", none, 1)
+	expire("empty again", none, 0)
+
+	pushN(t, s, "u", 2, func(i int) time.Time { return minutes(10 + i) }) // 5, 6
+	expire("nothing acknowledged", none, 0)
+	expire("none older than minute 10", store.InboxLimits{Before: minutes(10)}, 0)
+	expire("one older than minute 11", store.InboxLimits{Before: minutes(11)}, 1)
+
+	// A second device, seen long ago, holds the rest until it is
+	// forgotten.
+	if err := s.Seen(ctx, "u", "tablet", t0); err != nil {
+		t.Fatal(err)
+	}
+	ack("phone", 6)
+	expire("the tablet has not acknowledged", none, 0)
+	expire("the tablet seen at minute 0, nothing before it", store.InboxLimits{Before: t0}, 0)
+	expire("the tablet forgotten", store.InboxLimits{Before: minutes(1)}, 1)
+	if p := pending(t, s, "u", "phone"); p.Acked != 6 || len(p.Records) != 0 {
+		t.Fatalf("phone after all: %+v", p)
+	}
+}
+
 func testForgetDevices(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	hours := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Hour) }
