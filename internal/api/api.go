@@ -29,6 +29,9 @@ type Backend interface {
 	// keeping the order of each channel's messages, and returns each
 	// one's error by index.
 	DispatchBatch(ctx context.Context, ms []*protocol.Message) []error
+	// SendBatch dispatches direct messages as Dispatch does each, many
+	// at once, and returns each one's error by index.
+	SendBatch(ctx context.Context, ms []*protocol.Message) []error
 	// Remember stores result under key with the request's hash unless key
 	// holds a result younger than the idempotency window, and returns what
 	// key holds afterwards and whether this call stored it. A key held with

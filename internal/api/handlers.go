@@ -45,9 +45,9 @@ func manyIDs(ids []string) any {
 	}{ids}
 }
 
-// sendConcurrency bounds the messages of one batch send stored at once:
-// concurrent writes share the store's syncs.
-const sendConcurrency = 128
+// storedConcurrency bounds the messages of one batch send a retry asks
+// the store about at once.
+const storedConcurrency = 128
 
 func (a *API) publish(r *http.Request) (any, error) {
 	var body struct {
@@ -150,27 +150,40 @@ func (a *API) send(r *http.Request) (any, error) {
 // partialError naming them.
 func (a *API) sendAll(ctx context.Context, users []string, data json.RawMessage, ex except, ids []string, resume bool) error {
 	errs := make([]error, len(users))
-	send := func(i int) {
-		if resume {
-			stored, err := a.b.Stored(ctx, ids[i])
-			if err != nil || stored {
-				errs[i] = err
-				return
-			}
-		}
-		errs[i] = a.b.Dispatch(ctx, ex.apply(&protocol.Message{ID: ids[i], Kind: protocol.KindDirect, To: users[i], Data: data}))
-	}
-	if len(users) == 1 {
-		// One message: on the request's goroutine, whose stack has
-		// grown already, rather than on a new one.
-		send(0)
-	} else {
+	// On a retry, what the store holds already is not sent again.
+	todo := make([]bool, len(users))
+	if resume {
 		var g errgroup.Group
-		g.SetLimit(sendConcurrency)
+		g.SetLimit(storedConcurrency)
 		for i := range users {
-			g.Go(func() error { send(i); return nil })
+			g.Go(func() error {
+				stored, err := a.b.Stored(ctx, ids[i])
+				errs[i], todo[i] = err, err == nil && !stored
+				return nil
+			})
 		}
 		_ = g.Wait()
+	} else {
+		for i := range todo {
+			todo[i] = true
+		}
+	}
+	var idx []int
+	var ms []*protocol.Message
+	for i, u := range users {
+		if todo[i] {
+			idx = append(idx, i)
+			ms = append(ms, ex.apply(&protocol.Message{ID: ids[i], Kind: protocol.KindDirect, To: u, Data: data}))
+		}
+	}
+	switch len(ms) {
+	case 0:
+	case 1:
+		errs[idx[0]] = a.b.Dispatch(ctx, ms[0])
+	default:
+		for j, err := range a.b.SendBatch(ctx, ms) {
+			errs[idx[j]] = err
+		}
 	}
 	return partial(errs, ids, users, "names their users: retry those (with the same "+IdempotencyKeyHeader+", the retry sends only them)")
 }

@@ -55,6 +55,10 @@ func (b *memBackend) DispatchBatch(ctx context.Context, ms []*protocol.Message) 
 	return dispatchEach(ctx, b.Dispatch, ms)
 }
 
+func (b *memBackend) SendBatch(ctx context.Context, ms []*protocol.Message) []error {
+	return dispatchEach(ctx, b.Dispatch, ms)
+}
+
 func (b *memBackend) Remember(_ context.Context, key string, hash, result []byte) ([]byte, bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

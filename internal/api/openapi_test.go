@@ -71,6 +71,9 @@ func (nopBackend) Dispatch(context.Context, *protocol.Message) error { return ni
 func (nopBackend) DispatchBatch(_ context.Context, ms []*protocol.Message) []error {
 	return make([]error, len(ms))
 }
+func (nopBackend) SendBatch(_ context.Context, ms []*protocol.Message) []error {
+	return make([]error, len(ms))
+}
 func (nopBackend) UserPresence(context.Context, string) (int, json.RawMessage, error) {
 	return 0, nil, nil
 }
@@ -112,6 +115,10 @@ func (b *recordingBackend) Dispatch(_ context.Context, m *protocol.Message) erro
 }
 
 func (b *recordingBackend) DispatchBatch(ctx context.Context, ms []*protocol.Message) []error {
+	return dispatchEach(ctx, b.Dispatch, ms)
+}
+
+func (b *recordingBackend) SendBatch(ctx context.Context, ms []*protocol.Message) []error {
 	return dispatchEach(ctx, b.Dispatch, ms)
 }
 

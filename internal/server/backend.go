@@ -92,7 +92,16 @@ func (b backend) Dispatch(ctx context.Context, m *protocol.Message) error {
 
 // DispatchBatch answers each message the store refused as Dispatch does.
 func (b backend) DispatchBatch(ctx context.Context, ms []*protocol.Message) []error {
-	errs := b.Server.DispatchBatch(ctx, ms)
+	return b.batchErrors(ms, b.Server.DispatchBatch(ctx, ms))
+}
+
+func (b backend) SendBatch(ctx context.Context, ms []*protocol.Message) []error {
+	return b.batchErrors(ms, b.Server.SendBatch(ctx, ms))
+}
+
+// batchErrors logs the first of the messages of a batch the store refused
+// and turns each one's error into the API's.
+func (b backend) batchErrors(ms []*protocol.Message, errs []error) []error {
 	failed := 0
 	for i, err := range errs {
 		if errors.Is(err, errNotStored) {

@@ -82,6 +82,27 @@ func TestClusterDelivery(t *testing.T) {
 	if m := alice.expect("message"); m.From != "carol" || m.Seq != 1 {
 		t.Fatalf("client send: %s", m.raw)
 	}
+	// A batch send (one script for the lot on a single Redis) reaches
+	// users on every node, and one offline, whose receipt any node reads.
+	out = newAPI(t, nodes[0]).ok("POST", "/v1/send", `{"users":["alice","bob","carol","dave","bob"],"data":"many"}`)
+	ids, _ := out["ids"].([]any)
+	if len(ids) != 5 {
+		t.Fatalf("batch send answered %v", out)
+	}
+	for i, want := range []struct {
+		c   *conn
+		seq uint64
+	}{{alice, 2}, {bob, 2}, {carol, 1}, {nil, 1}, {bob, 3}} {
+		if want.c == nil {
+			continue
+		}
+		if m := want.c.expect("message"); string(m.Data) != `"many"` || m.Seq != want.seq || string(m.ID) != fmt.Sprintf("%q", ids[i]) {
+			t.Fatalf("batch message %d: %s, want seq %d and id %v", i, m.raw, want.seq, ids[i])
+		}
+	}
+	if r := newAPI(t, nodes[1]).ok("GET", fmt.Sprintf("/v1/messages/%s", ids[3]), ""); r["user"] != "dave" || r["seq"] != 1.0 {
+		t.Fatalf("receipt of dave's message: %v", r)
+	}
 	// A broadcast through the API reaches every node.
 	newAPI(t, nodes[1]).ok("POST", "/v1/broadcast", `{"data":"all"}`)
 	for _, c := range []*conn{alice, bob, carol} {

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -57,6 +58,62 @@ func (s *Store) PushLive(ctx context.Context, user, id string, at time.Time, dat
 		}
 	}
 	return seq, nil
+}
+
+// LivePush is one message of PushManyLive: data for user's inbox under
+// id, and live, what the nodes receive (nil: nothing).
+type LivePush struct {
+	User, ID   string
+	Data, Live []byte
+}
+
+// Batches reports whether PushManyLive can be used: on a single Redis
+// (or one behind Sentinel), not on Redis Cluster, where a script holds
+// the keys of one slot only.
+func (s *Store) Batches() bool { return s.client.Mode() != rueidis.ClientModeCluster }
+
+// PushManyLive is PushLive for each of ps, accepted at at, in one script
+// (one command for Redis to run, where PushLive takes two per message): a
+// user named twice gets both, in order. It returns the sequences by index.
+// On an error, any of ps may have been stored, as a broken link leaves
+// PushLive's outcome unknown. It needs Batches.
+func (s *Store) PushManyLive(ctx context.Context, at time.Time, ps []LivePush) ([]uint64, error) {
+	if !s.Batches() {
+		return nil, errors.New("push many: not on Redis Cluster")
+	}
+	for _, p := range ps {
+		if err := validName(p.User); err != nil {
+			return nil, err
+		}
+		if err := validName(p.ID); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.enter(ctx); err != nil {
+		return nil, err
+	}
+	pub := s.publish
+	keys := make([]string, 0, 1+2*len(ps))
+	args := make([]string, 0, 2+5*len(ps))
+	keys = append(keys, s.userIndex())
+	args = append(args, encodeTime(at), pub)
+	for _, p := range ps {
+		base := s.userBase(p.User)
+		keys = append(keys, base+":meta", s.idKey(p.ID))
+		args = append(args, base, p.User, p.ID, rueidis.BinaryString(p.Data), rueidis.BinaryString(p.Live))
+	}
+	seqs, err := pushManyScript.Exec(ctx, s.client, keys, args).AsIntSlice()
+	if err == nil && len(seqs) != len(ps) {
+		err = fmt.Errorf("malformed answer %v", seqs)
+	}
+	if err != nil {
+		return nil, errorf(fmt.Sprintf("push to %d users", len(ps)), err)
+	}
+	out := make([]uint64, len(seqs))
+	for i, v := range seqs {
+		out[i] = uint64(v)
+	}
+	return out, nil
 }
 
 // deviceOp runs a device script, whose answer is {code, bound}, then

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	redisbroker "github.com/heraldpush/herald/internal/broker/redis"
 	"github.com/heraldpush/herald/internal/protocol"
 	"github.com/heraldpush/herald/internal/redistest"
+	"github.com/heraldpush/herald/internal/store"
 )
 
 // TestLiveInOrder: writers on separate clients (as on separate nodes)
@@ -42,8 +44,9 @@ func TestLiveInOrder(t *testing.T) {
 			total := 0
 			done := make(chan struct{})
 			const writers, each = 4, 50
-			// Every fifth round stores a batch of two channel messages.
-			const want = 2*writers*each + writers*each/5
+			// Every fifth round stores a batch of two channel messages,
+			// every third one two direct messages in one call.
+			const want = 2*writers*each + writers*each/5 + writers*((each+2)/3)
 			b := redisbroker.New(newClient(), redisbroker.Options{Prefix: prefix, Classic: !sharded})
 			err := b.Start(ctx, func(m *protocol.Message) {
 				mu.Lock()
@@ -82,7 +85,16 @@ func TestLiveInOrder(t *testing.T) {
 							return
 						}
 						d := &protocol.Message{ID: id, Kind: protocol.KindDirect, To: "bob", Data: []byte(`3`)}
-						if _, err := st.PushLive(ctx, "bob", id, time.Now(), []byte(id), redisbroker.Encode(d)); err != nil {
+						if i%3 == 0 {
+							d2 := &protocol.Message{ID: id + "b", Kind: protocol.KindDirect, To: "bob", Data: []byte(`4`)}
+							_, err = st.PushManyLive(ctx, time.Now(), []LivePush{
+								{User: "bob", ID: id, Data: []byte(id), Live: redisbroker.Encode(d)},
+								{User: "bob", ID: id + "b", Data: []byte(id + "b"), Live: redisbroker.Encode(d2)},
+							})
+						} else {
+							_, err = st.PushLive(ctx, "bob", id, time.Now(), []byte(id), redisbroker.Encode(d))
+						}
+						if err != nil {
 							t.Error(err)
 							return
 						}
@@ -111,5 +123,54 @@ func TestLiveInOrder(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPushMany: one call stores a message in each of several inboxes, a
+// user named twice getting both in order, each with its receipt, its
+// user listed, and what it publishes live only where asked.
+func TestPushMany(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	client := connect(t, srv.Addr)
+	st := New(client, Options{Prefix: "many", Publish: "SPUBLISH"})
+	if _, err := st.Push(ctx, "ann", "first", time.Now(), []byte(`0`)); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now()
+	seqs, err := st.PushManyLive(ctx, at, []LivePush{
+		{User: "ann", ID: "a1", Data: []byte(`1`)},
+		{User: "bob", ID: "b1", Data: []byte(`2`)},
+		{User: "ann", ID: "a2", Data: []byte(`3`)},
+	})
+	if err != nil || fmt.Sprint(seqs) != "[2 1 3]" {
+		t.Fatalf("PushManyLive = %v, %v; want [2 1 3]", seqs, err)
+	}
+	for user, want := range map[string]string{"ann": "[0 1 3]", "bob": "[2]"} {
+		p, err := st.Pending(ctx, user, "phone", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range p.Records {
+			got = append(got, string(r.Data))
+		}
+		if fmt.Sprint(got) != want {
+			t.Errorf("%s's inbox holds %v, want %v", user, got, want)
+		}
+	}
+	r, err := st.Receipt(ctx, "a2")
+	if err != nil || r.User != "ann" || r.Seq != 3 || r.Accepted.UnixNano() != at.UnixNano() {
+		t.Errorf("receipt of a2 = %+v, %v; want ann's 3, accepted %v", r, err, at)
+	}
+	users, err := st.Users(ctx, "", 10)
+	if err != nil || fmt.Sprint(users) != "[ann bob]" {
+		t.Errorf("users = %v, %v; want [ann bob]", users, err)
+	}
+	for _, bad := range []LivePush{{User: "", ID: "x"}, {User: "x", ID: ""}} {
+		if _, err := st.PushManyLive(ctx, at, []LivePush{bad}); !errors.Is(err, store.ErrInvalidName) {
+			t.Errorf("push %+v: %v, want ErrInvalidName", bad, err)
+		}
 	}
 }

@@ -39,6 +39,9 @@ func TestClusterConformance(t *testing.T) {
 // has a prefix of its own, so each starts empty.
 func runConformance(t *testing.T, addrs ...string) {
 	client := connect(t, addrs...)
+	if got, want := New(client, Options{}).Batches(), len(addrs) == 1; got != want {
+		t.Errorf("Batches() = %v on %v, want %v", got, addrs, want)
+	}
 	var n atomic.Int64
 	storetest.Run(t, func(t *testing.T) store.Store {
 		return New(client, Options{Prefix: fmt.Sprint("t", n.Add(1))})

@@ -182,6 +182,36 @@ publish(ARGV[5], seq, '', ARGV[6])
 return {seq, count}
 `)
 
+// pushManyScript stores one message in each of several inboxes and
+// publishes each live, as pushScript does each, on a single Redis only
+// (its keys are of many slots). KEYS: the index of users, then each
+// push's meta hash and id key. ARGV: at, publish command, then each
+// push's base, user, id, data and live payload ("": none). Returns the
+// sequences.
+var pushManyScript = rueidis.NewLuaScript(`
+local at, cmd = ARGV[1], ARGV[2]
+local seqs = {}
+for i = 1, (#KEYS - 1) / 2 do
+  local meta, idkey = KEYS[2*i], KEYS[2*i+1]
+  local a = 5*i - 2
+  local p, user, mid, data, live = ARGV[a], ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4]
+  local seq = redis.call('HINCRBY', meta, 'top', 1)
+  local sid = string.format('%d', seq)
+  redis.call('XADD', p .. ':inbox', sid .. '-0', 't', at, 'd', data)
+  redis.call('XADD', p .. ':rcpt', sid .. '-0', 't', at, 'i', mid)
+  if redis.call('HINCRBY', meta, 'count', 1) == 1 then
+    redis.call('ZADD', KEYS[1], 0, user)
+  end
+  redis.call('HINCRBY', meta, 'bytes', #data)
+  if cmd ~= '' and live ~= '' then
+    redis.call(cmd, p .. ':live', '\3' .. sid .. '  ' .. live)
+  end
+  redis.call('SET', idkey, user .. '\0' .. sid)
+  seqs[i] = seq
+end
+return seqs
+`)
+
 // Codes the device scripts return first.
 const (
 	codeOK        = 0
