@@ -16,13 +16,27 @@ local meta = KEYS[1]
 local function id(n) return string.format('%d-0', n) end
 local function num(v) return tonumber(v or '0') or 0 end
 local function offset(entry) return tonumber(string.match(entry[1], '^(%d+)')) end
--- publish sends a stored message to the nodes, positioned (see
+-- live sends a stored message to the nodes, positioned (see
 -- PositionedMark in internal/broker/redis), by cmd (PUBLISH or SPUBLISH)
--- on the slot's live channel; an empty cmd publishes nothing.
-local function publish(cmd, pos, epoch, payload)
-  if cmd ~= '' then
-    redis.call(cmd, p .. ':live', '\3' .. string.format('%d', pos) .. ' ' .. epoch .. ' ' .. payload)
+-- on the live channel of base; an empty cmd or payload publishes nothing.
+local function live(cmd, base, pos, epoch, payload)
+  if cmd ~= '' and payload ~= '' then
+    redis.call(cmd, base .. ':live', '\3' .. string.format('%d', pos) .. ' ' .. epoch .. ' ' .. payload)
   end
+end
+-- publish is live on this script's slot.
+local function publish(cmd, pos, epoch, payload) live(cmd, p, pos, epoch, payload) end
+-- push stores a direct message (data, its id mid) in the inbox of base
+-- (meta hash meta) and publishes it live; it returns the message's
+-- sequence and how many messages the inbox keeps.
+local function push(meta, base, at, data, mid, cmd, payload)
+  local seq = redis.call('HINCRBY', meta, 'top', 1)
+  redis.call('XADD', base .. ':inbox', id(seq), 't', at, 'd', data)
+  redis.call('XADD', base .. ':rcpt', id(seq), 't', at, 'i', mid)
+  local count = redis.call('HINCRBY', meta, 'count', 1)
+  redis.call('HINCRBY', meta, 'bytes', #data)
+  live(cmd, base, seq, '', payload)
+  return seq, count
 end
 -- walk calls f on the entries of the stream key, oldest first, until f
 -- returns false.
@@ -172,13 +186,7 @@ end
 // {the sequence, the messages now kept}: 1 means the inbox was empty, and
 // its user may have left the index of users.
 var pushScript = rueidis.NewLuaScript(prelude + `
-local inbox, rcpt = p .. ':inbox', p .. ':rcpt'
-local seq = redis.call('HINCRBY', meta, 'top', 1)
-redis.call('XADD', inbox, id(seq), 't', ARGV[2], 'd', ARGV[3])
-redis.call('XADD', rcpt, id(seq), 't', ARGV[2], 'i', ARGV[4])
-local count = redis.call('HINCRBY', meta, 'count', 1)
-redis.call('HINCRBY', meta, 'bytes', #ARGV[3])
-publish(ARGV[5], seq, '', ARGV[6])
+local seq, count = push(meta, p, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 return {seq, count}
 `)
 
@@ -186,27 +194,17 @@ return {seq, count}
 // publishes each live, as pushScript does each, on a single Redis only
 // (its keys are of many slots). KEYS: the index of users, then each
 // push's meta hash and id key. ARGV: at, publish command, then each
-// push's base, user, id, data and live payload ("": none). Returns the
-// sequences.
-var pushManyScript = rueidis.NewLuaScript(`
+// push's base, user, id, data and live payload. Returns the sequences.
+// (The prelude's p and meta are not used.)
+var pushManyScript = rueidis.NewLuaScript(prelude + `
 local at, cmd = ARGV[1], ARGV[2]
 local seqs = {}
 for i = 1, (#KEYS - 1) / 2 do
-  local meta, idkey = KEYS[2*i], KEYS[2*i+1]
   local a = 5*i - 2
-  local p, user, mid, data, live = ARGV[a], ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4]
-  local seq = redis.call('HINCRBY', meta, 'top', 1)
-  local sid = string.format('%d', seq)
-  redis.call('XADD', p .. ':inbox', sid .. '-0', 't', at, 'd', data)
-  redis.call('XADD', p .. ':rcpt', sid .. '-0', 't', at, 'i', mid)
-  if redis.call('HINCRBY', meta, 'count', 1) == 1 then
-    redis.call('ZADD', KEYS[1], 0, user)
-  end
-  redis.call('HINCRBY', meta, 'bytes', #data)
-  if cmd ~= '' and live ~= '' then
-    redis.call(cmd, p .. ':live', '\3' .. sid .. '  ' .. live)
-  end
-  redis.call('SET', idkey, user .. '\0' .. sid)
+  local user = ARGV[a+1]
+  local seq, count = push(KEYS[2*i], ARGV[a], at, ARGV[a+3], ARGV[a+2], cmd, ARGV[a+4])
+  if count == 1 then redis.call('ZADD', KEYS[1], 0, user) end
+  redis.call('SET', KEYS[2*i+1], user .. '\0' .. string.format('%d', seq))
   seqs[i] = seq
 end
 return seqs
