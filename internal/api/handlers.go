@@ -151,27 +151,23 @@ func (a *API) send(r *http.Request) (any, error) {
 func (a *API) sendAll(ctx context.Context, users []string, data json.RawMessage, ex except, ids []string, resume bool) error {
 	errs := make([]error, len(users))
 	// On a retry, what the store holds already is not sent again.
-	todo := make([]bool, len(users))
+	skip := make([]bool, len(users))
 	if resume {
 		var g errgroup.Group
 		g.SetLimit(storedConcurrency)
 		for i := range users {
 			g.Go(func() error {
 				stored, err := a.b.Stored(ctx, ids[i])
-				errs[i], todo[i] = err, err == nil && !stored
+				errs[i], skip[i] = err, err != nil || stored
 				return nil
 			})
 		}
 		_ = g.Wait()
-	} else {
-		for i := range todo {
-			todo[i] = true
-		}
 	}
 	var idx []int
 	var ms []*protocol.Message
 	for i, u := range users {
-		if todo[i] {
+		if !skip[i] {
 			idx = append(idx, i)
 			ms = append(ms, ex.apply(&protocol.Message{ID: ids[i], Kind: protocol.KindDirect, To: u, Data: data}))
 		}
