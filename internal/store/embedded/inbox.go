@@ -31,6 +31,11 @@ func (s *Store) loadUser(st *seqState, user string) error {
 	st.next = max(last, st.base)
 	st.durable = st.next
 	st.loaded = true
+	if last <= st.base {
+		// Empty: nothing to count, and no oldest record, for Expire.
+		st.sized, st.sizedTop, st.count, st.bytes = true, st.durable, 0, 0
+		st.headKnown, st.headSeq, st.headAt = true, 0, time.Time{}
+	}
 	return nil
 }
 
@@ -288,8 +293,8 @@ func (s *Store) readDevices(b *pebble.Batch, st *seqState, user string, before t
 	return nil
 }
 
-// sizeInbox counts user's kept records and their bytes once, for Expire;
-// st.mu held.
+// sizeInbox counts user's kept records and their bytes once, for Expire,
+// and notes the oldest; st.mu held.
 func (s *Store) sizeInbox(st *seqState, user string) error {
 	if st.sized {
 		return nil
@@ -303,7 +308,16 @@ func (s *Store) sizeInbox(st *seqState, user string) error {
 		return err
 	}
 	count, bytes := 0, int64(0)
+	var head uint64
+	var headAt time.Time
 	for ok := it.First(); ok; ok = it.Next() {
+		if count == 0 {
+			if len(it.Value()) < 8 {
+				it.Close()
+				return fmt.Errorf("damaged record at %d", seqOf(it.Key()))
+			}
+			head, headAt = seqOf(it.Key()), decodeTime(it.Value())
+		}
 		count++
 		bytes += int64(max(len(it.Value())-8, 0))
 	}
@@ -311,5 +325,6 @@ func (s *Store) sizeInbox(st *seqState, user string) error {
 		return err
 	}
 	st.sized, st.sizedTop, st.count, st.bytes = true, st.durable, count, bytes
+	st.headKnown, st.headSeq, st.headAt = true, head, headAt
 	return nil
 }
