@@ -148,6 +148,12 @@ type Device struct {
 	Seen time.Time
 }
 
+// Push is one message of PushMany: data for user's inbox, under id.
+type Push struct {
+	User, ID string
+	Data     []byte
+}
+
 // Inbox keeps each user's direct messages until every device of the user
 // the store knows has acknowledged them, or until they expire. A device is
 // known from its first Ack, Delivered or Seen until Expire forgets it.
@@ -159,6 +165,14 @@ type Inbox interface {
 	// sequence was used by a record whose sync failed (see the package
 	// comment).
 	Push(ctx context.Context, user, id string, at time.Time, data []byte) (uint64, error)
+	// PushMany is Push for each of ps, accepted at at, in one write: it
+	// returns the sequences by index, and a user named more than once gets
+	// consecutive sequences in the order of ps. The messages share their
+	// fate: on an error none was stored, except that, as with Push, a
+	// write whose sync failed returns the sequences it used with the error
+	// (and an implementation over a network, whose answer may be lost,
+	// may have stored any of them).
+	PushMany(ctx context.Context, at time.Time, ps []Push) ([]uint64, error)
 	// Ack moves device's position to seq: every message up to seq is
 	// acknowledged (cumulative), and the device becomes known. seq below
 	// the position gives ErrAckBackwards, above the inbox's last sequence

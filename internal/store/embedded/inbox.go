@@ -84,6 +84,110 @@ func (s *Store) Push(ctx context.Context, user, id string, at time.Time, data []
 	return seq, nil
 }
 
+// PushMany implements store.Inbox: every message in one batch, committed
+// and synced once, whoever it is for. The users' states are locked in
+// byte order, so that calls naming the same users never wait for each
+// other in a circle.
+func (s *Store) PushMany(ctx context.Context, at time.Time, ps []store.Push) ([]uint64, error) {
+	for _, p := range ps {
+		if err := validName(p.User); err != nil {
+			return nil, err
+		}
+		if err := validName(p.ID); err != nil {
+			return nil, err
+		}
+	}
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	exit, err := s.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer exit()
+	type inbox struct {
+		st   *seqState
+		last uint64 // the last sequence this call gives
+		msgs []int  // indexes into ps
+	}
+	inboxes := make(map[string]*inbox)
+	names := make([]string, 0, len(ps))
+	for i, p := range ps {
+		in := inboxes[p.User]
+		if in == nil {
+			in = &inbox{}
+			inboxes[p.User] = in
+			names = append(names, p.User)
+		}
+		in.msgs = append(in.msgs, i)
+	}
+	slices.Sort(names)
+	locked := make([]*seqState, 0, len(names))
+	unlock := func() {
+		for _, st := range locked {
+			st.mu.Unlock()
+		}
+	}
+	for _, name := range names {
+		st, release := s.state(&s.users, name)
+		defer release()
+		st.mu.Lock()
+		if err := s.loadUser(st, name); err != nil {
+			st.mu.Unlock()
+			unlock()
+			return nil, fmt.Errorf("read inbox of %s: %w", name, err)
+		}
+		locked = append(locked, st)
+		inboxes[name].st = st
+	}
+	seqs := make([]uint64, len(ps))
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, name := range names {
+		in := inboxes[name]
+		in.last = in.st.next
+		for _, i := range in.msgs {
+			in.last++
+			seqs[i] = in.last
+			p := ps[i]
+			b.Set(seqKey(prefixInbox, name, in.last), encodeRecord(at, p.Data), nil)
+			b.Set(seqKey(prefixReceipt, name, in.last), encodeRecord(at, []byte(p.ID)), nil)
+			b.Set(nameKey(prefixMessageID, p.ID), encodeMessageID(at, in.last, name), nil)
+		}
+	}
+	what := fmt.Sprintf("push to %d users", len(names))
+	if err := s.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+		unlock()
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	for _, in := range inboxes {
+		in.st.next = in.last
+	}
+	unlock()
+
+	if err := b.SyncWait(); err != nil {
+		return seqs, fmt.Errorf("%s: sync: %w", what, err)
+	}
+	for _, in := range inboxes {
+		st := in.st
+		st.mu.Lock()
+		st.durable = max(st.durable, in.last)
+		if st.sized {
+			for _, i := range in.msgs {
+				if seqs[i] > st.sizedTop {
+					st.count++
+					st.bytes += int64(len(ps[i].Data))
+				}
+			}
+		}
+		if st.headKnown && st.headSeq == 0 {
+			st.headKnown = false
+		}
+		st.mu.Unlock()
+	}
+	return seqs, nil
+}
+
 // Ack implements store.Inbox.
 func (s *Store) Ack(ctx context.Context, user, device string, seq uint64) error {
 	return s.deviceOp(ctx, "ack for", user, device, func(st *seqState, d *deviceRecord, b *pebble.Batch) (bool, error) {

@@ -44,7 +44,7 @@ var _ store.Store = (*Store)(nil)
 func Wrap(s store.Store) *Store { return &Store{Store: s} }
 
 // Fail makes every write from now on fail with err, as mode says: Append,
-// AppendBatch, Push, Ack, Delivered, Seen, Trim, Reset, Expire, Remember,
+// AppendBatch, Push, PushMany, Ack, Delivered, Seen, Trim, Reset, Expire, Remember,
 // Forget and ForgetBefore.
 func (s *Store) Fail(err error, mode Mode) {
 	s.mu.Lock()
@@ -103,6 +103,11 @@ func (s *Store) Reset(ctx context.Context, channel string) (store.Position, erro
 // Push implements store.Inbox.
 func (s *Store) Push(ctx context.Context, user, id string, at time.Time, data []byte) (uint64, error) {
 	return write(s, func() (uint64, error) { return s.Store.Push(ctx, user, id, at, data) })
+}
+
+// PushMany implements store.Inbox.
+func (s *Store) PushMany(ctx context.Context, at time.Time, ps []store.Push) ([]uint64, error) {
+	return write(s, func() ([]uint64, error) { return s.Store.PushMany(ctx, at, ps) })
 }
 
 // Ack implements store.Inbox.

@@ -60,6 +60,39 @@ func (s *Store) PushLive(ctx context.Context, user, id string, at time.Time, dat
 	return seq, nil
 }
 
+// PushMany implements store.Inbox: on a single Redis, one script for
+// them all (PushManyLive, publishing nothing); on Redis Cluster, one Push
+// after another, the first error ending the call.
+func (s *Store) PushMany(ctx context.Context, at time.Time, ps []store.Push) ([]uint64, error) {
+	for _, p := range ps {
+		if err := validName(p.User); err != nil {
+			return nil, err
+		}
+		if err := validName(p.ID); err != nil {
+			return nil, err
+		}
+	}
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	if s.Batches() {
+		lps := make([]LivePush, len(ps))
+		for i, p := range ps {
+			lps[i] = LivePush{User: p.User, ID: p.ID, Data: p.Data}
+		}
+		return s.PushManyLive(ctx, at, lps)
+	}
+	seqs := make([]uint64, len(ps))
+	for i, p := range ps {
+		seq, err := s.Push(ctx, p.User, p.ID, at, p.Data)
+		if err != nil {
+			return nil, err
+		}
+		seqs[i] = seq
+	}
+	return seqs, nil
+}
+
 // LivePush is one message of PushManyLive: data for user's inbox under
 // id, and live, what the nodes receive (nil: nothing).
 type LivePush struct {

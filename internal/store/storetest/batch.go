@@ -2,7 +2,9 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -112,6 +114,127 @@ func testConcurrentBatches(t *testing.T, s store.Store) {
 	for i, r := range recs {
 		if r.Offset != uint64(i+1) || string(r.Data) != at[r.Offset] {
 			t.Fatalf("record %d: offset %d data %s, want %s", i, r.Offset, r.Data, at[r.Offset])
+		}
+	}
+}
+
+// testPushMany: one call stores messages for several users after what
+// single pushes stored, a user named twice in order; each has its receipt;
+// bad input stores nothing.
+func testPushMany(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	pushN(t, s, "a", 1, same(t0))
+	at := t0.Add(time.Minute)
+	ps := []store.Push{
+		{User: "a", ID: newID(), Data: data(1)},
+		{User: "b", ID: newID(), Data: data(2)},
+		{User: "a", ID: newID(), Data: data(3)},
+		{User: "c", ID: newID(), Data: data(4)},
+	}
+	seqs, err := s.PushMany(ctx, at, ps)
+	if err != nil || !slices.Equal(seqs, []uint64{2, 1, 3, 1}) {
+		t.Fatalf("PushMany = %v, %v; want [2 1 3 1]", seqs, err)
+	}
+	for _, user := range []string{"a", "b", "c"} {
+		p := pending(t, s, user, "phone")
+		var want []uint64
+		for i, q := range ps {
+			if q.User == user {
+				want = append(want, seqs[i])
+			}
+		}
+		if user == "a" {
+			want = append([]uint64{1}, want...)
+		}
+		wantOffsets(t, "inbox of "+user, p.Records, want...)
+	}
+	if r := pending(t, s, "a", "phone").Records[2]; string(r.Data) != string(data(3)) || !r.Time.Equal(at) {
+		t.Fatalf("a's third message: %s at %v, want %s at %v", r.Data, r.Time, data(3), at)
+	}
+	for i, q := range ps {
+		if r := receipt(t, s, q.ID); r.User != q.User || r.Seq != seqs[i] || !r.Accepted.Equal(at) {
+			t.Fatalf("receipt of message %d: %+v; want %s/%d at %v", i, r, q.User, seqs[i], at)
+		}
+	}
+	if seq, err := s.Push(ctx, "a", newID(), t0, data(5)); err != nil || seq != 4 {
+		t.Fatalf("push after PushMany: %d, %v; want 4", seq, err)
+	}
+	users, err := s.Users(ctx, "", 10)
+	if err != nil || !slices.Equal(users, []string{"a", "b", "c"}) {
+		t.Fatalf("users %v, %v; want [a b c]", users, err)
+	}
+
+	for _, bad := range [][]store.Push{
+		{{User: "b", ID: newID()}, {User: "", ID: newID()}},
+		{{User: "b", ID: newID()}, {User: "x\x00y", ID: newID()}},
+		{{User: "b", ID: newID()}, {User: "b", ID: ""}},
+	} {
+		if seqs, err := s.PushMany(ctx, at, bad); !errors.Is(err, store.ErrInvalidName) {
+			t.Fatalf("PushMany %q = %v, %v; want ErrInvalidName", bad, seqs, err)
+		}
+	}
+	if head, err := s.Head(ctx, "b"); err != nil || head != 1 {
+		t.Fatalf("b's head after refused calls: %d, %v; want 1", head, err)
+	}
+	if seqs, err := s.PushMany(ctx, at, nil); err != nil || len(seqs) != 0 {
+		t.Fatalf("PushMany of nothing = %v, %v", seqs, err)
+	}
+}
+
+// testConcurrentPushMany: calls naming the same users in different orders
+// run at once; every user's sequences come out once each, with no gap.
+func testConcurrentPushMany(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	users := []string{"u1", "u2", "u3", "u4", "u5"}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	seen := map[string]map[uint64]bool{}
+	for w := range writers {
+		wg.Go(func() {
+			for i := range perWriter / 10 {
+				ps := make([]store.Push, 0, 2*len(users))
+				for j := range 2 * len(users) {
+					// Each writer walks the users from its own start,
+					// some forwards, some backwards.
+					k := (w + j) % len(users)
+					if w%2 == 1 {
+						k = len(users) - 1 - k
+					}
+					ps = append(ps, store.Push{User: users[k], ID: newID(), Data: data(i)})
+				}
+				seqs, err := s.PushMany(ctx, t0, ps)
+				if err != nil {
+					t.Errorf("PushMany: %v", err)
+					return
+				}
+				mu.Lock()
+				for j, seq := range seqs {
+					u := ps[j].User
+					if seen[u] == nil {
+						seen[u] = map[uint64]bool{}
+					}
+					if seen[u][seq] {
+						t.Errorf("%s: sequence %d given twice", u, seq)
+					}
+					seen[u][seq] = true
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	for _, u := range users {
+		p, err := s.Pending(ctx, u, "d", 10000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Records) != len(seen[u]) {
+			t.Fatalf("%s: %d pending, %d pushed", u, len(p.Records), len(seen[u]))
+		}
+		for i, r := range p.Records {
+			if r.Offset != uint64(i+1) {
+				t.Fatalf("%s: record %d has sequence %d", u, i, r.Offset)
+			}
 		}
 	}
 }

@@ -46,6 +46,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AppendBatch", testAppendBatch},
 		{"ConcurrentBatches", testConcurrentBatches},
 		{"ConcurrentPushes", testConcurrentPushes},
+		{"PushMany", testPushMany},
+		{"ConcurrentPushMany", testConcurrentPushMany},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
