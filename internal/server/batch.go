@@ -9,6 +9,7 @@ import (
 
 	redisbroker "github.com/heraldpush/herald/internal/broker/redis"
 	"github.com/heraldpush/herald/internal/protocol"
+	"github.com/heraldpush/herald/internal/store"
 	redisstore "github.com/heraldpush/herald/internal/store/redis"
 )
 
@@ -69,19 +70,21 @@ func (s *Server) DispatchBatch(ctx context.Context, ms []*protocol.Message) []er
 // writes share the store's syncs.
 const sendConcurrency = 128
 
-// sendChunk is how many direct messages one script stores in Redis.
+// sendChunk is how many direct messages one write stores: one batch of
+// the embedded store, or one script in Redis.
 const sendChunk = 100
 
 // SendBatch accepts direct messages (Kind direct) as Dispatch does each,
-// many at once, and returns each one's error, by index. On a node of a
-// cluster over a single Redis (not Redis Cluster), one script stores and
-// publishes each chunk of sendChunk, where Dispatch takes two commands per
-// message; a chunk's messages share their fate.
+// many at once, and returns each one's error, by index. With the inbox on,
+// each chunk of sendChunk is stored in one write (on a single node, one
+// commit and one sync of the embedded store; on a node of a cluster over a
+// single Redis, not Redis Cluster, one script that also publishes), where
+// Dispatch takes a write per message; a chunk's messages share their fate.
 func (s *Server) SendBatch(ctx context.Context, ms []*protocol.Message) []error {
 	errs := make([]error, len(ms))
 	var g errgroup.Group
 	g.SetLimit(sendConcurrency)
-	if s.cluster == nil || s.cfg.InboxTTL <= 0 || !s.cluster.store.Batches() {
+	if s.cfg.InboxTTL <= 0 || (s.cluster != nil && !s.cluster.store.Batches()) {
 		for i, m := range ms {
 			g.Go(func() error {
 				errs[i] = s.Dispatch(ctx, m)
@@ -96,25 +99,111 @@ func (s *Server) SendBatch(ctx context.Context, ms []*protocol.Message) []error 
 		s.stamp(m, now)
 	}
 	for start := 0; start < len(ms); start += sendChunk {
-		chunk := ms[start:min(start+sendChunk, len(ms))]
+		end := min(start+sendChunk, len(ms))
 		g.Go(func() error {
-			ps := make([]redisstore.LivePush, len(chunk))
-			for j, m := range chunk {
-				ps[j] = redisstore.LivePush{User: m.To, ID: m.ID, Data: storedData(m), Live: redisbroker.Encode(m)}
-			}
-			seqs, err := s.cluster.store.PushManyLive(ctx, now, ps)
-			for j, m := range chunk {
-				if err != nil {
-					s.counters.storeFailures.Add(1)
-					errs[start+j] = fmt.Errorf("%w: %w", errNotStored, err)
-					continue
-				}
-				m.Seq = seqs[j]
-				s.pushed(ctx, m)
+			if s.cluster != nil {
+				s.sendChunkLive(ctx, now, ms[start:end], errs[start:end])
+			} else {
+				s.sendChunkLocal(ctx, now, ms[start:end], errs[start:end])
 			}
 			return nil
 		})
 	}
 	_ = g.Wait()
 	return errs
+}
+
+// sendChunkLive stores and publishes a chunk of direct messages with one
+// script in Redis, and puts each one's error in errs, by index.
+func (s *Server) sendChunkLive(ctx context.Context, at time.Time, chunk []*protocol.Message, errs []error) {
+	ps := make([]redisstore.LivePush, len(chunk))
+	for j, m := range chunk {
+		ps[j] = redisstore.LivePush{User: m.To, ID: m.ID, Data: storedData(m), Live: redisbroker.Encode(m)}
+	}
+	seqs, err := s.cluster.store.PushManyLive(ctx, at, ps)
+	s.chunkStored(ctx, chunk, seqs, err, errs)
+}
+
+// sendChunkLocal stores a chunk of direct messages in one write of the
+// store, and delivers each through its recipient's lane, as sendStored
+// does one message: the lanes are held from before the write, so that
+// every recipient's messages leave in sequence order whichever write ends
+// first.
+func (s *Server) sendChunkLocal(ctx context.Context, at time.Time, chunk []*protocol.Message, errs []error) {
+	type recipient struct {
+		l    *lane
+		msgs []int // indexes into chunk
+	}
+	recipients := make(map[string]*recipient)
+	var users []string
+	for i, m := range chunk {
+		r := recipients[m.To]
+		if r == nil {
+			r = &recipient{}
+			recipients[m.To] = r
+			users = append(users, m.To)
+		}
+		r.msgs = append(r.msgs, i)
+	}
+	held := make([]string, 0, len(users))
+	var err error
+	for _, user := range users {
+		l := s.userLanes.acquire(user)
+		l.mu.Lock()
+		err = l.loadLocked(func() (uint64, string, error) {
+			seq, err := s.store.Head(ctx, user)
+			return seq, "", err
+		})
+		if err == nil {
+			l.writing++
+		}
+		l.mu.Unlock()
+		if err != nil {
+			s.userLanes.release(user, l)
+			break
+		}
+		recipients[user].l = l
+		held = append(held, user)
+	}
+	var seqs []uint64
+	if err == nil {
+		ps := make([]store.Push, len(chunk))
+		for i, m := range chunk {
+			ps[i] = store.Push{User: m.To, ID: m.ID, Data: storedData(m)}
+		}
+		seqs, err = s.store.PushMany(ctx, at, ps)
+	}
+	for _, user := range held {
+		r := recipients[user]
+		var first uint64
+		msgs := make([]*protocol.Message, len(r.msgs))
+		if seqs != nil {
+			first = seqs[r.msgs[0]]
+			for j, i := range r.msgs {
+				chunk[i].Seq = seqs[i]
+				if err == nil {
+					msgs[j] = chunk[i]
+				}
+			}
+		}
+		r.l.mu.Lock()
+		r.l.stored(first, "", msgs, s.publishLive)
+		r.l.mu.Unlock()
+		s.userLanes.release(user, r.l)
+	}
+	s.chunkStored(ctx, chunk, seqs, err, errs)
+}
+
+// chunkStored ends the sends of a chunk that one write stored with seqs,
+// or not (err), and puts each one's error in errs, by index.
+func (s *Server) chunkStored(ctx context.Context, chunk []*protocol.Message, seqs []uint64, err error, errs []error) {
+	for j, m := range chunk {
+		if err != nil {
+			s.counters.storeFailures.Add(1)
+			errs[j] = fmt.Errorf("%w: %w", errNotStored, err)
+			continue
+		}
+		m.Seq = seqs[j]
+		s.pushed(ctx, m)
+	}
 }

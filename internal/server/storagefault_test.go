@@ -107,9 +107,26 @@ func TestStorageFaults(t *testing.T) {
 	}
 	publish := func() { push("/v1/publish", `{"channel":"chat:f","data":%s}`, &published, sub, &offset) }
 	send := func() { push("/v1/send", `{"to":"bob","data":%s}`, &sent, phone, &seq) }
+	// sendMany sends one batch naming bob twice, which the phone gets
+	// live, in order.
+	sendMany := func() {
+		t.Helper()
+		n++
+		data := fmt.Sprintf(`{"n":%d}`, n)
+		ids := api.ok("POST", "/v1/send", `{"users":["bob","dan","bob"],"data":`+data+`}`)["ids"].([]any)
+		for _, i := range []int{0, 2} {
+			sent.add(ids[i].(string), data)
+			f := phone.expect("message")
+			if mustIDRaw(t, f) != ids[i] || f.Seq <= seq {
+				t.Fatalf("batch live: got %s after seq %d, want %v", f.raw, seq, ids[i])
+			}
+			seq = f.Seq
+		}
+	}
 	publish()
 	publish()
 	send()
+	sendMany()
 	send()
 
 	disk.Fail(faulty.ErrNoSpace, faulty.Refuse)
@@ -117,6 +134,8 @@ func TestStorageFaults(t *testing.T) {
 	wantStorageFailed(t, "publish on a full disk", status, out)
 	status, out = api.do("POST", "/v1/send", `{"to":"bob","data":"lost"}`)
 	wantStorageFailed(t, "send on a full disk", status, out)
+	status, out = api.do("POST", "/v1/send", `{"users":["bob","dan","bob"],"data":"lost"}`)
+	wantStorageFailed(t, "batch send on a full disk", status, out)
 	sub.send(map[string]any{"op": "publish", "channel": "chat:f", "data": "lost"})
 	sub.wantError("storage_failed")
 	phone.send(map[string]any{"op": "ack", "seq": 2})
@@ -158,11 +177,14 @@ func TestStorageFaults(t *testing.T) {
 	wantStorageFailed(t, "publish with a failing sync", status, out)
 	status, out = api.do("POST", "/v1/send", `{"to":"bob","data":"maybe"}`)
 	wantStorageFailed(t, "send with a failing sync", status, out)
+	status, out = api.do("POST", "/v1/send", `{"users":["bob","dan","bob"],"data":"maybe"}`)
+	wantStorageFailed(t, "batch send with a failing sync", status, out)
 
 	disk.Heal()
 	publish()
 	publish()
 	send()
+	sendMany()
 	send()
 
 	// Everything acknowledged is kept, in order: in the channel's history
