@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -267,12 +268,14 @@ func (s *Store) locked(ctx context.Context, shards *[shards]stateShard, name str
 
 // seqState is the in-memory head of one channel's or user's records,
 // loaded from disk on first use and dropped again once idle. Its mutex
-// orders offset assignment.
+// orders offset assignment. A store holds one for every name used in the
+// last minute (a batch send to 100,000 users makes 100,000), so it is
+// kept small: times are instants, flags are packed.
 type seqState struct {
 	// refs (operations in flight) and used (when the last one ended) are
 	// guarded by the shard's mutex.
 	refs int
-	used time.Time
+	used instant
 
 	mu      sync.Mutex
 	loaded  bool
@@ -294,8 +297,8 @@ type seqState struct {
 	// known yet), so that Expire reads receipts only when one may go;
 	// pruned is the floor the marks were last pruned to.
 	rcptFloor   uint64
-	rcptFloorAt time.Time // when the receipt at rcptFloor was accepted
-	rcptKeepAt  time.Time // the same, found by the Expire in progress
+	rcptFloorAt instant // when the receipt at rcptFloor was accepted
+	rcptKeepAt  instant // the same, found by the Expire in progress
 	pruned      uint64
 
 	// Inboxes only: what the last Expire read, so that the next one reads
@@ -307,11 +310,28 @@ type seqState struct {
 	// 0 when none is.
 	devicesKnown bool
 	anyDevice    bool
-	minAcked     uint64
-	minSeen      time.Time
 	headKnown    bool
+	minAcked     uint64
+	minSeen      instant
 	headSeq      uint64
-	headAt       time.Time
+	headAt       instant
+}
+
+// instant is a time kept in a seqState: Unix nanoseconds, a third of the
+// size of a time.Time. The zero time is the earliest instant.
+type instant int64
+
+func instantOf(t time.Time) instant {
+	if t.IsZero() {
+		return math.MinInt64
+	}
+	return instant(t.UnixNano())
+}
+
+// before reports whether i is before t, as time.Time's Before does; the
+// zero time has nothing before it.
+func (i instant) before(t time.Time) bool {
+	return !t.IsZero() && int64(i) < t.UnixNano()
 }
 
 type stateShard struct {
@@ -323,7 +343,7 @@ type stateShard struct {
 // sweep drops the states idle for idle; sh.mu held.
 func (sh *stateShard) sweep(now time.Time, idle time.Duration) {
 	for n, st := range sh.m {
-		if st.refs == 0 && now.Sub(st.used) >= idle {
+		if st.refs == 0 && int64(st.used) <= now.Add(-idle).UnixNano() {
 			delete(sh.m, n)
 		}
 	}
@@ -352,7 +372,7 @@ func (s *Store) state(shards *[shards]stateShard, name string) (*seqState, func(
 	return st, func() {
 		sh.mu.Lock()
 		st.refs--
-		st.used = time.Now()
+		st.used = instantOf(time.Now())
 		sh.mu.Unlock()
 	}
 }

@@ -34,7 +34,7 @@ func (s *Store) loadUser(st *seqState, user string) error {
 	if last <= st.base {
 		// Empty: nothing to count, and no oldest record, for Expire.
 		st.sized, st.sizedTop, st.count, st.bytes = true, st.durable, 0, 0
-		st.headKnown, st.headSeq, st.headAt = true, 0, time.Time{}
+		st.headKnown, st.headSeq, st.headAt = true, 0, instantOf(time.Time{})
 	}
 	return nil
 }
@@ -292,7 +292,7 @@ func (s *Store) Expire(ctx context.Context, user string, lim store.InboxLimits) 
 func (s *Store) expireInbox(b *pebble.Batch, st *seqState, user string, lim store.InboxLimits) (int, uint64, error) {
 	// Everything every known device acknowledged can go, once devices
 	// inactive for too long are forgotten.
-	if !st.devicesKnown || (st.anyDevice && !lim.Before.IsZero() && st.minSeen.Before(lim.Before)) {
+	if !st.devicesKnown || (st.anyDevice && !lim.Before.IsZero() && st.minSeen.before(lim.Before)) {
 		if err := s.readDevices(b, st, user, lim.Before); err != nil {
 			return 0, st.base, err
 		}
@@ -307,7 +307,7 @@ func (s *Store) expireInbox(b *pebble.Batch, st *seqState, user string, lim stor
 	if st.headKnown {
 		h := st.headSeq
 		if h == 0 || !((known && h <= acked) ||
-			(!lim.Before.IsZero() && st.headAt.Before(lim.Before)) ||
+			(!lim.Before.IsZero() && st.headAt.before(lim.Before)) ||
 			(lim.MaxCount > 0 && st.count > lim.MaxCount) ||
 			(lim.MaxBytes > 0 && st.bytes > lim.MaxBytes)) {
 			return 0, st.base, nil
@@ -350,7 +350,7 @@ func (s *Store) expireInbox(b *pebble.Batch, st *seqState, user string, lim stor
 	if err := it.Close(); err != nil {
 		return 0, st.base, err
 	}
-	st.headKnown, st.headSeq, st.headAt = true, head, headAt
+	st.headKnown, st.headSeq, st.headAt = true, head, instantOf(headAt)
 	if first == 0 {
 		return 0, st.base, nil
 	}
@@ -393,7 +393,7 @@ func (s *Store) readDevices(b *pebble.Batch, st *seqState, user string, before t
 	if err := it.Close(); err != nil {
 		return err
 	}
-	st.devicesKnown, st.anyDevice, st.minAcked, st.minSeen = true, known, acked, seen
+	st.devicesKnown, st.anyDevice, st.minAcked, st.minSeen = true, known, acked, instantOf(seen)
 	return nil
 }
 
@@ -429,6 +429,6 @@ func (s *Store) sizeInbox(st *seqState, user string) error {
 		return err
 	}
 	st.sized, st.sizedTop, st.count, st.bytes = true, st.durable, count, bytes
-	st.headKnown, st.headSeq, st.headAt = true, head, headAt
+	st.headKnown, st.headSeq, st.headAt = true, head, instantOf(headAt)
 	return nil
 }

@@ -137,7 +137,7 @@ func (s *Store) covering(prefix, user, device string, seq uint64) (time.Time, er
 // up to base accepted before before, and returns the lowest sequence whose
 // receipt is kept (or the one after the last assigned); st.mu held.
 func (s *Store) expireReceipts(b *pebble.Batch, st *seqState, user string, base uint64, before time.Time) (uint64, error) {
-	if st.rcptFloor > base || (st.rcptFloor != 0 && !st.rcptFloorAt.Before(before)) {
+	if st.rcptFloor > base || (st.rcptFloor != 0 && !st.rcptFloorAt.before(before)) {
 		// The oldest receipt is of a message still in the inbox, or
 		// younger than the retention: none can go.
 		return st.rcptFloor, nil
@@ -156,7 +156,7 @@ func (s *Store) expireReceipts(b *pebble.Batch, st *seqState, user string, base 
 		if seq > base || len(v) < 8 || !decodeTime(v).Before(before) {
 			keep = seq
 			if len(v) >= 8 {
-				st.rcptKeepAt = decodeTime(v)
+				st.rcptKeepAt = instantOf(decodeTime(v))
 			}
 			break
 		}
