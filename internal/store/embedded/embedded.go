@@ -242,8 +242,9 @@ func (s *Store) enter(ctx context.Context) (func(), error) {
 
 // locked enters the store and returns the state of name in shards, loaded
 // by load and locked, with the function that leaves the store. The caller
-// unlocks the state.
-func (s *Store) locked(ctx context.Context, shards *[shards]stateShard, name string, load func(*seqState, string) error) (*seqState, func(), error) {
+// unlocks the state. stay says whether a state this call loads is kept
+// for the next (see state).
+func (s *Store) locked(ctx context.Context, shards *[shards]stateShard, name string, load func(*seqState, string) error, stay bool) (*seqState, func(), error) {
 	exit, err := s.enter(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -252,7 +253,7 @@ func (s *Store) locked(ctx context.Context, shards *[shards]stateShard, name str
 		exit()
 		return nil, nil, err
 	}
-	st, release := s.state(shards, name)
+	st, release := s.state(shards, name, stay)
 	leave := func() {
 		release()
 		exit()
@@ -355,15 +356,20 @@ func (sh *stateShard) sweep(now time.Time, idle time.Duration) {
 // of the shard idle for longer than s.idle, so that memory is bounded by
 // the names in use rather than every name ever used; a dropped state is
 // loaded from disk again on its next use.
-func (s *Store) state(shards *[shards]stateShard, name string) (*seqState, func()) {
+//
+// Without stay, a state this call creates is dropped when it is let go,
+// unless another holds it by then: Expire and Trim, which the periodic
+// sweep calls for every user and channel the store holds, would otherwise
+// load the head of every one of them into memory for a minute.
+func (s *Store) state(shards *[shards]stateShard, name string, stay bool) (*seqState, func()) {
 	sh := &shards[maphash.String(s.seed, name)%uint64(len(shards))]
 	now := time.Now()
 	sh.mu.Lock()
 	if now.Sub(sh.swept) >= s.idle {
 		sh.sweep(now, s.idle)
 	}
-	st, ok := sh.m[name]
-	if !ok {
+	st, found := sh.m[name]
+	if !found {
 		st = &seqState{}
 		sh.m[name] = st
 	}
@@ -373,6 +379,9 @@ func (s *Store) state(shards *[shards]stateShard, name string) (*seqState, func(
 		sh.mu.Lock()
 		st.refs--
 		st.used = instantOf(time.Now())
+		if !stay && !found && st.refs == 0 {
+			delete(sh.m, name)
+		}
 		sh.mu.Unlock()
 	}
 }

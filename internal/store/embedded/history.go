@@ -54,7 +54,7 @@ func (s *Store) loadChannel(st *seqState, channel string) error {
 // channel enters the store and returns the loaded state of channel, locked, with
 // the function that leaves the store.
 func (s *Store) channel(ctx context.Context, channel string) (*seqState, func(), error) {
-	return s.locked(ctx, &s.channels, channel, s.loadChannel)
+	return s.locked(ctx, &s.channels, channel, s.loadChannel, true)
 }
 
 // Append implements store.History.
@@ -197,9 +197,10 @@ func (s *Store) readSeq(prefix []byte, r store.Range, top uint64) ([]store.Recor
 	return recs, nil
 }
 
-// Trim implements store.History.
+// Trim implements store.History. It keeps the channel's head in memory
+// only if it was there already.
 func (s *Store) Trim(ctx context.Context, channel string, keep int, before time.Time) (int, error) {
-	st, exit, err := s.channel(ctx, channel)
+	st, exit, err := s.locked(ctx, &s.channels, channel, s.loadChannel, false)
 	if err != nil {
 		return 0, err
 	}

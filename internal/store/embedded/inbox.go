@@ -42,7 +42,7 @@ func (s *Store) loadUser(st *seqState, user string) error {
 // user enters the store and returns the loaded state of user, locked, with
 // the function that leaves the store.
 func (s *Store) user(ctx context.Context, user string) (*seqState, func(), error) {
-	return s.locked(ctx, &s.users, user, s.loadUser)
+	return s.locked(ctx, &s.users, user, s.loadUser, true)
 }
 
 // Push implements store.Inbox.
@@ -129,7 +129,7 @@ func (s *Store) PushMany(ctx context.Context, at time.Time, ps []store.Push) ([]
 		}
 	}
 	for _, name := range names {
-		st, release := s.state(&s.users, name)
+		st, release := s.state(&s.users, name, true)
 		defer release()
 		st.mu.Lock()
 		if err := s.loadUser(st, name); err != nil {
@@ -247,9 +247,10 @@ func (s *Store) Pending(ctx context.Context, user, device string, limit int) (st
 	return p, nil
 }
 
-// Expire implements store.Inbox.
+// Expire implements store.Inbox. It keeps the user's head in memory only
+// if it was there already.
 func (s *Store) Expire(ctx context.Context, user string, lim store.InboxLimits) (int, error) {
-	st, exit, err := s.user(ctx, user)
+	st, exit, err := s.locked(ctx, &s.users, user, s.loadUser, false)
 	if err != nil {
 		return 0, err
 	}

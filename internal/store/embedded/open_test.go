@@ -376,3 +376,56 @@ func BenchmarkDurablePush(b *testing.B) {
 		})
 	}
 }
+
+// cachedStates counts the heads of users and channels held in memory.
+func cachedStates(s *Store) (users, channels int) {
+	count := func(shards *[shards]stateShard) (n int) {
+		for i := range shards {
+			shards[i].mu.Lock()
+			n += len(shards[i].m)
+			shards[i].mu.Unlock()
+		}
+		return n
+	}
+	return count(&s.users), count(&s.channels)
+}
+
+// Expire and Trim, which the periodic sweep calls for every name the
+// store holds, leave no head in memory that was not there before them;
+// one that was there stays.
+func TestSweepLoadsNoStates(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s := open(t, dir)
+	for _, u := range []string{"a", "b"} {
+		if _, err := s.Push(ctx, u, "id-"+u, t0, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Append(ctx, "room", t0, []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open(t, dir)
+	defer s.Close()
+	for _, u := range []string{"a", "b", "nobody"} {
+		if _, err := s.Expire(ctx, u, store.InboxLimits{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Trim(ctx, "room", 10, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if users, channels := cachedStates(s); users != 0 || channels != 0 {
+		t.Fatalf("after expiring and trimming: %d users' and %d channels' heads in memory, want none", users, channels)
+	}
+	if _, err := s.Push(ctx, "a", "id-a2", t0, []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Expire(ctx, "a", store.InboxLimits{}); err != nil {
+		t.Fatal(err)
+	}
+	if users, _ := cachedStates(s); users != 1 {
+		t.Fatalf("a pushed to, then expired: %d users' heads in memory, want 1", users)
+	}
+}
