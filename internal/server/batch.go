@@ -121,7 +121,12 @@ func (s *Server) sendChunkLive(ctx context.Context, at time.Time, chunk []*proto
 		ps[j] = redisstore.LivePush{User: m.To, ID: m.ID, Data: storedData(m), Live: redisbroker.Encode(m)}
 	}
 	seqs, err := s.cluster.store.PushManyLive(ctx, at, ps)
-	s.chunkStored(ctx, chunk, seqs, err, errs)
+	if err == nil {
+		for j, m := range chunk {
+			m.Seq = seqs[j]
+		}
+	}
+	s.chunkStored(ctx, chunk, err, errs)
 }
 
 // sendChunkLocal stores a chunk of direct messages in one write of the
@@ -191,19 +196,20 @@ func (s *Server) sendChunkLocal(ctx context.Context, at time.Time, chunk []*prot
 		r.l.mu.Unlock()
 		s.userLanes.release(user, r.l)
 	}
-	s.chunkStored(ctx, chunk, seqs, err, errs)
+	s.chunkStored(ctx, chunk, err, errs)
 }
 
-// chunkStored ends the sends of a chunk that one write stored with seqs,
-// or not (err), and puts each one's error in errs, by index.
-func (s *Server) chunkStored(ctx context.Context, chunk []*protocol.Message, seqs []uint64, err error, errs []error) {
+// chunkStored ends the sends of a chunk that one write stored, their
+// sequences set, or not (err), and puts each one's error in errs, by
+// index. The messages may be on their way to their recipients already:
+// it only reads them.
+func (s *Server) chunkStored(ctx context.Context, chunk []*protocol.Message, err error, errs []error) {
 	for j, m := range chunk {
 		if err != nil {
 			s.counters.storeFailures.Add(1)
 			errs[j] = fmt.Errorf("%w: %w", errNotStored, err)
 			continue
 		}
-		m.Seq = seqs[j]
 		s.pushed(ctx, m)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -150,6 +151,64 @@ func TestBatchSendOrder(t *testing.T) {
 		}
 		if m := c.expect("message"); mustIDRaw(t, m) != ids[i] {
 			t.Fatalf("%s (place %d) got %s, want id %v", users[i], i, m.raw, ids[i])
+		}
+	}
+}
+
+// A batch of many chunks that names two online users many times, sent
+// twice at once: each gets every message once, in sequence order, with no
+// gap, whichever chunk is written first.
+func TestBatchSendChunks(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, testConfig())
+	api := newAPI(t, srv)
+	online := map[string]*conn{}
+	for _, u := range []string{"a", "b"} {
+		online[u] = dialWS(t, srv)
+		online[u].connectDevice(u, "d")
+	}
+	users := make([]string, 350)
+	for i := range users {
+		switch {
+		case i%25 == 0:
+			users[i] = "a"
+		case i%40 == 1:
+			users[i] = "b"
+		default:
+			users[i] = fmt.Sprintf("off%d", i)
+		}
+	}
+	ub, _ := json.Marshal(users)
+	want := map[string]map[string]bool{"a": {}, "b": {}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			out := api.ok("POST", "/v1/send", `{"users":`+string(ub)+`,"data":1}`)
+			ids, _ := out["ids"].([]any)
+			mu.Lock()
+			defer mu.Unlock()
+			for i, u := range users {
+				if want[u] != nil {
+					want[u][ids[i].(string)] = true
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for u, c := range online {
+		var last uint64
+		for range len(want[u]) {
+			f := c.expect("message")
+			if f.Seq != last+1 {
+				t.Fatalf("%s: got seq %d after %d", u, f.Seq, last)
+			}
+			last = f.Seq
+			id := mustIDRaw(t, f)
+			if !want[u][id] {
+				t.Fatalf("%s: got %s, not one of its messages or twice", u, f.raw)
+			}
+			delete(want[u], id)
 		}
 	}
 }
