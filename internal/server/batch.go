@@ -135,22 +135,12 @@ func (s *Server) sendChunkLive(ctx context.Context, at time.Time, chunk []*proto
 // every recipient's messages leave in sequence order whichever write ends
 // first.
 func (s *Server) sendChunkLocal(ctx context.Context, at time.Time, chunk []*protocol.Message, errs []error) {
-	type recipient struct {
-		l    *lane
-		msgs []int // indexes into chunk
-	}
-	recipients := make(map[string]*recipient)
-	var users []string
+	ps := make([]store.Push, len(chunk))
 	for i, m := range chunk {
-		r := recipients[m.To]
-		if r == nil {
-			r = &recipient{}
-			recipients[m.To] = r
-			users = append(users, m.To)
-		}
-		r.msgs = append(r.msgs, i)
+		ps[i] = store.Push{User: m.To, ID: m.ID, Data: storedData(m)}
 	}
-	held := make([]string, 0, len(users))
+	users, msgs := store.ByUser(ps)
+	lanes := make([]*lane, 0, len(users))
 	var err error
 	for _, user := range users {
 		l := s.userLanes.acquire(user)
@@ -167,34 +157,29 @@ func (s *Server) sendChunkLocal(ctx context.Context, at time.Time, chunk []*prot
 			s.userLanes.release(user, l)
 			break
 		}
-		recipients[user].l = l
-		held = append(held, user)
+		lanes = append(lanes, l)
 	}
 	var seqs []uint64
 	if err == nil {
-		ps := make([]store.Push, len(chunk))
-		for i, m := range chunk {
-			ps[i] = store.Push{User: m.To, ID: m.ID, Data: storedData(m)}
-		}
 		seqs, err = s.store.PushMany(ctx, at, ps)
 	}
-	for _, user := range held {
-		r := recipients[user]
+	for k, l := range lanes {
+		idx := msgs[users[k]]
 		var first uint64
-		msgs := make([]*protocol.Message, len(r.msgs))
+		ms := make([]*protocol.Message, len(idx))
 		if seqs != nil {
-			first = seqs[r.msgs[0]]
-			for j, i := range r.msgs {
+			first = seqs[idx[0]]
+			for j, i := range idx {
 				chunk[i].Seq = seqs[i]
 				if err == nil {
-					msgs[j] = chunk[i]
+					ms[j] = chunk[i]
 				}
 			}
 		}
-		r.l.mu.Lock()
-		r.l.stored(first, "", msgs, s.publishLive)
-		r.l.mu.Unlock()
-		s.userLanes.release(user, r.l)
+		l.mu.Lock()
+		l.stored(first, "", ms, s.publishLive)
+		l.mu.Unlock()
+		s.userLanes.release(users[k], l)
 	}
 	s.chunkStored(ctx, chunk, err, errs)
 }

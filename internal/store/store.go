@@ -154,6 +154,33 @@ type Push struct {
 	Data     []byte
 }
 
+// CheckPushes returns the first error valid gives for a user or an id of
+// ps, so that a PushMany refuses bad input before it stores anything.
+func CheckPushes(ps []Push, valid func(string) error) error {
+	for _, p := range ps {
+		if err := valid(p.User); err != nil {
+			return err
+		}
+		if err := valid(p.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ByUser groups ps by user: the users in the order they first appear,
+// and for each the indexes of its messages in ps, in order.
+func ByUser(ps []Push) (users []string, msgs map[string][]int) {
+	msgs = make(map[string][]int)
+	for i, p := range ps {
+		if _, ok := msgs[p.User]; !ok {
+			users = append(users, p.User)
+		}
+		msgs[p.User] = append(msgs[p.User], i)
+	}
+	return users, msgs
+}
+
 // Inbox keeps each user's direct messages until every device of the user
 // the store knows has acknowledged them, or until they expire. A device is
 // known from its first Ack, Delivered or Seen until Expire forgets it.

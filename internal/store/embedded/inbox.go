@@ -89,13 +89,8 @@ func (s *Store) Push(ctx context.Context, user, id string, at time.Time, data []
 // byte order, so that calls naming the same users never wait for each
 // other in a circle.
 func (s *Store) PushMany(ctx context.Context, at time.Time, ps []store.Push) ([]uint64, error) {
-	for _, p := range ps {
-		if err := validName(p.User); err != nil {
-			return nil, err
-		}
-		if err := validName(p.ID); err != nil {
-			return nil, err
-		}
+	if err := store.CheckPushes(ps, validName); err != nil {
+		return nil, err
 	}
 	if len(ps) == 0 {
 		return nil, nil
@@ -110,16 +105,10 @@ func (s *Store) PushMany(ctx context.Context, at time.Time, ps []store.Push) ([]
 		last uint64 // the last sequence this call gives
 		msgs []int  // indexes into ps
 	}
-	inboxes := make(map[string]*inbox)
-	names := make([]string, 0, len(ps))
-	for i, p := range ps {
-		in := inboxes[p.User]
-		if in == nil {
-			in = &inbox{}
-			inboxes[p.User] = in
-			names = append(names, p.User)
-		}
-		in.msgs = append(in.msgs, i)
+	names, msgs := store.ByUser(ps)
+	inboxes := make(map[string]*inbox, len(names))
+	for _, name := range names {
+		inboxes[name] = &inbox{msgs: msgs[name]}
 	}
 	slices.Sort(names)
 	locked := make([]*seqState, 0, len(names))

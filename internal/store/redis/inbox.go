@@ -64,13 +64,8 @@ func (s *Store) PushLive(ctx context.Context, user, id string, at time.Time, dat
 // them all (PushManyLive, publishing nothing); on Redis Cluster, one Push
 // after another, the first error ending the call.
 func (s *Store) PushMany(ctx context.Context, at time.Time, ps []store.Push) ([]uint64, error) {
-	for _, p := range ps {
-		if err := validName(p.User); err != nil {
-			return nil, err
-		}
-		if err := validName(p.ID); err != nil {
-			return nil, err
-		}
+	if err := store.CheckPushes(ps, validName); err != nil {
+		return nil, err
 	}
 	if len(ps) == 0 {
 		return nil, nil
