@@ -168,18 +168,23 @@ func CheckPushes(ps []Push, valid func(string) error) error {
 	return nil
 }
 
-// ByUser groups ps by user: the users in the order they first appear,
-// and for each the indexes of its messages in ps, in order.
-func ByUser(ps []Push) (users []string, msgs map[string][]int) {
-	msgs = make(map[string][]int)
-	for i, p := range ps {
-		if _, ok := msgs[p.User]; !ok {
-			users = append(users, p.User)
+// ByUser groups xs by the user each is for (as user says): the users in
+// the order they first appear, and for each the indexes of its elements
+// in xs, in order.
+func ByUser[T any](xs []T, user func(T) string) (users []string, idx map[string][]int) {
+	idx = make(map[string][]int)
+	for i, x := range xs {
+		u := user(x)
+		if _, ok := idx[u]; !ok {
+			users = append(users, u)
 		}
-		msgs[p.User] = append(msgs[p.User], i)
+		idx[u] = append(idx[u], i)
 	}
-	return users, msgs
+	return users, idx
 }
+
+// PushUser is the user of p, for ByUser.
+func PushUser(p Push) string { return p.User }
 
 // Inbox keeps each user's direct messages until every device of the user
 // the store knows has acknowledged them, or until they expire. A device is
@@ -192,13 +197,14 @@ type Inbox interface {
 	// sequence was used by a record whose sync failed (see the package
 	// comment).
 	Push(ctx context.Context, user, id string, at time.Time, data []byte) (uint64, error)
-	// PushMany is Push for each of ps, accepted at at, in one write: it
-	// returns the sequences by index, and a user named more than once gets
-	// consecutive sequences in the order of ps. The messages share their
-	// fate: on an error none was stored, except that, as with Push, a
-	// write whose sync failed returns the sequences it used with the error
-	// (and an implementation over a network, whose answer may be lost,
-	// may have stored any of them).
+	// PushMany is Push for each of ps, accepted at at: it returns the
+	// sequences by index, and a user named more than once gets increasing
+	// sequences in the order of ps. An implementation that stores them in
+	// one write (the embedded store, a single Redis) gives each user's
+	// consecutive sequences, and the messages share their fate: on an
+	// error none was stored, except that, as with Push, a write whose sync
+	// failed returns the sequences it used with the error. One over a
+	// network, whose answer may be lost, may have stored any of them.
 	PushMany(ctx context.Context, at time.Time, ps []Push) ([]uint64, error)
 	// Ack moves device's position to seq: every message up to seq is
 	// acknowledged (cumulative), and the device becomes known. seq below

@@ -105,29 +105,33 @@ func (s *Store) PushMany(ctx context.Context, at time.Time, ps []store.Push) ([]
 		last uint64 // the last sequence this call gives
 		msgs []int  // indexes into ps
 	}
-	names, msgs := store.ByUser(ps)
+	names, msgs := store.ByUser(ps, store.PushUser)
 	inboxes := make(map[string]*inbox, len(names))
 	for _, name := range names {
 		inboxes[name] = &inbox{msgs: msgs[name]}
 	}
+	// Each head is read from disk, when it must be, under its own lock
+	// alone; then all are locked at once, in byte order. A held state is
+	// not dropped, so it stays loaded.
 	slices.Sort(names)
-	locked := make([]*seqState, 0, len(names))
-	unlock := func() {
-		for _, st := range locked {
-			st.mu.Unlock()
-		}
-	}
 	for _, name := range names {
 		st, release := s.state(&s.users, name, true)
 		defer release()
 		st.mu.Lock()
-		if err := s.loadUser(st, name); err != nil {
-			st.mu.Unlock()
-			unlock()
-			return nil, fmt.Errorf("read inbox of %s: %w", name, err)
+		err := s.loadUser(st, name)
+		st.mu.Unlock()
+		if err != nil {
+			return nil, err
 		}
-		locked = append(locked, st)
 		inboxes[name].st = st
+	}
+	for _, name := range names {
+		inboxes[name].st.mu.Lock()
+	}
+	unlock := func() {
+		for _, name := range names {
+			inboxes[name].st.mu.Unlock()
+		}
 	}
 	seqs := make([]uint64, len(ps))
 	b := s.db.NewBatch()
@@ -268,7 +272,9 @@ func (s *Store) Expire(ctx context.Context, user string, lim store.InboxLimits) 
 	// device has acknowledged or that the next Expire drops again; the
 	// next synced write makes it durable anyway.
 	if err := b.Commit(pebble.NoSync); err != nil {
-		st.devicesKnown, st.headKnown = false, false
+		// What the caches say was counted against a drop that did not
+		// happen: read it all again next time.
+		st.devicesKnown, st.headKnown, st.sized = false, false, false
 		return 0, fmt.Errorf("expire inbox of %s: %w", user, err)
 	}
 	st.base = base

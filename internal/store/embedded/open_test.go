@@ -80,8 +80,8 @@ func TestReopenKeepsEverything(t *testing.T) {
 	}
 }
 
-// An inbox read from disk, not pushed to since, is held to its limits from
-// what is on disk: its oldest record and its size are read once, then kept.
+// An inbox read back from disk, not pushed to since, is held to its limits
+// from what is on disk: its oldest record is noted as its size is counted.
 func TestExpireAfterReopen(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()

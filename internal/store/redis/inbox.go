@@ -61,8 +61,10 @@ func (s *Store) PushLive(ctx context.Context, user, id string, at time.Time, dat
 }
 
 // PushMany implements store.Inbox: on a single Redis, one script for
-// them all (PushManyLive, publishing nothing); on Redis Cluster, one Push
-// after another, the first error ending the call.
+// them all (PushManyLive, publishing nothing); on Redis Cluster, whose
+// scripts keep to one hash slot, one Push after another, the first error
+// ending the call (those before it are stored; concurrent calls may
+// interleave their sequences).
 func (s *Store) PushMany(ctx context.Context, at time.Time, ps []store.Push) ([]uint64, error) {
 	if err := store.CheckPushes(ps, validName); err != nil {
 		return nil, err

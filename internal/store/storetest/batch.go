@@ -179,6 +179,30 @@ func testPushMany(t *testing.T, s store.Store) {
 	if seqs, err := s.PushMany(ctx, at, nil); err != nil || len(seqs) != 0 {
 		t.Fatalf("PushMany of nothing = %v, %v", seqs, err)
 	}
+
+	// Inboxes known to be empty, then filled by PushMany, are held to
+	// their caps and their age like any others.
+	for _, u := range []string{"d", "e"} {
+		if head, err := s.Head(ctx, u); err != nil || head != 0 {
+			t.Fatalf("head of %s = %d, %v; want 0", u, head, err)
+		}
+	}
+	ps = []store.Push{
+		{User: "d", ID: newID(), Data: data(1)},
+		{User: "e", ID: newID(), Data: data(2)},
+		{User: "d", ID: newID(), Data: data(3)},
+		{User: "d", ID: newID(), Data: data(4)},
+	}
+	if _, err := s.PushMany(ctx, at, ps); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Expire(ctx, "d", store.InboxLimits{MaxCount: 1}); err != nil || n != 2 {
+		t.Fatalf("d over a cap of one: dropped %d, %v; want 2", n, err)
+	}
+	wantOffsets(t, "d after its cap", pending(t, s, "d", "phone").Records, 3)
+	if n, err := s.Expire(ctx, "e", store.InboxLimits{Before: at.Add(time.Second)}); err != nil || n != 1 {
+		t.Fatalf("e older than its age: dropped %d, %v; want 1", n, err)
+	}
 }
 
 // testConcurrentPushMany: calls naming the same users in different orders
