@@ -65,29 +65,35 @@ func (s *Server) DispatchBatch(ctx context.Context, ms []*protocol.Message) []er
 	return errs
 }
 
-// sendConcurrency bounds the direct messages of one batch stored at once
-// (or, on a node of a cluster over one Redis, the chunks): concurrent
-// writes share the store's syncs.
+// sendConcurrency bounds the chunks of one batch stored at once (or, when
+// messages are not stored in chunks, the recipients sent to at once):
+// concurrent writes share the store's syncs.
 const sendConcurrency = 128
 
-// sendChunk is how many direct messages one write stores: one batch of
-// the embedded store, or one script in Redis.
+// sendChunk is about how many direct messages one write stores: one
+// batch of the embedded store, or one script in Redis. A chunk holds all
+// of a recipient's messages, so one named many times makes it bigger.
 const sendChunk = 100
 
 // SendBatch accepts direct messages (Kind direct) as Dispatch does each,
-// many at once, and returns each one's error, by index. With the inbox on,
-// each chunk of sendChunk is stored in one write (on a single node, one
-// commit and one sync of the embedded store; on a node of a cluster over a
-// single Redis, not Redis Cluster, one script that also publishes), where
-// Dispatch takes a write per message; a chunk's messages share their fate.
+// many at once, and returns each one's error, by index. A user named more
+// than once gets the messages in the order named. With the inbox on,
+// messages are stored in chunks of about sendChunk, each in one write (on
+// a single node, one commit and one sync of the embedded store; on a node
+// of a cluster over a single Redis, not Redis Cluster, one script that
+// also publishes), where Dispatch takes a write per message; a chunk's
+// messages share their fate.
 func (s *Server) SendBatch(ctx context.Context, ms []*protocol.Message) []error {
 	errs := make([]error, len(ms))
+	users, idx := store.ByUser(ms, func(m *protocol.Message) string { return m.To })
 	var g errgroup.Group
 	g.SetLimit(sendConcurrency)
 	if s.cfg.InboxTTL <= 0 || (s.cluster != nil && !s.cluster.store.Batches()) {
-		for i, m := range ms {
+		for _, user := range users {
 			g.Go(func() error {
-				errs[i] = s.Dispatch(ctx, m)
+				for _, i := range idx[user] {
+					errs[i] = s.Dispatch(ctx, ms[i])
+				}
 				return nil
 			})
 		}
@@ -95,19 +101,38 @@ func (s *Server) SendBatch(ctx context.Context, ms []*protocol.Message) []error 
 		return errs
 	}
 	now := time.Now()
+	at := time.UnixMilli(now.UnixMilli()) // as Dispatch stores a message's time
 	for _, m := range ms {
 		s.stamp(m, now)
 	}
-	for start := 0; start < len(ms); start += sendChunk {
-		end := min(start+sendChunk, len(ms))
+	send := func(chunk []int) {
 		g.Go(func() error {
+			cms := make([]*protocol.Message, len(chunk))
+			for j, i := range chunk {
+				cms[j] = ms[i]
+			}
+			cerrs := make([]error, len(chunk))
 			if s.cluster != nil {
-				s.sendChunkLive(ctx, now, ms[start:end], errs[start:end])
+				s.sendChunkLive(ctx, at, cms, cerrs)
 			} else {
-				s.sendChunkLocal(ctx, now, ms[start:end], errs[start:end])
+				s.sendChunkLocal(ctx, at, cms, cerrs)
+			}
+			for j, i := range chunk {
+				errs[i] = cerrs[j]
 			}
 			return nil
 		})
+	}
+	var chunk []int
+	for _, user := range users {
+		chunk = append(chunk, idx[user]...)
+		if len(chunk) >= sendChunk {
+			send(chunk)
+			chunk = nil
+		}
+	}
+	if len(chunk) > 0 {
+		send(chunk)
 	}
 	_ = g.Wait()
 	return errs
@@ -139,7 +164,7 @@ func (s *Server) sendChunkLocal(ctx context.Context, at time.Time, chunk []*prot
 	for i, m := range chunk {
 		ps[i] = store.Push{User: m.To, ID: m.ID, Data: storedData(m)}
 	}
-	users, msgs := store.ByUser(ps)
+	users, msgs := store.ByUser(ps, store.PushUser)
 	lanes := make([]*lane, 0, len(users))
 	var err error
 	for _, user := range users {

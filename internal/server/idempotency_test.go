@@ -157,7 +157,7 @@ func TestBatchSendOrder(t *testing.T) {
 
 // A batch of many chunks that names two online users many times, sent
 // twice at once: each gets every message once, in sequence order, with no
-// gap, whichever chunk is written first.
+// gap, and the messages of each call in the order it names them.
 func TestBatchSendChunks(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, testConfig())
@@ -179,18 +179,21 @@ func TestBatchSendChunks(t *testing.T) {
 		}
 	}
 	ub, _ := json.Marshal(users)
-	want := map[string]map[string]bool{"a": {}, "b": {}}
+	type place struct{ call, n int } // the call, and the message's rank among its user's in it
+	want := map[string]map[string]place{"a": {}, "b": {}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for range 2 {
+	for call := range 2 {
 		wg.Go(func() {
 			out := api.ok("POST", "/v1/send", `{"users":`+string(ub)+`,"data":1}`)
 			ids, _ := out["ids"].([]any)
 			mu.Lock()
 			defer mu.Unlock()
+			rank := map[string]int{}
 			for i, u := range users {
 				if want[u] != nil {
-					want[u][ids[i].(string)] = true
+					want[u][ids[i].(string)] = place{call, rank[u]}
+					rank[u]++
 				}
 			}
 		})
@@ -198,6 +201,7 @@ func TestBatchSendChunks(t *testing.T) {
 	wg.Wait()
 	for u, c := range online {
 		var last uint64
+		next := [2]int{}
 		for range len(want[u]) {
 			f := c.expect("message")
 			if f.Seq != last+1 {
@@ -205,9 +209,14 @@ func TestBatchSendChunks(t *testing.T) {
 			}
 			last = f.Seq
 			id := mustIDRaw(t, f)
-			if !want[u][id] {
+			p, ok := want[u][id]
+			if !ok {
 				t.Fatalf("%s: got %s, not one of its messages or twice", u, f.raw)
 			}
+			if p.n != next[p.call] {
+				t.Fatalf("%s: got its message %d of call %d, want %d", u, p.n, p.call, next[p.call])
+			}
+			next[p.call]++
 			delete(want[u], id)
 		}
 	}
