@@ -80,6 +80,15 @@ func (w *wsConn) onData(data []byte) {
 	w.broken = true
 	d := protocol.DisconnectFrameTooLarge
 	switch v {
+	case violationClose:
+		// The client closes. The engine would answer its close frame
+		// itself and, should that write fail (the server may have shut
+		// down writing already), close the descriptor from this
+		// goroutine, off the event loop, which may still hold an event for
+		// the number and apply it to the next connection given that
+		// number. The session answers instead, after what it has queued,
+		// and leaves the descriptor to the event loop.
+		d = protocol.Disconnect{Code: 1000, Reason: session.ReasonClientClosed}
 	case violationUnmasked:
 		d = protocol.DisconnectProtocolViolation
 		d.Message = "client frames must be masked"

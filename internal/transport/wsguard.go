@@ -9,7 +9,8 @@ import (
 
 // frameGuard reads the header of every WebSocket frame a client sends
 // before the WebSocket engine parses it, and stops the stream at the first
-// frame the server must refuse. The engine reads a 64-bit length with the
+// frame the server must refuse, or at the client's close frame, which the
+// server answers itself (see wsConn.onData). The engine reads a 64-bit length with the
 // top bit set as negative, which passes its size check and has it buffer
 // up to its read limit; it accepts unmasked client frames, which RFC 6455
 // section 5.1 says end the connection; and it answers every ping, however
@@ -33,6 +34,7 @@ const (
 	violationTooLarge           // a data message over the limit
 	violationUnmasked           // a client frame without a mask
 	violationPings              // pings faster than the operation rate
+	violationClose              // a close frame: no fault, but the stream ends there
 )
 
 // guardLimits are the bounds every guard of a server applies.
@@ -124,6 +126,8 @@ func (g *frameGuard) frame() violation {
 		if fin {
 			g.message = 0
 		}
+	case 0x8: // close
+		return violationClose
 	case 0x9: // ping
 		if g.pings == nil {
 			g.pings = rate.NewLimiter(rate.Limit(g.limits.pingsPerSecond), g.limits.pingBurst)
