@@ -246,6 +246,21 @@ func (s *Session) Close(d protocol.Disconnect) {
 	s.enqueueLocked(df)
 }
 
+// Leave ends a connection whose client is closing it (a WebSocket close
+// frame): what is queued is still written, then the transport closes with
+// d, but no disconnect frame goes out, which the client no longer waits
+// for.
+func (s *Session) Leave(d protocol.Disconnect) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing != nil {
+		return
+	}
+	s.closing = &d
+	s.reason.CompareAndSwap(nil, &d)
+	s.scheduleLocked()
+}
+
 func (s *Session) dropQueueLocked() {
 	if s.queue != nil {
 		releaseQueue(s.queue)

@@ -204,3 +204,30 @@ func BenchmarkDeliver(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(want), "ns/delivery")
 	b.ReportMetric(float64(want)/float64(writes), "frames/write")
 }
+
+// A session whose client is leaving writes what is queued, then has the
+// transport close with the given disconnect, writing no disconnect frame;
+// nothing queued after it goes out.
+func TestLeave(t *testing.T) {
+	m := NewManager(testLimits(), nopNode{}, slog.New(slog.NewTextHandler(io.Discard, nil)), 1)
+	tr := &countingTransport{}
+	s := m.Open(tr)
+	f := (&protocol.Message{ID: "x", Kind: protocol.KindBroadcast, Data: []byte("1")}).Frame()
+	s.Deliver(f)
+	s.Deliver(f)
+	bye := protocol.Disconnect{Code: 1000, Reason: "client_closed"}
+	s.Leave(bye)
+	s.Deliver(f)
+	s.Close(protocol.DisconnectShutdown)
+	runManager(t, m)
+	waitFor(t, func() bool { return tr.closed.Load() != nil })
+	if d := tr.closed.Load(); *d != bye || tr.aborted.Load() {
+		t.Fatalf("closed with %+v (aborted %v), want %+v", *d, tr.aborted.Load(), bye)
+	}
+	if n := tr.frames.Load(); n != 2 {
+		t.Fatalf("%d frames written, want the 2 queued before leaving", n)
+	}
+	if r := s.reason.Load(); r == nil || *r != bye {
+		t.Fatalf("reason %+v, want %+v", r, bye)
+	}
+}

@@ -25,9 +25,25 @@ import (
 // socket closed with unread input), including the disconnect reason.
 const lingerTimeout = 2 * time.Second
 
+// loopConn is an event-loop connection as the WebSocket engine holds it.
+// The engine closes a connection it finds broken (a protocol error in a
+// client's frame) from the goroutine that parsed the frame; a descriptor
+// closed off its event loop frees its number while the loop may still
+// hold an event for it, which the loop would apply to the next connection
+// given that number. Close only hangs up (closeConn), and the event loop
+// closes the descriptor.
+type loopConn struct{ *nbio.Conn }
+
+func (c loopConn) Close() error {
+	closeConn(c.Conn)
+	return nil
+}
+
 // rawConn returns the nbio connection under c, or nil (for TLS).
 func rawConn(c net.Conn) *nbio.Conn {
 	switch v := c.(type) {
+	case loopConn:
+		return v.Conn
 	case *nbio.Conn:
 		return v
 	case *nbhttp.Conn:

@@ -86,9 +86,12 @@ func (w *wsConn) onData(data []byte) {
 		// down writing already), close the descriptor from this
 		// goroutine, off the event loop, which may still hold an event for
 		// the number and apply it to the next connection given that
-		// number. The session answers instead, after what it has queued,
-		// and leaves the descriptor to the event loop.
-		d = protocol.Disconnect{Code: 1000, Reason: session.ReasonClientClosed}
+		// number. The session answers instead, with a close frame 1000
+		// after what it has queued, and leaves the descriptor to the
+		// event loop.
+		s := w.session
+		w.c.Execute(func() { s.Leave(clientClosed) })
+		return
 	case violationUnmasked:
 		d = protocol.DisconnectProtocolViolation
 		d.Message = "client frames must be masked"
@@ -107,6 +110,10 @@ func (w *wsConn) onData(data []byte) {
 		s.Close(d)
 	})
 }
+
+// clientClosed is how a session ends when its client sent a close frame:
+// a close frame 1000 (normal closure) answers it.
+var clientClosed = protocol.Disconnect{Code: 1000, Reason: session.ReasonClientClosed}
 
 // closeFrame builds a WebSocket close frame carrying d's code and reason.
 func closeFrame(d protocol.Disconnect) []byte {
@@ -216,7 +223,7 @@ func (s *Server) openEventLoopWebSocket(tc *net.TCPConn, resp []byte, remote str
 		_ = tc.Close()
 		return
 	}
-	wsc := websocket.NewServerConn(s.upgrader, nc, "", false, false)
+	wsc := websocket.NewServerConn(s.upgrader, loopConn{nc}, "", false, false)
 	wsc.Execute = nc.Execute
 	wc := &wsConn{c: wsc, guard: frameGuard{limits: &s.guardLimits}, remote: remote, headers: headers}
 	sw, err := newSockWriter(nc, s.writes, func() { wc.session.Writable() })
