@@ -235,22 +235,18 @@ func (s *Session) Writable() {
 // Close disconnects the client for reason d: queued frames are written,
 // then the disconnect push, then the connection is closed.
 func (s *Session) Close(d protocol.Disconnect) {
-	df := protocol.DisconnectFrame(d).Bytes(s.wire)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing != nil {
-		return
-	}
-	s.closing = &d
-	s.reason.CompareAndSwap(nil, &d)
-	s.enqueueLocked(df)
+	s.end(d, protocol.DisconnectFrame(d).Bytes(s.wire))
 }
 
 // Leave ends a connection whose client is closing it (a WebSocket close
 // frame): what is queued is still written, then the transport closes with
 // d, but no disconnect frame goes out, which the client no longer waits
 // for.
-func (s *Session) Leave(d protocol.Disconnect) {
+func (s *Session) Leave(d protocol.Disconnect) { s.end(d, nil) }
+
+// end marks the session closing for d, unless it is already, and has the
+// flusher write what is queued, then last (when not nil), then close.
+func (s *Session) end(d protocol.Disconnect, last []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing != nil {
@@ -258,7 +254,11 @@ func (s *Session) Leave(d protocol.Disconnect) {
 	}
 	s.closing = &d
 	s.reason.CompareAndSwap(nil, &d)
-	s.scheduleLocked()
+	if last != nil {
+		s.enqueueLocked(last)
+	} else {
+		s.scheduleLocked()
+	}
 }
 
 func (s *Session) dropQueueLocked() {
