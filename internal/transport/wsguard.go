@@ -10,12 +10,12 @@ import (
 // frameGuard reads the header of every WebSocket frame a client sends
 // before the WebSocket engine parses it, and stops the stream at the first
 // frame the server must refuse, or at the client's close frame, which the
-// server answers itself (see wsConn.onData). The engine reads a 64-bit length with the
-// top bit set as negative, which passes its size check and has it buffer
-// up to its read limit; it accepts unmasked client frames, which RFC 6455
-// section 5.1 says end the connection; and it answers every ping, however
-// many. The guard is fed the bytes in the order they arrive, by one
-// goroutine at a time.
+// server answers itself (see wsConn.onData). The engine reads a 64-bit
+// length with the top bit set as negative, which passes its size check and
+// has it buffer up to its read limit; it accepts unmasked client frames,
+// which RFC 6455 section 5.1 says end the connection; and it answers every
+// ping, however many. The guard is fed the bytes in the order they arrive,
+// by one goroutine at a time.
 type frameGuard struct {
 	limits *guardLimits
 	pings  *rate.Limiter // made on the first ping
